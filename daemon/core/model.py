@@ -1,0 +1,48 @@
+"""Domain values shared by the layers: ids and the campaign as the daemon and CLI see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NewType
+
+from daemon.core.payload import Template
+from daemon.core.states import CampaignState, ContactState
+
+CampaignId = NewType("CampaignId", int)
+ContactId = NewType("ContactId", int)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: CampaignId
+    name: str
+    state: CampaignState
+    template: Template
+    phone_number_id: str
+    pause_reason: str | None
+    hold_reason: str | None
+    hold_until: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    campaign: Campaign
+    counts: dict[ContactState, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def done(self) -> int:
+        from daemon.core.states import PENDING_STATES
+
+        return sum(n for state, n in self.counts.items() if state not in PENDING_STATES)
+
+    @property
+    def percent_done(self) -> float:
+        return 100.0 * self.done / self.total if self.total else 100.0

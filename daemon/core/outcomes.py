@@ -1,0 +1,280 @@
+"""Classify the result of one send attempt: accepted, retry, refused for the recipient, or fatal.
+
+Meta asks integrators to branch on the error `code`, not on the HTTP status nor the title, so
+the code tables below decide; the HTTP status is only a fallback for bodies without a known
+code. The same tables classify the `errors[]` objects of `failed` status webhooks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+
+class OutcomeKind(StrEnum):
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"  # retry this contact with backoff
+    THROTTLED = "throttled"  # transient, and the sender must slow down
+    RETRY_LATER = "retry_later"  # retry this contact only, after `retry_after_s`
+    PERMANENT = "permanent"  # refused for this recipient for good
+    FATAL = "fatal"  # every contact would fail the same way: hold the campaign
+
+
+TRANSIENT_CODES: Final = frozenset({1, 2, 131000, 131016, 133004})
+"""Meta-side errors, downtime and overload. 1 is ambiguous (notes: "T, few tries"); the retry
+policy bounds it and exhausted attempts end in `error`."""
+
+THROTTLED_CODES: Final = frozenset({4, 80007, 130429})
+"""App (4), WABA (80007) and per-number throughput (130429) rate limits."""
+
+RETRY_LATER_CODES: Final = frozenset({131056, 131049})
+"""131056: pair rate limit, this user only, retry after 4^X s. 131049: per-user marketing cap,
+retrying within 24 h just fails again."""
+
+PERMANENT_CODES: Final = frozenset(
+    {131026, 131050, 130472, 130497, 130403, 131021, 131047, 131009, 131008, 100, 135000}
+)
+"""Refused for this recipient: not on WhatsApp (131026), opted out of marketing (131050),
+Meta experiment (130472), country blocked for the WABA (130497), user blocked by the business
+(130403), sender is recipient (131021), re-engagement (131047, not expected for templates).
+Parameter errors 131009/131008/100/135000 may be contact data (a parameter value Meta refuses)
+or a payload bug; per contact here, so one bad row does not stop a campaign; an engine-level
+breaker on repeated identical refusals catches the payload-bug case."""
+
+SUPPRESS_CODES: Final = frozenset({131050})
+"""The recipient opted out: also add the phone to the suppression list."""
+
+PERMISSION_CODES: Final = frozenset({3, 10, *range(200, 300), 131005})
+
+FATAL_REASONS: Final[Mapping[int, str]] = {
+    0: "access token rejected",
+    190: "access token rejected",
+    **dict.fromkeys(PERMISSION_CODES, "permission missing for the access token"),
+    33: "business phone number deleted",
+    131045: "business phone number not registered",
+    133010: "business phone number not registered",
+    131037: "business phone number has no approved display name",
+    368: "business account restricted for policy violations",
+    131031: "business account locked",
+    131042: "business payment method problem",
+    131048: "phone number restricted by the spam rate limit",
+    131064: "account messaging limited for template classification violations",
+    131030: "recipient not in the allowed list: is this still a test phone number?",
+    131051: "unsupported message type (request payload bug)",
+    131053: "template header media could not be fetched",
+    131057: "business account in maintenance mode",
+    2494100: "business account in maintenance mode",
+    131063: "marketing templates disabled for this business account",
+    132000: "template parameter count mismatch",
+    132001: "template does not exist in this language or is not approved",
+    132005: "template translated text too long",
+    132007: "template content violates policy",
+    132012: "template parameter format mismatch",
+    132015: "template paused for low quality",
+    132016: "template disabled",
+}
+"""Hold the campaign: token, permissions, phone number, account, billing, template problems.
+132000/132012 are template/payload mismatches: every contact has the same parameter columns,
+so they would all fail. 131030 only happens on test numbers: in production it means the
+configuration is wrong."""
+
+RESUME_AFTER_S: Final[Mapping[int, float]] = {
+    131057: 5 * 60.0,  # throughput upgrade: maintenance lasts about a minute
+    2494100: 5 * 60.0,
+    132015: 3
+    * 3600.0,  # a template paused for quality is re-enabled after 3 h (6 h the second time)
+}
+"""Fatal codes that clear by themselves: the engine may resume the campaign after this delay
+instead of waiting for an operator (a still-failing first attempt simply holds it again)."""
+
+CODE_KINDS: Final[Mapping[int, OutcomeKind]] = {
+    **dict.fromkeys(TRANSIENT_CODES, OutcomeKind.TRANSIENT),
+    **dict.fromkeys(THROTTLED_CODES, OutcomeKind.THROTTLED),
+    **dict.fromkeys(RETRY_LATER_CODES, OutcomeKind.RETRY_LATER),
+    **dict.fromkeys(PERMANENT_CODES, OutcomeKind.PERMANENT),
+    **dict.fromkeys(FATAL_REASONS, OutcomeKind.FATAL),
+}
+
+ECOSYSTEM_RETRY_AFTER_S: Final = 24 * 3600.0
+PAIR_LIMIT_MAX_RETRY_AFTER_S: Final = 3600.0
+
+# Without a known code: an authentication or routing refusal hits every contact alike.
+_FATAL_HTTP_STATUSES: Final = frozenset({401, 403, 404})
+_HTTP_TIMEOUT_STATUSES: Final = frozenset({408})
+_HTTP_THROTTLE_STATUSES: Final = frozenset({429})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    kind: OutcomeKind
+    wamid: str | None = None
+    wa_id: str | None = None
+    message_status: str | None = None
+    http_status: int | None = None
+    error_code: int | None = None
+    error_title: str | None = None
+    error_details: str | None = None
+    fbtrace_id: str | None = None
+    suppress_recipient: bool = False
+    retry_after_s: float | None = None
+    fatal_reason: str | None = None
+    resume_after_s: float | None = None  # FATAL that clears by itself: hold, then resume
+
+
+def classify_response(
+    http_status: int, body: bytes | Mapping[str, Any] | None, *, attempt: int
+) -> Outcome:
+    """Classify an HTTP response to a send; `attempt` is the 1-based number of this attempt.
+
+    A 2xx whose body is not a send response (no `messages[0].id`) is TRANSIENT: like a
+    timeout, nothing proves the message was accepted, and its callback data still lets a
+    late status receipt resolve it.
+    """
+    document = _as_mapping(body)
+    error = _error_object(document) if document is not None else None
+    if 200 <= http_status < 300 and error is None:
+        accepted = _accepted(document, http_status)
+        if accepted is not None:
+            return accepted
+        return Outcome(
+            OutcomeKind.TRANSIENT,
+            http_status=http_status,
+            error_title=f"unreadable HTTP {http_status} response",
+        )
+    return classify_error_object(error or {}, attempt=attempt, http_status=http_status)
+
+
+def classify_error_object(
+    error: Mapping[str, Any], *, attempt: int, http_status: int | None = None
+) -> Outcome:
+    """Classify a Graph error object (`{"error": {...}}`'s inside) or a webhook `errors[]` item."""
+    code = _int_or_none(error.get("code"))
+    title = _title(error, code)
+    error_data = error.get("error_data")
+    details = error_data.get("details") if isinstance(error_data, Mapping) else None
+    kind = _kind(code, error.get("is_transient") is True, http_status)
+    return Outcome(
+        kind,
+        http_status=http_status,
+        error_code=code,
+        error_title=title or (f"HTTP {http_status}" if http_status is not None else None),
+        error_details=details if isinstance(details, str) else None,
+        fbtrace_id=_str_or_none(error.get("fbtrace_id")),
+        suppress_recipient=code in SUPPRESS_CODES,
+        retry_after_s=_retry_after_s(code, attempt) if kind is OutcomeKind.RETRY_LATER else None,
+        fatal_reason=_fatal_reason(code, title, http_status) if kind is OutcomeKind.FATAL else None,
+        resume_after_s=RESUME_AFTER_S.get(code) if code is not None else None,
+    )
+
+
+def classify_transport_error(kind: str) -> Outcome:
+    """A request that got no HTTP response ("timeout", "connection", ...): retry with backoff."""
+    return Outcome(OutcomeKind.TRANSIENT, error_title=f"transport error: {kind}")
+
+
+def pair_limit_retry_after_s(attempt: int) -> float:
+    """Meta's 131056 schedule, 4^X seconds for X = 0, 1, 2..., capped at an hour."""
+    exponent = max(attempt - 1, 0)
+    if exponent > 6:  # 4^6 already exceeds the cap
+        return PAIR_LIMIT_MAX_RETRY_AFTER_S
+    return min(4.0**exponent, PAIR_LIMIT_MAX_RETRY_AFTER_S)
+
+
+def _kind(code: int | None, is_transient: bool, http_status: int | None) -> OutcomeKind:
+    if code is not None and code in CODE_KINDS:
+        return CODE_KINDS[code]
+    if is_transient:
+        return OutcomeKind.TRANSIENT
+    if http_status is None:  # a webhook error with an unknown code: the message did not go
+        return OutcomeKind.PERMANENT
+    if http_status >= 500 or http_status in _HTTP_TIMEOUT_STATUSES:
+        return OutcomeKind.TRANSIENT
+    if http_status in _HTTP_THROTTLE_STATUSES:
+        return OutcomeKind.THROTTLED
+    if http_status in _FATAL_HTTP_STATUSES:
+        return OutcomeKind.FATAL
+    if 400 <= http_status < 500:
+        return OutcomeKind.PERMANENT
+    return OutcomeKind.TRANSIENT
+
+
+def _retry_after_s(code: int | None, attempt: int) -> float:
+    if code == 131049:
+        return ECOSYSTEM_RETRY_AFTER_S
+    return pair_limit_retry_after_s(attempt)
+
+
+def _fatal_reason(code: int | None, title: str | None, http_status: int | None) -> str:
+    if code is not None and code in FATAL_REASONS:
+        reason = f"{FATAL_REASONS[code]} ({code})"
+    elif code is not None:
+        reason = f"HTTP {http_status} with unknown error code {code}"
+    else:
+        reason = f"HTTP {http_status} without a known error code"
+    return f"{reason}: {title}" if title else reason
+
+
+def _accepted(document: Mapping[str, Any] | None, http_status: int) -> Outcome | None:
+    if document is None:
+        return None
+    messages = document.get("messages")
+    if not isinstance(messages, list) or not messages or not isinstance(messages[0], Mapping):
+        return None
+    wamid = messages[0].get("id")
+    if not isinstance(wamid, str) or not wamid:
+        return None
+    contacts = document.get("contacts")
+    wa_id = None
+    if isinstance(contacts, list) and contacts and isinstance(contacts[0], Mapping):
+        wa_id = _str_or_none(contacts[0].get("wa_id"))
+    return Outcome(
+        OutcomeKind.ACCEPTED,
+        wamid=wamid,
+        wa_id=wa_id.strip() if wa_id else None,
+        message_status=_str_or_none(messages[0].get("message_status")) or "accepted",
+        http_status=http_status,
+    )
+
+
+def _as_mapping(body: bytes | Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if body is None or isinstance(body, Mapping):
+        return body
+    try:
+        document = json.loads(body)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+    return document if isinstance(document, Mapping) else None
+
+
+def _error_object(document: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    error = document.get("error")
+    if isinstance(error, Mapping):
+        return error
+    return document if "code" in document else None
+
+
+def _title(error: Mapping[str, Any], code: int | None) -> str | None:
+    """Webhook errors carry a `title`; sync errors a message "(#130429) Rate limit hit"."""
+    title = _str_or_none(error.get("title")) or _str_or_none(error.get("message"))
+    if title and code is not None:
+        prefix = f"(#{code}) "
+        if title.startswith(prefix):
+            title = title[len(prefix) :]
+    return title or None
+
+
+def _int_or_none(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

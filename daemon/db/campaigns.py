@@ -1,0 +1,151 @@
+"""Campaign lifecycle, contact removal and the suppression list, as named operations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from daemon.core.model import Campaign, CampaignId, CampaignProgress
+from daemon.core.payload import Template
+from daemon.core.states import (
+    EDITABLE_CAMPAIGN_STATES,
+    CampaignCommand,
+    CampaignState,
+    ContactState,
+    ForbiddenCampaignTransition,
+    campaign_next_state,
+)
+from daemon.db.sql import query
+from daemon.errors import NotFoundError, TransitionError
+
+CAMPAIGNS_CHANNEL = "wa_sender_campaigns"
+
+
+def campaign_from_record(r: asyncpg.Record) -> Campaign:
+    return Campaign(
+        id=CampaignId(r["id"]),
+        name=r["name"],
+        state=CampaignState(r["state"]),
+        template=Template(r["template_name"], r["template_language"], tuple(r["template_params"])),
+        phone_number_id=r["phone_number_id"],
+        pause_reason=r["pause_reason"],
+        hold_reason=r["hold_reason"],
+        hold_until=r["hold_until"],
+        created_at=r["created_at"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+    )
+
+
+async def create_campaign(
+    conn: asyncpg.Connection, name: str, template: Template, phone_number_id: str
+) -> CampaignId:
+    campaign_id = await conn.fetchval(
+        query("create_campaign"),
+        name,
+        template.name,
+        template.language,
+        list(template.param_columns),
+        phone_number_id,
+    )
+    return CampaignId(campaign_id)
+
+
+async def get_campaign(
+    conn: asyncpg.Connection, campaign_id: int, *, lock: bool = False
+) -> Campaign:
+    record = await conn.fetchrow(query("lock_campaign" if lock else "get_campaign"), campaign_id)
+    if record is None:
+        raise NotFoundError(f"campaign {campaign_id} does not exist")
+    return campaign_from_record(record)
+
+
+async def list_campaigns(conn: asyncpg.Connection) -> list[Campaign]:
+    return [campaign_from_record(r) for r in await conn.fetch(query("list_campaigns"))]
+
+
+async def campaign_progress(conn: asyncpg.Connection, campaign_id: int) -> CampaignProgress:
+    campaign = await get_campaign(conn, campaign_id)
+    counts = {state: 0 for state in ContactState}
+    for r in await conn.fetch(query("campaign_state_counts"), campaign_id):
+        counts[ContactState(r["state"])] = r["n"]
+    return CampaignProgress(campaign, counts)
+
+
+_COMMAND_QUERY = {
+    CampaignCommand.START: "start_campaign",
+    CampaignCommand.PAUSE: "pause_campaign",
+    CampaignCommand.RESUME: "resume_campaign",
+    CampaignCommand.CANCEL: "cancel_campaign",
+}
+
+
+async def change_campaign_state(
+    conn: asyncpg.Connection, campaign_id: int, command: CampaignCommand, reason: str | None = None
+) -> Campaign:
+    """Apply an operator's lifecycle command; a forbidden one raises TransitionError."""
+    async with conn.transaction():
+        campaign = await get_campaign(conn, campaign_id, lock=True)
+        try:
+            campaign_next_state(campaign.state, command)
+        except ForbiddenCampaignTransition as exc:
+            raise TransitionError(f"campaign {campaign_id}: {exc}") from None
+        args: list[Any] = [campaign_id]
+        if command is CampaignCommand.PAUSE:
+            args.append(reason or "paused by admin")
+        record = await conn.fetchrow(query(_COMMAND_QUERY[command]), *args)
+        if command is CampaignCommand.CANCEL:
+            await conn.execute(query("cancel_pending_contacts"), campaign_id)
+        await conn.execute(query("notify_campaigns_changed"), f"{campaign_id}:{command.value}")
+    return campaign_from_record(record)
+
+
+async def remove_contacts(
+    conn: asyncpg.Connection, campaign_id: int, phones: Sequence[str]
+) -> tuple[list[str], dict[str, str]]:
+    """Remove contacts by (normalised) phone. Returns (removed, {phone: why not removed})."""
+    async with conn.transaction():
+        campaign = await get_campaign(conn, campaign_id, lock=True)
+        if campaign.state not in EDITABLE_CAMPAIGN_STATES:
+            raise TransitionError(
+                f"campaign {campaign_id} is {campaign.state.value}: contacts can be removed "
+                "only while it is draft or paused"
+            )
+        removed = [
+            r["phone"]
+            for r in await conn.fetch(query("remove_contacts"), campaign_id, list(phones))
+        ]
+        states: dict[str, list[str]] = {}
+        for r in await conn.fetch(query("contacts_by_phone"), campaign_id, list(phones)):
+            states.setdefault(r["phone"], []).append(r["state"])
+    not_removed: dict[str, str] = {}
+    for phone in phones:
+        if phone in removed:
+            continue
+        present = [s for s in states.get(phone, []) if s not in ("removed", "invalid_record")]
+        if present:
+            not_removed[phone] = "already " + ContactState(present[0]).label.lower()
+        elif phone in states:
+            not_removed[phone] = "already removed"
+        else:
+            not_removed[phone] = "not in this campaign"
+    return removed, not_removed
+
+
+async def add_suppression(conn: asyncpg.Connection, phone: str, reason: str) -> bool:
+    return await conn.fetchval(query("add_suppression"), phone, reason) is not None
+
+
+async def add_suppressions(conn: asyncpg.Connection, phones: Sequence[str], reason: str) -> None:
+    if phones:
+        await conn.execute(query("add_suppressions"), list(phones), [reason] * len(phones))
+
+
+async def remove_suppression(conn: asyncpg.Connection, phone: str) -> bool:
+    return await conn.fetchval(query("remove_suppression"), phone) is not None
+
+
+async def list_suppressions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return list(await conn.fetch(query("list_suppressions")))

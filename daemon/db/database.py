@@ -1,0 +1,41 @@
+"""Which PostgreSQL to use: the configured one, or a local embedded one started on demand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from daemon.config import DatabaseConfig
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "wa-sender" / "pgdata"
+
+
+@contextmanager
+def database_dsn(config: DatabaseConfig, *, throwaway: bool = False) -> Iterator[str]:
+    """Yield a DSN: `database.url` if set; else an embedded server for the duration.
+
+    The embedded server keeps its data in `database.embedded_dir` (default: the per-user state
+    directory) so separate CLI commands see the same campaigns; `throwaway=True` uses a
+    temporary cluster deleted afterwards (the demo, the tests).
+    """
+    if config.url:
+        yield config.url
+        return
+    from daemon.db.embedded import EmbeddedPostgres
+
+    data_dir = None if throwaway else Path(config.embedded_dir or default_state_dir())
+    if data_dir is not None:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with EmbeddedPostgres(data_dir=data_dir) as server:
+        yield server.dsn
+
+
+def with_database_name(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))

@@ -1,0 +1,69 @@
+"""The asyncpg pool: codecs set up once per connection, driver errors translated at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from daemon.errors import DatabaseError
+
+# Errors after which a write may succeed if simply tried again later (database restarting,
+# network blip); record writes retry on these through outages.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.ConnectionFailureError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
+
+
+def _decode_jsonb(data: bytes) -> object:
+    return json.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Binary format so that COPY (which is binary in asyncpg) can write jsonb too.
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseError(f"cannot connect to the database: {exc}") from exc
+    await _init_connection(conn)
+    return conn
+
+
+@asynccontextmanager
+async def open_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, close_timeout_s: float = 10.0
+) -> AsyncIterator[asyncpg.Pool]:
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise DatabaseError(f"cannot connect to the database: {exc}") from exc
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), close_timeout_s)
+        except TimeoutError:
+            pool.terminate()

@@ -1,0 +1,66 @@
+"""SQL lives in `sql/`: migrations in order, and the daemon's queries as named blocks.
+
+A query file holds blocks that start with a `-- name: <name>` line; the blocks of every file
+under `sql/queries/` are loaded once into one dict.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+def parse_named_blocks(text: str, origin: str = "<sql>") -> dict[str, str]:
+    parts = _NAME_LINE.split(text)
+    blocks: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in blocks:
+            raise ValueError(f"{origin}: query {name!r} is defined twice")
+        blocks[name] = body.strip()
+    return blocks
+
+
+@functools.cache
+def queries() -> Mapping[str, str]:
+    found: dict[str, str] = {}
+    for path in sorted((SQL_DIR / "queries").glob("*.sql")):
+        for name, body in parse_named_blocks(path.read_text(encoding="utf-8"), str(path)).items():
+            if name in found:
+                raise ValueError(f"{path}: query {name!r} is defined in another file too")
+            found[name] = body
+    return found
+
+
+def query(name: str) -> str:
+    return queries()[name]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    found: list[Migration] = []
+    for path in sorted((SQL_DIR / "migrations").glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if match is None:
+            raise ValueError(f"{path}: migration files are named NNNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError("two migrations share a version number")
+    return found
+
+
+def report_path(name: str) -> Path:
+    return SQL_DIR / "reports" / f"{name}.sql"

@@ -1,0 +1,82 @@
+"""Logging, configured once: JSON lines for journald, console lines on a TTY.
+
+Phone numbers are masked and secrets dropped by processors, so no call site has to remember.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+PHONE_KEYS = frozenset({"phone", "to", "wa_id", "recipient_id", "recipient", "input"})
+SECRET_KEYS = frozenset(
+    {"access_token", "app_secret", "verify_token", "token", "authorization", "password", "dsn"}
+)
+_PHONE_IN_TEXT = re.compile(r"(?<![\w.])\+?\d{8,15}(?![\w.])")
+_DSN_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@")
+
+
+def mask_phone(value: str) -> str:
+    """Keep the country-code-ish head and the last two digits: 16505551234 -> 165*******34."""
+    digits = value.lstrip("+")
+    if len(digits) <= 5:
+        return "*" * len(digits)
+    return value[: len(value) - len(digits)] + digits[:3] + "*" * (len(digits) - 5) + digits[-2:]
+
+
+def mask_text(text: str) -> str:
+    text = _DSN_PASSWORD.sub(r"\1***@", text)
+    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if key in SECRET_KEYS:
+            event[key] = "***"
+        elif key in PHONE_KEYS and isinstance(value, str):
+            event[key] = mask_phone(value)
+        elif isinstance(value, str) and key != "event":
+            event[key] = mask_text(value)
+    if isinstance(event.get("event"), str):
+        event["event"] = mask_text(event["event"])
+    return event
+
+
+_configured = False
+
+
+def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog once for the process (later calls reconfigure; tests use that)."""
+    global _configured
+    out = stream or sys.stdout
+    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

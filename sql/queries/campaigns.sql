@@ -1,0 +1,91 @@
+-- Campaign lifecycle and contact administration.
+
+-- name: create_campaign
+INSERT INTO campaigns (name, template_name, template_language, template_params, phone_number_id)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id;
+
+-- name: get_campaign
+SELECT * FROM campaigns WHERE id = $1;
+
+-- name: lock_campaign
+SELECT * FROM campaigns WHERE id = $1 FOR UPDATE;
+
+-- name: list_campaigns
+SELECT * FROM campaigns ORDER BY id;
+
+-- name: campaign_state_counts
+SELECT state::text AS state, count(*) AS n
+FROM contacts
+WHERE campaign_id = $1
+GROUP BY state;
+
+-- name: start_campaign
+UPDATE campaigns
+SET state = 'running', started_at = coalesce(started_at, now()), pause_reason = NULL,
+    updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: pause_campaign
+UPDATE campaigns
+SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: resume_campaign
+UPDATE campaigns
+SET state = 'running', pause_reason = NULL, hold_reason = NULL, hold_until = NULL,
+    updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: cancel_campaign
+UPDATE campaigns
+SET state = 'canceled', canceled_at = now(), hold_reason = NULL, hold_until = NULL,
+    updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: cancel_pending_contacts
+UPDATE contacts
+SET state = 'canceled_by_admin', canceled_at = now(), next_attempt_at = NULL, updated_at = now()
+WHERE campaign_id = $1 AND state IN ('initial', 'retry_scheduled');
+
+-- name: notify_campaigns_changed
+SELECT pg_notify('wa_sender_campaigns', $1::text);
+
+-- name: remove_contacts
+UPDATE contacts
+SET state = 'removed', removed_at = now(), next_attempt_at = NULL, updated_at = now()
+WHERE campaign_id = $1
+  AND phone = ANY($2::text[])
+  AND state IN ('initial', 'retry_scheduled')
+RETURNING phone;
+
+-- name: contacts_by_phone
+SELECT phone, state::text AS state FROM contacts
+WHERE campaign_id = $1 AND phone = ANY($2::text[]);
+
+-- name: live_phones_of_campaign
+SELECT phone FROM contacts
+WHERE campaign_id = $1 AND state NOT IN ('invalid_record', 'removed') AND phone = ANY($2::text[]);
+
+-- name: suppressed_among
+SELECT phone FROM suppressions WHERE phone = ANY($1::text[]);
+
+-- name: add_suppression
+INSERT INTO suppressions (phone, reason) VALUES ($1, $2)
+ON CONFLICT (phone) DO NOTHING
+RETURNING phone;
+
+-- name: add_suppressions
+INSERT INTO suppressions (phone, reason)
+SELECT DISTINCT ON (p.phone) p.phone, p.reason FROM unnest($1::text[], $2::text[]) AS p(phone, reason)
+ON CONFLICT (phone) DO NOTHING;
+
+-- name: remove_suppression
+DELETE FROM suppressions WHERE phone = $1 RETURNING phone;
+
+-- name: list_suppressions
+SELECT phone, reason, created_at FROM suppressions ORDER BY created_at, phone;

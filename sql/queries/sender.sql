@@ -1,0 +1,178 @@
+-- The sender's hot path: claim, record, release, recover; daemon heartbeats; limit guard.
+
+-- name: running_campaigns
+SELECT * FROM campaigns WHERE state = 'running' ORDER BY id;
+
+-- name: claim_contacts
+-- $1 campaign, $2 daemon id, $3 lease seconds, $4 how many. One statement; the inner select
+-- walks the partial index contacts_claimable and skips rows other daemons hold.
+UPDATE contacts
+SET state = 'in_progress',
+    attempts = attempts + 1,
+    claimed_by = $2,
+    claimed_at = now(),
+    lease_until = now() + make_interval(secs => $3),
+    updated_at = now()
+WHERE id = ANY(ARRAY(
+    SELECT id FROM contacts
+    WHERE campaign_id = $1
+      AND state IN ('initial', 'retry_scheduled')
+      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+    ORDER BY id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING id, campaign_id, phone, params, attempts;
+
+-- name: record_results
+-- One flush of send results. A result counts only for the attempt it belongs to; an accepted
+-- send also lands when a receipt or lease recovery moved the contact on meanwhile, so a
+-- wamid is never lost.
+UPDATE contacts AS c
+SET state = CASE
+        WHEN c.state = 'in_progress' THEN r.state::contact_state
+        WHEN r.state = 'sent' AND c.state IN ('retry_scheduled', 'error') THEN 'sent'
+        ELSE c.state
+    END,
+    wamid = coalesce(c.wamid, r.wamid),
+    wa_id = coalesce(r.wa_id, c.wa_id),
+    message_status = coalesce(r.message_status, c.message_status),
+    error_code = CASE WHEN c.state = 'in_progress' THEN r.error_code ELSE c.error_code END,
+    error_title = CASE WHEN c.state = 'in_progress' THEN r.error_title ELSE c.error_title END,
+    next_attempt_at = CASE WHEN c.state = 'in_progress' THEN r.next_attempt_at ELSE c.next_attempt_at END,
+    sent_at = CASE WHEN r.state = 'sent' THEN coalesce(c.sent_at, r.at) ELSE c.sent_at END,
+    failed_at = CASE WHEN c.state = 'in_progress' AND r.state IN ('sending_failed', 'error')
+                     THEN r.at ELSE c.failed_at END,
+    outcome_unknown = CASE WHEN r.state = 'sent' THEN false ELSE c.outcome_unknown END,
+    claimed_by = NULL,
+    lease_until = NULL,
+    updated_at = now()
+FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::int[], $8::text[], $9::timestamptz[], $10::timestamptz[])
+     AS r(id, attempt, state, wamid, wa_id, message_status, error_code, error_title,
+          next_attempt_at, at)
+WHERE c.id = r.id
+  AND c.attempts = r.attempt
+  AND (c.state = 'in_progress' OR (r.state = 'sent' AND c.wamid IS NULL))
+RETURNING c.id;
+
+-- name: release_contacts
+-- Claimed but never sent (shutdown, campaign paused): back to where they were, attempt undone;
+-- in a campaign canceled meanwhile they become canceled_by_admin like its other unsent ones.
+UPDATE contacts AS c
+SET state = CASE
+        WHEN k.state = 'canceled' THEN 'canceled_by_admin'::contact_state
+        WHEN c.attempts > 1 THEN 'retry_scheduled'
+        ELSE 'initial'
+    END,
+    canceled_at = CASE WHEN k.state = 'canceled' THEN now() ELSE c.canceled_at END,
+    attempts = c.attempts - 1,
+    claimed_by = NULL,
+    lease_until = NULL,
+    updated_at = now()
+FROM campaigns AS k
+WHERE k.id = c.campaign_id
+  AND c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $2;
+
+-- name: expire_leases
+-- Contacts whose attempt has an unknown outcome: lease expired, or claimed by a daemon that
+-- stopped heartbeating. $1 policy (reconcile | error | retry), $2 grace seconds,
+-- $3 max attempts, $4 seconds after which a silent daemon counts as dead, $5 batch size.
+-- reconcile: wait the grace period for a receipt carrying the attempt's callback data.
+UPDATE contacts AS c
+SET state = CASE
+        WHEN $1 = 'error' OR c.attempts >= $3 THEN 'error'::contact_state
+        ELSE 'retry_scheduled'
+    END,
+    next_attempt_at = CASE WHEN $1 = 'reconcile' THEN now() + make_interval(secs => $2) ELSE now() END,
+    outcome_unknown = true,
+    error_title = 'outcome unknown: lease expired before the send result was recorded',
+    failed_at = CASE WHEN $1 = 'error' OR c.attempts >= $3 THEN now() ELSE c.failed_at END,
+    claimed_by = NULL,
+    lease_until = NULL,
+    updated_at = now()
+WHERE c.id = ANY(ARRAY(
+    SELECT id FROM contacts
+    WHERE state = 'in_progress'
+      AND (lease_until < now()
+           OR claimed_by NOT IN (SELECT id FROM daemons
+                                 WHERE heartbeat_at > now() - make_interval(secs => $4)))
+    LIMIT $5
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING c.id, c.state::text AS state;
+
+-- name: expire_own_contacts
+-- At shutdown: in-flight sends that were cut off have an unknown outcome, like an expired lease.
+UPDATE contacts AS c
+SET state = CASE WHEN $2 = 'error' OR c.attempts >= $4 THEN 'error'::contact_state
+                 ELSE 'retry_scheduled' END,
+    next_attempt_at = CASE WHEN $2 = 'reconcile' THEN now() + make_interval(secs => $3) ELSE now() END,
+    outcome_unknown = true,
+    error_title = 'outcome unknown: send interrupted by shutdown',
+    failed_at = CASE WHEN $2 = 'error' OR c.attempts >= $4 THEN now() ELSE c.failed_at END,
+    claimed_by = NULL,
+    lease_until = NULL,
+    updated_at = now()
+WHERE c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $5;
+
+-- name: finish_campaign_if_done
+UPDATE campaigns
+SET state = 'finished', finished_at = now(), hold_reason = NULL, hold_until = NULL,
+    updated_at = now()
+WHERE id = $1 AND state = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM contacts
+      WHERE campaign_id = $1 AND state IN ('initial', 'retry_scheduled', 'in_progress')
+  )
+RETURNING id;
+
+-- name: next_retry_due
+SELECT min(c.next_attempt_at)
+FROM contacts c JOIN campaigns k ON k.id = c.campaign_id
+WHERE c.state = 'retry_scheduled' AND k.state = 'running';
+
+-- name: pause_campaign_fatal
+UPDATE campaigns
+SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now()
+WHERE id = $1 AND state = 'running'
+RETURNING id;
+
+-- name: set_campaign_hold
+UPDATE campaigns
+SET hold_reason = $2, hold_until = $3, updated_at = now()
+WHERE id = ANY($1::bigint[]) AND state = 'running'
+  AND hold_reason IS DISTINCT FROM $2;
+
+-- name: clear_campaign_hold
+UPDATE campaigns
+SET hold_reason = NULL, hold_until = NULL, updated_at = now()
+WHERE id = $1 AND hold_reason IS NOT NULL;
+
+-- name: heartbeat
+INSERT INTO daemons (id, hostname, pid) VALUES ($1, $2, $3)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+
+-- name: live_daemon_count
+SELECT count(*) FROM daemons WHERE heartbeat_at > now() - make_interval(secs => $1);
+
+-- name: forget_daemon
+DELETE FROM daemons WHERE id = $1;
+
+-- name: forget_dead_daemons
+DELETE FROM daemons WHERE heartbeat_at < now() - interval '1 day';
+
+-- name: limit_lock
+SELECT pg_advisory_xact_lock(7303517002);
+
+-- name: limit_window_used
+SELECT count(*) AS used, min(last_sent_at) AS oldest
+FROM recipient_window WHERE last_sent_at > now() - interval '24 hours';
+
+-- name: limit_window_add
+INSERT INTO recipient_window (phone, last_sent_at)
+SELECT p, now() FROM unnest($1::text[]) AS p
+ON CONFLICT (phone) DO UPDATE SET last_sent_at = now();
+
+-- name: limit_window_prune
+DELETE FROM recipient_window WHERE last_sent_at < now() - interval '24 hours';
