@@ -12,6 +12,9 @@ from daemon.config import DatabaseConfig
 
 
 def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        # The server runs as an unprivileged user, who cannot reach into /root.
+        return Path("/var/lib/wa-sender/pgdata")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "wa-sender" / "pgdata"
 
