@@ -60,6 +60,17 @@ def with_connection(config: Config, work: Callable[[asyncpg.Connection], Awaitab
         return asyncio.run(main())
 
 
+def ensure_embedded_schema(dsn: str) -> None:
+    async def main() -> None:
+        conn = await connect(dsn)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
 async def ensure_schema(conn: asyncpg.Connection, *, embedded: bool) -> None:
     """The embedded database migrates itself; a configured one must be migrated on purpose."""
     if embedded:
@@ -283,7 +294,7 @@ def _extra_commands() -> list[Callable[[Any], None]]:
     """Commands that live in their own modules (daemon, demo, mock API, reports, load test)."""
     from daemon import cli_extra
 
-    return cli_extra.REGISTRARS
+    return cli_extra.registrars()
 
 
 def _config_path(raw: str, explicit: bool) -> Path | None:

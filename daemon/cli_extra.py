@@ -5,4 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-REGISTRARS: list[Callable[[Any], None]] = []
+
+def registrars() -> list[Callable[[Any], None]]:
+    from daemon import cli_daemon, cli_mock
+
+    return [cli_daemon.add_parser, cli_mock.add_parser]

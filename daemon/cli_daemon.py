@@ -1,0 +1,31 @@
+"""`wa-sender run`: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from daemon.config import Config
+from daemon.db.database import database_dsn
+from daemon.engine.service import check_config_for_run, default_components, run_daemon
+from daemon.logs import configure_logging
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "run", help="the daemon: sender, receipts webhook, reconciler, metrics (until SIGTERM)"
+    )
+    p.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    check_config_for_run(config)
+    configure_logging(config.logging.format, config.logging.level, stream=sys.stdout)
+    with database_dsn(config.database) as dsn:
+        if not config.database.url:
+            from daemon.cli import ensure_embedded_schema
+
+            ensure_embedded_schema(dsn)
+        return asyncio.run(run_daemon(config, dsn, components=default_components(config)))

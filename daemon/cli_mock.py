@@ -1,0 +1,267 @@
+"""``wa-sender mock-api``: the mock WhatsApp Cloud API on its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+
+from daemon.whatsapp.mock import run_mock_server
+from daemon.whatsapp.mock_config import (
+    DEFAULT_TOKEN,
+    DelayRange,
+    FaultConfig,
+    MockConfig,
+    ReceiptConfig,
+)
+
+TOKEN_ENV = "WA_SENDER_WHATSAPP_ACCESS_TOKEN"
+APP_SECRET_ENV = "WA_SENDER_WHATSAPP_APP_SECRET"
+DEFAULT_PORT = 8090
+
+_RECEIPT_DEFAULTS = {f.name: f.default for f in fields(ReceiptConfig)}
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
+    return value
+
+
+def _codes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        message = f"{text!r} is not a comma-separated list of codes"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def _delay(text: str) -> DelayRange:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MIN,MAX in seconds") from None
+    return (low, high)
+
+
+def _pair(text: str) -> tuple[str, int]:
+    key, sep, value = text.rpartition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=NUMBER")
+    try:
+        return key, int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=NUMBER") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``mock-api`` subcommand (defaults: ``func=run``, ``handler=handle``)."""
+    parser = subparsers.add_parser(
+        "mock-api",
+        help="run the mock WhatsApp Cloud API",
+        description=(
+            "Serve a mock of the WhatsApp Cloud API messages endpoint with injectable latency,"
+            " errors, a per-number throughput limit and signed status webhooks. Harness"
+            " endpoints: GET /_mock/stats, GET /_mock/messages, POST /_mock/control."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run, handler=handle)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    server.add_argument(
+        "--token",
+        default=None,
+        help=f"accepted bearer token (else env {TOKEN_ENV}, else {DEFAULT_TOKEN!r})",
+    )
+    server.add_argument("--no-validate", action="store_true", help="skip schema validation")
+    server.add_argument("--seed", type=int, default=None, help="seed of every random draw")
+    server.add_argument("--log-requests", action="store_true", help="log each request outcome")
+    server.add_argument(
+        "--known-template",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="template names that exist (repeatable); others answer 132001",
+    )
+    server.add_argument(
+        "--expect-params",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="TEMPLATE=N",
+        help="body parameter count of a template (repeatable); a mismatch answers 132000",
+    )
+
+    limit = parser.add_argument_group("throughput")
+    limit.add_argument("--limit", type=float, default=None, help="msg/s per phone number id")
+    limit.add_argument("--burst", type=float, default=None, help="token bucket size")
+    limit.add_argument(
+        "--limit-mode", choices=("token_bucket", "sliding_window"), default="token_bucket"
+    )
+
+    faults = parser.add_argument_group("faults (probabilities per request)")
+    faults.add_argument("--latency-ms", type=float, default=0.0)
+    faults.add_argument("--jitter-ms", type=float, default=0.0)
+    faults.add_argument("--jitter", choices=("uniform", "exponential"), default="uniform")
+    faults.add_argument(
+        "--error-rate", "--transient-rate", dest="transient_rate", type=_rate, default=0.0
+    )
+    faults.add_argument("--transient-codes", type=_codes, default=FaultConfig.transient_codes)
+    faults.add_argument("--permanent-rate", type=_rate, default=0.0)
+    faults.add_argument("--permanent-codes", type=_codes, default=FaultConfig.permanent_codes)
+    faults.add_argument("--fatal-rate", type=_rate, default=0.0)
+    faults.add_argument("--fatal-codes", type=_codes, default=FaultConfig.fatal_codes)
+    faults.add_argument("--timeout-rate", type=_rate, default=0.0)
+    faults.add_argument("--hang-s", type=float, default=FaultConfig.hang_s)
+    faults.add_argument("--drop-rate", type=_rate, default=0.0)
+    faults.add_argument(
+        "--lost-response-accept-rate",
+        type=_rate,
+        default=0.0,
+        help="share of timeouts/drops whose message was accepted anyway",
+    )
+    faults.add_argument(
+        "--force-error",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="TO=CODE",
+        help="always answer sends to TO with error CODE (repeatable)",
+    )
+
+    receipts = parser.add_argument_group("receipts (status webhooks)")
+    receipts.add_argument("--receipts", action="store_true", help="post status webhooks")
+    receipts.add_argument("--webhook-url", default=None)
+    receipts.add_argument(
+        "--app-secret",
+        default=None,
+        help=f"signs the webhooks (else env {APP_SECRET_ENV})",
+    )
+    for name in (
+        "delivered_rate",
+        "read_rate",
+        "read_without_delivered_rate",
+        "failed_rate",
+        "duplicate_rate",
+        "reorder_rate",
+        "split_rate",
+    ):
+        receipts.add_argument(
+            "--" + name.replace("_", "-"), type=_rate, default=_RECEIPT_DEFAULTS[name]
+        )
+    receipts.add_argument("--failed-codes", type=_codes, default=ReceiptConfig.failed_codes)
+    for name in ("sent_delay_s", "delivered_delay_s", "read_delay_s", "failed_delay_s"):
+        receipts.add_argument(
+            "--" + name.removesuffix("_s").replace("_", "-"),
+            dest=name,
+            type=_delay,
+            default=_RECEIPT_DEFAULTS[name],
+            metavar="MIN,MAX",
+            help="seconds after the previous status",
+        )
+    receipts.add_argument("--batch-size", type=int, default=ReceiptConfig.batch_size)
+    receipts.add_argument(
+        "--flush-interval-ms", type=float, default=ReceiptConfig.flush_interval_s * 1000
+    )
+    receipts.add_argument("--waba-id", default=ReceiptConfig.waba_id)
+
+
+def config_from_args(args: argparse.Namespace) -> MockConfig:
+    """The MockConfig the parsed flags describe (ValueError when they contradict)."""
+    faults = FaultConfig(
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        jitter=args.jitter,
+        transient_rate=args.transient_rate,
+        transient_codes=args.transient_codes,
+        permanent_rate=args.permanent_rate,
+        permanent_codes=args.permanent_codes,
+        fatal_rate=args.fatal_rate,
+        fatal_codes=args.fatal_codes,
+        timeout_rate=args.timeout_rate,
+        hang_s=args.hang_s,
+        drop_rate=args.drop_rate,
+        lost_response_accept_rate=args.lost_response_accept_rate,
+        forced_errors=dict(args.force_error),
+    )
+    receipts = ReceiptConfig(
+        enabled=args.receipts,
+        webhook_url=args.webhook_url,
+        app_secret=args.app_secret or os.environ.get(APP_SECRET_ENV, ""),
+        waba_id=args.waba_id,
+        delivered_rate=args.delivered_rate,
+        read_rate=args.read_rate,
+        read_without_delivered_rate=args.read_without_delivered_rate,
+        failed_rate=args.failed_rate,
+        failed_codes=args.failed_codes,
+        sent_delay_s=args.sent_delay_s,
+        delivered_delay_s=args.delivered_delay_s,
+        read_delay_s=args.read_delay_s,
+        failed_delay_s=args.failed_delay_s,
+        duplicate_rate=args.duplicate_rate,
+        reorder_rate=args.reorder_rate,
+        split_rate=args.split_rate,
+        batch_size=args.batch_size,
+        flush_interval_s=args.flush_interval_ms / 1000.0,
+    )
+    return MockConfig(
+        token=args.token or os.environ.get(TOKEN_ENV) or DEFAULT_TOKEN,
+        validate=not args.no_validate,
+        limit_per_second=args.limit,
+        limit_burst=args.burst,
+        limit_mode=args.limit_mode,
+        template_param_counts=dict(args.expect_params),
+        known_templates=frozenset(args.known_template) if args.known_template else None,
+        seed=args.seed,
+        log_requests=args.log_requests,
+        faults=faults,
+        receipts=receipts,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; prints ``mock-api listening on URL`` once ready."""
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"wa-sender mock-api: {exc}", file=sys.stderr)
+        return 2
+
+    def ready(url: str) -> None:
+        print(f"mock-api listening on {url}", flush=True)
+
+    try:
+        asyncio.run(run_mock_server(config, args.host, args.port, on_ready=ready))
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        print(f"wa-sender mock-api: cannot serve on {where}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def handle(args: argparse.Namespace, config: object) -> int:
+    """The main CLI's ``handler(args, config)`` form; the mock needs nothing from config."""
+    return run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point (``python -m daemon.cli_mock``) until the main CLI wires it."""
+    parser = argparse.ArgumentParser(prog="wa-sender")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

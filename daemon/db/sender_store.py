@@ -1,0 +1,164 @@
+"""The sender's reads and writes as named operations (SQL in sql/queries/sender.sql)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from daemon.core.decide import Decision
+from daemon.core.model import Campaign, CampaignId, ContactId
+from daemon.db.campaigns import add_suppressions, campaign_from_record
+from daemon.db.sql import query
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedContact:
+    id: ContactId
+    campaign_id: CampaignId
+    phone: str
+    params: dict[str, str]
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    contact_id: ContactId
+    attempt: int
+    phone: str
+    decision: Decision
+    at: datetime
+    wamid: str | None = None
+    wa_id: str | None = None
+    message_status: str | None = None
+
+
+async def running_campaigns(conn: asyncpg.Connection) -> list[Campaign]:
+    return [campaign_from_record(r) for r in await conn.fetch(query("running_campaigns"))]
+
+
+async def claim_contacts(
+    conn: asyncpg.Connection, campaign_id: int, daemon_id: str, lease_s: float, limit: int
+) -> list[ClaimedContact]:
+    rows = await conn.fetch(query("claim_contacts"), campaign_id, daemon_id, lease_s, limit)
+    return [
+        ClaimedContact(
+            ContactId(r["id"]), CampaignId(r["campaign_id"]), r["phone"], r["params"], r["attempts"]
+        )
+        for r in rows
+    ]
+
+
+async def claim_within_limit(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    daemon_id: str,
+    lease_s: float,
+    limit: int,
+    daily_unique_recipients: int,
+) -> tuple[list[ClaimedContact], int, datetime | None]:
+    """Claim under the portfolio messaging limit: (claimed, quota left, oldest slot's time).
+
+    Serialised across daemons by an advisory lock; the recipients claimed take their slot in
+    the rolling window in the same transaction, so the limit cannot be overshot.
+    """
+    async with conn.transaction():
+        await conn.execute(query("limit_lock"))
+        window = await conn.fetchrow(query("limit_window_used"))
+        quota = daily_unique_recipients - window["used"]
+        if quota <= 0:
+            return [], 0, window["oldest"]
+        claimed = await claim_contacts(conn, campaign_id, daemon_id, lease_s, min(limit, quota))
+        await conn.execute(query("limit_window_add"), [c.phone for c in claimed])
+    return claimed, quota - len(claimed), window["oldest"]
+
+
+async def record_results(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
+    """One statement for the whole flush (plus the suppressions it implies, same transaction)."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            query("record_results"),
+            [r.contact_id for r in results],
+            [r.attempt for r in results],
+            [r.decision.state.value for r in results],
+            [r.wamid for r in results],
+            [r.wa_id for r in results],
+            [r.message_status for r in results],
+            [r.decision.error_code for r in results],
+            [r.decision.error_title for r in results],
+            [r.decision.next_attempt_at for r in results],
+            [r.at for r in results],
+        )
+        suppressed = [r.phone for r in results if r.decision.suppress]
+        await add_suppressions(conn, suppressed, "opted out of marketing messages (131050)")
+    return len(rows)
+
+
+async def release_contacts(conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str) -> str:
+    result: str = await conn.execute(query("release_contacts"), list(ids), daemon_id)
+    return result
+
+
+async def expire_own_contacts(
+    conn: asyncpg.Connection,
+    ids: Sequence[int],
+    policy: str,
+    grace_s: float,
+    max_attempts: int,
+    daemon_id: str,
+) -> str:
+    result: str = await conn.execute(
+        query("expire_own_contacts"), list(ids), policy, grace_s, max_attempts, daemon_id
+    )
+    return result
+
+
+async def expire_leases(
+    conn: asyncpg.Connection,
+    policy: str,
+    grace_s: float,
+    max_attempts: int,
+    dead_after_s: float,
+    batch: int = 1000,
+) -> list[asyncpg.Record]:
+    return list(
+        await conn.fetch(query("expire_leases"), policy, grace_s, max_attempts, dead_after_s, batch)
+    )
+
+
+async def finish_campaign_if_done(conn: asyncpg.Connection, campaign_id: int) -> bool:
+    return await conn.fetchval(query("finish_campaign_if_done"), campaign_id) is not None
+
+
+async def next_retry_due(conn: asyncpg.Connection) -> datetime | None:
+    due: datetime | None = await conn.fetchval(query("next_retry_due"))
+    return due
+
+
+async def pause_campaign_fatal(conn: asyncpg.Connection, campaign_id: int, reason: str) -> bool:
+    return await conn.fetchval(query("pause_campaign_fatal"), campaign_id, reason) is not None
+
+
+async def set_campaign_hold(
+    conn: asyncpg.Connection, campaign_ids: Sequence[int], reason: str, until: datetime | None
+) -> None:
+    await conn.execute(query("set_campaign_hold"), list(campaign_ids), reason, until)
+
+
+async def clear_campaign_hold(conn: asyncpg.Connection, campaign_id: int) -> None:
+    await conn.execute(query("clear_campaign_hold"), campaign_id)
+
+
+async def heartbeat(conn: asyncpg.Connection, daemon_id: str, hostname: str, pid: int) -> None:
+    await conn.execute(query("heartbeat"), daemon_id, hostname, pid)
+
+
+async def live_daemon_count(conn: asyncpg.Connection, dead_after_s: float) -> int:
+    count: int = await conn.fetchval(query("live_daemon_count"), dead_after_s)
+    return count
+
+
+async def forget_daemon(conn: asyncpg.Connection, daemon_id: str) -> None:
+    await conn.execute(query("forget_daemon"), daemon_id)

@@ -1,0 +1,419 @@
+"""The sender pipeline: claim -> rate limit -> send -> record.
+
+One claim loop fills a queue per sending phone number (never more than can be sent within a
+lease); one dispatcher per number paces sends with that number's token bucket and starts each
+send as an owned task, bounded by `concurrency`; results go to the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from daemon.config import Config
+from daemon.core.decide import decide
+from daemon.core.model import Campaign, CampaignId
+from daemon.core.outcomes import Outcome, OutcomeKind
+from daemon.core.payload import build_template_message, encode_body, encode_callback_data
+from daemon.core.ratelimit import RateLimiters
+from daemon.core.retry import RetryPolicy, database_retrying
+from daemon.db import sender_store as store
+from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.recorder import ResultRecorder
+from daemon.logs import get_logger
+from daemon.whatsapp.client import CloudApiClient
+
+log = get_logger(__name__)
+
+FINISH_CHECK_EVERY_S = 1.0
+
+
+@dataclass(slots=True)
+class Work:
+    contact: store.ClaimedContact
+    campaign: Campaign
+    claimed_at: float  # monotonic
+
+
+@dataclass
+class SenderStats:
+    claimed: int = 0
+    sent: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    released: int = 0
+    unknown_outcome: int = 0
+    rate_wait_s: float = 0.0
+
+    def count(self, kind: OutcomeKind) -> None:
+        self.outcomes[kind.value] = self.outcomes.get(kind.value, 0) + 1
+
+
+SendObserver = Callable[[Work, Outcome, float], None]
+
+
+class Sender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: CloudApiClient,
+        config: Config,
+        daemon_id: str,
+        limiters: RateLimiters,
+        recorder: ResultRecorder,
+        *,
+        on_send: SendObserver | None = None,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._config = config
+        self._daemon_id = daemon_id
+        self._limiters = limiters
+        self._recorder = recorder
+        self._on_send = on_send
+        self._policy = RetryPolicy(
+            config.sender.max_attempts, config.sender.retry_initial_s, config.sender.retry_max_s
+        )
+        self._queues: dict[str, asyncio.Queue[Work]] = {}
+        self._dispatchers: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[asyncio.Task[None], Work] = {}
+        self._slots = asyncio.Semaphore(config.sender.concurrency)
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stopping = False
+        self._halted: set[CampaignId] = set()
+        self._finish_checked: dict[CampaignId, float] = {}
+        self.stats = SenderStats()
+
+    # -- public -------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """A campaign started or resumed (NOTIFY), or a retry fell due."""
+        self._wake.set()
+
+    @property
+    def queued(self) -> int:
+        return sum(q.qsize() for q in self._queues.values())
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim until `stop` is set; then drain (see `shutdown`)."""
+        async for attempt in database_retrying(
+            CONNECTION_ERRORS, log, operation="claim_loop", max_s=5.0
+        ):
+            with attempt:
+                await self._claim_loop(stop)
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Stop sending: release what is queued, let in-flight sends finish within `timeout_s`,
+        give the rest the unknown-outcome policy, flush every result."""
+        self._stopping = True
+        for task in self._dispatchers.values():
+            task.cancel()
+        await asyncio.gather(*self._dispatchers.values(), return_exceptions=True)
+        unsent = [w for q in self._queues.values() for w in _drain(q)]
+        await self._release([w.contact.id for w in unsent])
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=timeout_s)
+        cut_off = [work for task, work in self._inflight.items() if not task.done()]
+        for task in list(self._inflight):
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._recorder.close()
+        if cut_off:
+            await self._expire_unknown([w.contact.id for w in cut_off])
+        log.info(
+            "sender_stopped",
+            released=len(unsent),
+            cut_off=len(cut_off),
+            sent=self.stats.sent,
+            outcomes=self.stats.outcomes,
+        )
+
+    # -- claim --------------------------------------------------------------------------
+
+    def _capacity(self, phone_number_id: str) -> int:
+        """Most contacts to hold queued for a number: what it can send in half a lease."""
+        rate = self._limiters.bucket(phone_number_id).configured_rate
+        by_lease = int(rate * self._config.recovery.lease_s * 0.5)
+        return max(1, min(2 * self._config.sender.batch_size, by_lease))
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            self._room.clear()
+            async with self._pool.acquire() as conn:
+                campaigns = await store.running_campaigns(conn)
+                self._halted &= {c.id for c in campaigns}
+                claimed, full = 0, False
+                now = datetime.now(UTC)
+                for campaign in campaigns:
+                    if campaign.id in self._halted or _held(campaign, now):
+                        continue
+                    queue = self._queue(campaign.phone_number_id)
+                    room = self._capacity(campaign.phone_number_id) - queue.qsize()
+                    if (
+                        room
+                        < min(
+                            self._config.sender.batch_size, self._capacity(campaign.phone_number_id)
+                        )
+                        // 2
+                    ):
+                        full = True
+                        continue
+                    got = await self._claim(
+                        conn, campaign, min(room, self._config.sender.batch_size)
+                    )
+                    claimed += got
+                    if got == 0:
+                        await self._maybe_finish(conn, campaign)
+                    elif got >= min(room, self._config.sender.batch_size):
+                        full = True
+                idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
+            if stop.is_set():
+                return
+            if claimed and not full:
+                continue  # more may be due right away
+            events = [self._wake, stop, *([self._room] if full else [])]
+            await _first_of(events, (0.2 if claimed else 1.0) if full else idle_s)
+
+    async def _claim(self, conn: asyncpg.Connection, campaign: Campaign, limit: int) -> int:
+        lease_s = self._config.recovery.lease_s
+        daily_limit = self._config.limits.daily_unique_recipients
+        if daily_limit > 0:
+            claimed, quota, oldest = await store.claim_within_limit(
+                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit
+            )
+            if not claimed and quota <= 0:
+                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
+                reason = (
+                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
+                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
+                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
+                return 0
+        else:
+            claimed = await store.claim_contacts(conn, campaign.id, self._daemon_id, lease_s, limit)
+        if claimed and campaign.hold_reason:
+            await store.clear_campaign_hold(conn, campaign.id)
+        queue = self._queue(campaign.phone_number_id)
+        now = time.monotonic()
+        for contact in claimed:
+            queue.put_nowait(Work(contact, campaign, now))
+        if claimed:
+            self.stats.claimed += len(claimed)
+            log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
+        return len(claimed)
+
+    async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
+        now = time.monotonic()
+        if now - self._finish_checked.get(campaign.id, 0.0) < FINISH_CHECK_EVERY_S:
+            return
+        self._finish_checked[campaign.id] = now
+        if any(w.campaign.id == campaign.id for w in self._inflight.values()):
+            return
+        if await store.finish_campaign_if_done(conn, campaign.id):
+            log.info("campaign_finished", campaign_id=campaign.id)
+
+    async def _idle_wait(self, conn: asyncpg.Connection, campaigns: list[Campaign]) -> float:
+        """Seconds to sleep when there is nothing to claim: until the next retry falls due,
+        a held campaign's hold ends, or the idle poll, whichever is first."""
+        timeout = self._config.sender.idle_poll_s
+        if not campaigns:
+            return timeout
+        now = datetime.now(UTC)
+        due = await store.next_retry_due(conn)
+        candidates = [due, *(c.hold_until for c in campaigns)]
+        for moment in candidates:
+            if moment is not None:
+                timeout = min(timeout, max(0.05, (moment - now).total_seconds()))
+        if any(c.id in self._finish_checked for c in campaigns):
+            timeout = min(timeout, FINISH_CHECK_EVERY_S)
+        return timeout
+
+    # -- dispatch and send --------------------------------------------------------------
+
+    def _queue(self, phone_number_id: str) -> asyncio.Queue[Work]:
+        queue = self._queues.get(phone_number_id)
+        if queue is None:
+            queue = asyncio.Queue()
+            self._queues[phone_number_id] = queue
+            self._dispatchers[phone_number_id] = asyncio.create_task(
+                self._dispatch(phone_number_id, queue), name=f"dispatch-{phone_number_id}"
+            )
+        return queue
+
+    async def _dispatch(self, phone_number_id: str, queue: asyncio.Queue[Work]) -> None:
+        bucket = self._limiters.bucket(phone_number_id)
+        loop = asyncio.get_running_loop()
+        low_water = self._capacity(phone_number_id) // 2
+        while True:
+            work = await queue.get()
+            if queue.qsize() <= low_water:
+                self._room.set()
+            if work.campaign.id in self._halted:
+                await self._release([work.contact.id, *_take_campaign(queue, work.campaign.id)])
+                continue
+            delay = bucket.reserve(loop.time())
+            if delay > 0:
+                self.stats.rate_wait_s += delay
+                await asyncio.sleep(delay)
+            await self._slots.acquire()
+            task = asyncio.create_task(self._send(work), name=f"send-{work.contact.id}")
+            self._inflight[task] = work
+            task.add_done_callback(self._send_done)
+
+    def _send_done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(task, None)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("send_task_failed", error=repr(task.exception()))
+
+    async def _send(self, work: Work) -> None:
+        contact, campaign = work.contact, work.campaign
+        callback = encode_callback_data(campaign.id, contact.id, contact.attempt)
+        try:
+            body = encode_body(
+                build_template_message(campaign.template, contact.phone, contact.params, callback)
+            )
+        except ValueError as exc:
+            outcome = Outcome(OutcomeKind.PERMANENT, error_title=f"cannot build message: {exc}")
+        else:
+            started = time.monotonic()
+            outcome = await self._client.send(
+                campaign.phone_number_id, body, attempt=contact.attempt
+            )
+            if self._on_send is not None:
+                self._on_send(work, outcome, time.monotonic() - started)
+        self.stats.count(outcome.kind)
+        bucket = self._limiters.bucket(campaign.phone_number_id)
+        loop_now = asyncio.get_running_loop().time()
+        if outcome.kind is OutcomeKind.THROTTLED:
+            bucket.on_throttled(loop_now)
+        elif outcome.kind is OutcomeKind.ACCEPTED:
+            bucket.on_success(loop_now)
+            self.stats.sent += 1
+        if outcome.kind is OutcomeKind.FATAL:
+            await self._halt_campaign(campaign, outcome)
+            await self._release([contact.id])
+            return
+        now = datetime.now(UTC)
+        decision = decide(outcome, contact.attempt, self._policy, now)
+        self._recorder.add(
+            store.SendResult(
+                contact.id,
+                contact.attempt,
+                contact.phone,
+                decision,
+                now,
+                outcome.wamid,
+                outcome.wa_id,
+                outcome.message_status,
+            )
+        )
+        if outcome.kind is not OutcomeKind.ACCEPTED:
+            log.info(
+                "send_failed",
+                campaign_id=campaign.id,
+                contact_id=contact.id,
+                attempt=contact.attempt,
+                kind=outcome.kind.value,
+                code=outcome.error_code,
+                title=outcome.error_title,
+                next_state=decision.state.value,
+            )
+
+    # -- campaign-fatal errors ----------------------------------------------------------
+
+    async def _halt_campaign(self, campaign: Campaign, outcome: Outcome) -> None:
+        if campaign.id in self._halted:
+            return
+        self._halted.add(campaign.id)
+        reason = outcome.fatal_reason or f"campaign-fatal API error {outcome.error_code}"
+        async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="halt_campaign"):
+            with attempt:
+                async with self._pool.acquire() as conn:
+                    if outcome.resume_after_s:
+                        until = datetime.now(UTC) + timedelta(seconds=outcome.resume_after_s)
+                        await store.set_campaign_hold(conn, [campaign.id], reason, until)
+                    else:
+                        await store.pause_campaign_fatal(conn, campaign.id, reason)
+        log.error(
+            "campaign_halted",
+            campaign_id=campaign.id,
+            code=outcome.error_code,
+            reason=reason,
+            resumes_in_s=outcome.resume_after_s,
+        )
+        if outcome.resume_after_s:
+            asyncio.get_running_loop().call_later(outcome.resume_after_s, self._unhalt, campaign.id)
+
+    def _unhalt(self, campaign_id: CampaignId) -> None:
+        self._halted.discard(campaign_id)
+        self.wake()
+
+    async def _release(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        await self._write(lambda conn: store.release_contacts(conn, ids, self._daemon_id))
+        self.stats.released += len(ids)
+
+    async def _expire_unknown(self, ids: list[int]) -> None:
+        recovery = self._config.recovery
+        await self._write(
+            lambda conn: store.expire_own_contacts(
+                conn,
+                ids,
+                recovery.unknown_outcome,
+                recovery.grace_s,
+                self._config.sender.max_attempts,
+                self._daemon_id,
+            )
+        )
+        self.stats.unknown_outcome += len(ids)
+
+    async def _write(self, operation: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
+        async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="sender_write"):
+            with attempt:
+                async with self._pool.acquire() as conn:
+                    await operation(conn)
+
+
+def _held(campaign: Campaign, now: datetime) -> bool:
+    return campaign.hold_until is not None and campaign.hold_until > now
+
+
+def _drain(queue: asyncio.Queue[Work]) -> list[Work]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+def _take_campaign(queue: asyncio.Queue[Work], campaign_id: CampaignId) -> list[int]:
+    """Remove a halted campaign's queued contacts, keeping the others in order."""
+    kept: list[Work] = []
+    taken: list[Work] = []
+    for work in _drain(queue):
+        (taken if work.campaign.id == campaign_id else kept).append(work)
+    for work in kept:
+        queue.put_nowait(work)
+    return [w.contact.id for w in taken]
+
+
+async def _first_of(events: Sequence[asyncio.Event], timeout: float) -> None:
+    """Wait until one of `events` is set, or `timeout` seconds."""
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,206 @@
+"""`wa-sender run`: the composition root. Wires the pool, the HTTP client, the sender, the
+upkeep loops and the optional web server (webhook, metrics); owns every task; shuts down in
+order on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from daemon.config import Config
+from daemon.core.ratelimit import RateLimiters
+from daemon.db import sender_store as store
+from daemon.db.migrate import pending_migrations
+from daemon.db.pool import open_pool
+from daemon.engine.listener import listen_for_campaign_changes
+from daemon.engine.recorder import ResultRecorder
+from daemon.engine.sender import Sender, SendObserver
+from daemon.engine.systemd import SystemdNotifier
+from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
+from daemon.errors import ConfigError, DatabaseError, WaSenderError
+from daemon.logs import get_logger
+from daemon.whatsapp.client import CloudApiClient
+
+log = get_logger(__name__)
+
+STATUS_EVERY_S = 5.0
+
+
+@dataclass
+class Runtime:
+    """What the components built around the sender (webhook, metrics, reconciler) get."""
+
+    config: Config
+    dsn: str
+    pool: asyncpg.Pool
+    daemon_id: str
+    sender: Sender
+    stop: asyncio.Event
+    extra_tasks: dict[str, Coroutine[Any, Any, None]] = field(default_factory=dict)
+
+
+# Plug-ins started with the daemon, each an async context manager factory taking the Runtime
+# (the webhook server, the reconciler, metrics). Registered by their modules' owners.
+Component = Callable[[Runtime], Any]
+
+
+def default_components(config: Config) -> list[Component]:
+    """The web server (webhook, metrics, health) and the receipts reconciler, when enabled."""
+    return []
+
+
+def check_config_for_run(config: Config) -> None:
+    if not config.whatsapp.access_token:
+        raise ConfigError(
+            "whatsapp.access_token is not set: set WA_SENDER_WHATSAPP_ACCESS_TOKEN "
+            "or a systemd credential named access_token"
+        )
+
+
+async def run_daemon(
+    config: Config,
+    dsn: str,
+    *,
+    stop: asyncio.Event | None = None,
+    components: list[Component] | None = None,
+    on_send: SendObserver | None = None,
+    install_signal_handlers: bool = True,
+) -> int:
+    """Run until SIGTERM/SIGINT (or `stop`); return the exit code."""
+    check_config_for_run(config)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if install_signal_handlers:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    notifier = SystemdNotifier()
+    daemon_id = new_daemon_id()
+    failed: list[str] = []
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(
+            open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
+        )
+        async with pool.acquire() as conn:
+            pending = await pending_migrations(conn)
+            if pending:
+                raise DatabaseError(
+                    f"the database schema is not up to date ({len(pending)} pending "
+                    "migration(s)): run `wa-sender migrate`"
+                )
+            await store.heartbeat(conn, daemon_id, *_host_pid())
+        client = await stack.enter_async_context(
+            CloudApiClient(
+                config.whatsapp.base_url,
+                config.whatsapp.api_version,
+                config.whatsapp.access_token,
+                timeout_s=config.whatsapp.request_timeout_s,
+                max_connections=config.whatsapp.max_connections,
+            )
+        )
+        limiters = RateLimiters(config.sender.rate_per_second, config.sender.burst)
+        recorder = ResultRecorder(
+            pool,
+            flush_interval_s=config.sender.flush_interval_s,
+            max_batch=config.sender.batch_size * 4,
+        )
+        sender = Sender(pool, client, config, daemon_id, limiters, recorder, on_send=on_send)
+        runtime = Runtime(config, dsn, pool, daemon_id, sender, stop)
+        for component in components or []:
+            await stack.enter_async_context(component(runtime))
+
+        tasks: dict[str, asyncio.Task[None]] = {}
+
+        def start(name: str, coro: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(coro, name=name)
+            tasks[name] = task
+
+            def died(t: asyncio.Task[None]) -> None:
+                if t.cancelled() or (stop.is_set() and t.exception() is None):
+                    return
+                error = t.exception()
+                failed.append(name)
+                log.error("task_died", task=name, error=repr(error) if error else "returned")
+                stop.set()
+
+            task.add_done_callback(died)
+
+        start("recorder", recorder.run())
+        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, notifier.watchdog))
+        start("recovery", recovery_loop(pool, config, sender.wake))
+        start("listener", listen_for_campaign_changes(dsn, sender.wake))
+        start("status", _status_loop(sender, notifier))
+        for name, coro in runtime.extra_tasks.items():
+            start(name, coro)
+        start("claim", sender.run(stop))
+        claim = tasks.pop("claim")
+        notifier.ready("sending")
+        log.info("daemon_started", daemon_id=daemon_id, rate=config.sender.rate_per_second)
+
+        await stop.wait()
+        notifier.stopping()
+        log.info("daemon_stopping", daemon_id=daemon_id)
+        started = time.monotonic()
+        if not claim.done():
+            await asyncio.wait([claim], timeout=5.0)
+            claim.cancel()
+        await sender.shutdown(config.sender.shutdown_timeout_s)
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        try:
+            async with pool.acquire() as conn:
+                await store.forget_daemon(conn, daemon_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("forget_daemon_failed", error=repr(exc))
+        log.info(
+            "daemon_stopped",
+            daemon_id=daemon_id,
+            sent=sender.stats.sent,
+            claimed=sender.stats.claimed,
+            released=sender.stats.released,
+            unknown_outcome=sender.stats.unknown_outcome,
+            shutdown_s=round(time.monotonic() - started, 3),
+        )
+    notifier.close()
+    if failed:
+        raise WaSenderError(f"daemon stopped because a background task failed: {', '.join(failed)}")
+    return 0
+
+
+def _host_pid() -> tuple[str, int]:
+    import os
+    import socket
+
+    return socket.gethostname(), os.getpid()
+
+
+async def _status_loop(sender: Sender, notifier: SystemdNotifier) -> None:
+    last_sent, last_at = 0, time.monotonic()
+    while True:
+        await asyncio.sleep(STATUS_EVERY_S)
+        now = time.monotonic()
+        rate = (sender.stats.sent - last_sent) / (now - last_at)
+        last_sent, last_at = sender.stats.sent, now
+        text = (
+            f"sent {sender.stats.sent} ({rate:.0f}/s), queued {sender.queued}, "
+            f"in flight {sender.inflight}"
+        )
+        notifier.status(text)
+        if rate or sender.queued or sender.inflight:
+            log.info(
+                "sender_status",
+                sent=sender.stats.sent,
+                rate=round(rate, 1),
+                queued=sender.queued,
+                inflight=sender.inflight,
+            )
+
+
+Startable = Callable[[], Awaitable[None]]

@@ -1,0 +1,78 @@
+"""Background upkeep: heartbeats (and each daemon's share of a number's rate), and recovery
+of contacts whose attempt outcome became unknown (expired lease, dead daemon)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+import asyncpg
+
+from daemon.config import Config
+from daemon.core.ratelimit import RateLimiters
+from daemon.db import sender_store as store
+from daemon.db.pool import CONNECTION_ERRORS
+from daemon.logs import get_logger
+
+log = get_logger(__name__)
+
+HEARTBEAT_EVERY_S = 1.0
+# A daemon silent this long is dead: its in-flight contacts are recovered without waiting
+# for their leases, and it no longer takes a share of the rate.
+DEAD_AFTER_S = 5.0
+
+
+def new_daemon_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+async def heartbeat_loop(
+    pool: asyncpg.Pool, daemon_id: str, limiters: RateLimiters, on_beat: Callable[[], None]
+) -> None:
+    """Every daemon takes an equal share of each number's rate: n live daemons, 1/n each."""
+    host, pid = socket.gethostname(), os.getpid()
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                await store.heartbeat(conn, daemon_id, host, pid)
+                live = max(1, await store.live_daemon_count(conn, DEAD_AFTER_S))
+            if abs(limiters.share - 1 / live) > 1e-9:
+                log.info("rate_share_changed", daemons=live, share=round(1 / live, 4))
+                limiters.set_share(loop.time(), 1 / live)
+            on_beat()
+        except CONNECTION_ERRORS as exc:
+            log.warning("heartbeat_failed", error=repr(exc))
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+async def recovery_loop(
+    pool: asyncpg.Pool, config: Config, on_recovered: Callable[[], None]
+) -> None:
+    every_s = max(0.5, min(5.0, config.recovery.lease_s / 4))
+    recovery = config.recovery
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                rows = await store.expire_leases(
+                    conn,
+                    recovery.unknown_outcome,
+                    recovery.grace_s,
+                    config.sender.max_attempts,
+                    DEAD_AFTER_S,
+                )
+            if rows:
+                log.warning(
+                    "leases_expired",
+                    count=len(rows),
+                    policy=recovery.unknown_outcome,
+                    to_error=sum(1 for r in rows if r["state"] == "error"),
+                )
+                on_recovered()
+                continue
+        except CONNECTION_ERRORS as exc:
+            log.warning("lease_recovery_failed", error=repr(exc))
+        await asyncio.sleep(every_s)

@@ -1,0 +1,413 @@
+"""The mock WhatsApp Cloud API: the core of the load-test harness.
+
+Speaks the real wire format: ``POST /{version}/{phone_number_id}/messages`` with a bearer token,
+bodies validated against the official schema, real success and error envelopes, a per-number
+throughput limit (130429), injected latency and faults, and signed status webhooks posted back.
+Out-of-process harnesses read ``GET /_mock/stats`` and ``GET /_mock/messages`` and flip
+``POST /_mock/control``; in-process ones use :func:`start_mock_server`. Never touches a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import random
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from daemon.whatsapp.mock_config import MockConfig
+from daemon.whatsapp.mock_errors import error_envelope, error_spec, invalid_token_envelope
+from daemon.whatsapp.mock_faults import FaultInjector
+from daemon.whatsapp.mock_limits import ThroughputLimiter
+from daemon.whatsapp.mock_receipts import ReceiptSender
+from daemon.whatsapp.mock_state import AcceptedMessage, MockState
+from daemon.whatsapp.mock_validation import (
+    RequestProblem,
+    TemplateMessageValidator,
+    basic_problem,
+)
+
+log = structlog.get_logger()
+
+DEFAULT_API_VERSION = "v23.0"
+_FBTRACE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+_JSON = "application/json"
+_NDJSON_CHUNK = 2000
+
+
+class MockApi:
+    """One mock instance: its config, state, fault injector, limiter and receipt sender."""
+
+    def __init__(self, config: MockConfig) -> None:
+        self.config = config
+        seed = config.seed
+        self.state = MockState(dict(config.faults.forced_errors))
+        self.faults = FaultInjector(config.faults, random.Random(seed))
+        self.receipts = ReceiptSender(config.receipts, random.Random(f"{seed}:receipts"))
+        self.limiter = ThroughputLimiter(
+            config.limit_per_second, config.limit_burst, config.limit_mode
+        )
+        self.validator = TemplateMessageValidator() if config.validate else None
+        self.closing = asyncio.Event()
+        self.started_at = time.time()
+        self._ids = random.Random(f"{seed}:ids")
+        self._auth = f"Bearer {config.token}".encode()
+
+    # -- the Cloud API endpoint ----------------------------------------------------------
+
+    async def send_message(self, request: web.Request) -> web.StreamResponse:
+        state = self.state
+        state.outcomes["requests"] += 1
+        if self.faults.has_latency:
+            await asyncio.sleep(self.faults.latency_s())
+        if not self._authorized(request):
+            state.outcomes["unauthorized"] += 1
+            state.record_error(190)
+            return self._json(invalid_token_envelope(self._fbtrace_id()), 401)
+
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return self._invalid(RequestProblem(100, "Unable to parse the request body as JSON."))
+        problem = self.validator.check(body) if self.validator else basic_problem(body)
+        if problem is None:
+            problem = self._template_problem(body)
+        if problem is not None:
+            return self._invalid(problem)
+
+        to: str = body["to"]
+        forced = state.fail_all_code
+        if forced is None:
+            forced = state.forced_errors.get(to)
+        if forced is not None:
+            state.outcomes["forced"] += 1
+            return self._error(forced)
+
+        phone_number_id = request.match_info["phone_number_id"]
+        loop = asyncio.get_running_loop()
+        if not self.limiter.unlimited and not self.limiter.allow(phone_number_id, loop.time()):
+            state.outcomes["rate_limited"] += 1
+            return self._error(130429)
+
+        fault = self.faults.draw()
+        if fault is not None:
+            state.outcomes[fault.kind] += 1
+            if fault.code is not None:
+                return self._error(fault.code)
+            if fault.after_accept:
+                state.outcomes["lost_responses"] += 1
+                self._accept(phone_number_id, body, loop.time())
+            if fault.kind == "timeout":
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), self.config.faults.hang_s)
+            return self._drop(request)
+
+        message = self._accept(phone_number_id, body, loop.time())
+        payload = {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": message.wa_id}],
+            "messages": [{"id": message.wamid, "message_status": "accepted"}],
+        }
+        return self._json(payload, 200)
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization")
+        if header is None:
+            token = request.query.get("access_token")
+            header = f"Bearer {token}" if token else ""
+        return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), self._auth)
+
+    def _template_problem(self, body: Any) -> RequestProblem | None:
+        template = body.get("template")
+        name = template.get("name") if isinstance(template, dict) else None
+        if not isinstance(name, str):
+            return None
+        known = self.config.known_templates
+        if known is not None and name not in known:
+            details = f"template name ({name}) does not exist in the translation"
+            return RequestProblem(132001, details)
+        expected = self.config.template_param_counts.get(name)
+        if expected is None:
+            return None
+        got = sum(
+            len(component.get("parameters") or [])
+            for component in template.get("components") or []
+            if isinstance(component, dict) and component.get("type") == "body"
+        )
+        if got != expected:
+            return RequestProblem(
+                132000,
+                f"body: number of localizable_params ({got}) does not match the expected"
+                f" number of params ({expected})",
+            )
+        return None
+
+    def _accept(self, phone_number_id: str, body: dict[str, Any], mono: float) -> AcceptedMessage:
+        template = body.get("template")
+        name = template.get("name") if isinstance(template, dict) else None
+        callback = body.get("biz_opaque_callback_data")
+        message = self.state.record_accepted(
+            phone_number_id,
+            body["to"],
+            callback if isinstance(callback, str) else None,
+            name if isinstance(name, str) else "",
+            time.time(),
+            mono,
+        )
+        self.receipts.schedule(message)
+        if self.config.log_requests:
+            log.debug("mock_message_accepted", seq=message.seq, phone_number_id=phone_number_id)
+        return message
+
+    def _invalid(self, problem: RequestProblem) -> web.Response:
+        self.state.outcomes["invalid"] += 1
+        return self._error(problem.code, problem.details)
+
+    def _error(self, code: int, details: str | None = None) -> web.Response:
+        self.state.record_error(code)
+        if self.config.log_requests:
+            log.debug("mock_message_refused", code=code)
+        spec = error_spec(code)
+        return self._json(error_envelope(code, self._fbtrace_id(), details), spec.http_status)
+
+    def _drop(self, request: web.Request) -> web.Response:
+        # Close the socket without an answer; aiohttp then fails to write the placeholder
+        # response below and swallows that ConnectionError.
+        request.protocol.force_close()
+        return web.Response(status=500)
+
+    def _json(self, payload: dict[str, Any], status: int) -> web.Response:
+        return web.Response(
+            body=json.dumps(payload, separators=(",", ":")).encode(),
+            status=status,
+            content_type=_JSON,
+        )
+
+    def _fbtrace_id(self) -> str:
+        return "A" + "".join(self._ids.choices(_FBTRACE_ALPHABET, k=22))
+
+    # -- harness endpoints ---------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return self._json({"status": "ok"}, 200)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.state.stats(),
+            "receipts": self.receipts.stats(),
+            "pending": self.receipts.pending,
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return self._json(self.stats(), 200)
+
+    async def get_messages(self, request: web.Request) -> web.StreamResponse:
+        """Accepted messages from ``since`` (seq), as a JSON array or NDJSON, streamed."""
+        try:
+            since = int(request.query.get("since", "0"))
+            limit = int(request.query.get("limit", "-1"))
+        except ValueError:
+            return self._json({"error": "since and limit must be integers"}, 400)
+        ndjson = request.query.get("format", "json") == "ndjson"
+        log_ = self.state.accepted
+        end = len(log_) if limit < 0 else min(len(log_), since + limit)
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/x-ndjson" if ndjson else _JSON}
+        )
+        await response.prepare(request)
+        if not ndjson:
+            await response.write(b"[")
+        for start in range(max(0, since), end, _NDJSON_CHUNK):
+            lines = [
+                json.dumps(message.as_json())
+                for message in log_[start : min(end, start + _NDJSON_CHUNK)]
+            ]
+            if ndjson:
+                chunk = "".join(line + "\n" for line in lines)
+            else:
+                chunk = ("," if start > max(0, since) else "") + ",".join(lines)
+            await response.write(chunk.encode())
+        if not ndjson:
+            await response.write(b"]")
+        await response.write_eof()
+        return response
+
+    async def get_control(self, request: web.Request) -> web.Response:
+        return self._json(self._control_view(), 200)
+
+    async def post_control(self, request: web.Request) -> web.Response:
+        """``{"fail_all": code|null, "force_errors": {to: code|null}, "clear_forced": bool}``."""
+        try:
+            command = await request.json()
+            if not isinstance(command, dict):
+                raise ValueError("expected a JSON object")
+            self.apply_control(command)
+        except (ValueError, TypeError) as exc:
+            return self._json({"error": str(exc)}, 400)
+        return self._json(self._control_view(), 200)
+
+    def apply_control(self, command: dict[str, Any]) -> None:
+        unknown = set(command) - {"fail_all", "force_errors", "clear_forced"}
+        if unknown:
+            raise ValueError(f"unknown control fields: {sorted(unknown)}")
+        if command.get("clear_forced"):
+            self.state.forced_errors.clear()
+        if "fail_all" in command:
+            self.state.set_fail_all(_optional_code(command["fail_all"]))
+        forced = command.get("force_errors") or {}
+        if not isinstance(forced, dict):
+            raise ValueError("force_errors must be an object of to -> code")
+        for to, code in forced.items():
+            self.state.force_error(str(to), _optional_code(code))
+        log.info(
+            "mock_control_changed",
+            fail_all_code=self.state.fail_all_code,
+            forced_errors=len(self.state.forced_errors),
+        )
+
+    def _control_view(self) -> dict[str, Any]:
+        return {"fail_all": self.state.fail_all_code, "force_errors": self.state.forced_errors}
+
+
+def _optional_code(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"error code must be an integer or null, got {value!r}")
+    return value
+
+
+API_KEY = web.AppKey("mock_api", MockApi)
+STATE_KEY = web.AppKey("mock_state", MockState)
+RECEIPTS_KEY = web.AppKey("mock_receipts", ReceiptSender)
+
+
+def build_mock_app(config: MockConfig) -> web.Application:
+    """The mock Cloud API as an aiohttp application (receipt tasks owned by cleanup_ctx)."""
+    api = MockApi(config)
+    app = web.Application()
+    app[API_KEY] = api
+    app[STATE_KEY] = api.state
+    app[RECEIPTS_KEY] = api.receipts
+    app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/messages", api.send_message)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/_mock/stats", api.get_stats)
+    app.router.add_get("/_mock/messages", api.get_messages)
+    app.router.add_get("/_mock/control", api.get_control)
+    app.router.add_post("/_mock/control", api.post_control)
+    app.on_shutdown.append(_release_hanging_requests)
+    app.cleanup_ctx.append(_receipts_lifecycle)
+    return app
+
+
+async def _release_hanging_requests(app: web.Application) -> None:
+    app[API_KEY].closing.set()
+
+
+async def _receipts_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    receipts = app[RECEIPTS_KEY]
+    await receipts.start()
+    try:
+        yield
+    finally:
+        await receipts.stop()
+
+
+@dataclass(frozen=True)
+class RunningMock:
+    """A mock server listening on loopback; ``base_url`` has no trailing slash."""
+
+    base_url: str
+    app: web.Application
+
+    @property
+    def api(self) -> MockApi:
+        return self.app[API_KEY]
+
+    @property
+    def state(self) -> MockState:
+        return self.app[STATE_KEY]
+
+    @property
+    def receipts(self) -> ReceiptSender:
+        return self.app[RECEIPTS_KEY]
+
+    @property
+    def config(self) -> MockConfig:
+        return self.api.config
+
+    def messages_url(self, phone_number_id: str, version: str = DEFAULT_API_VERSION) -> str:
+        return f"{self.base_url}/{version}/{phone_number_id}/messages"
+
+
+@asynccontextmanager
+async def start_mock_server(
+    config: MockConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    shutdown_timeout: float = 5.0,
+) -> AsyncIterator[RunningMock]:
+    """Serve a mock on ``host:port`` (port 0: an ephemeral one) for the ``async with`` body."""
+    app = build_mock_app(config or MockConfig())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        yield RunningMock(base_url=f"http://{url_host}:{bound_port}", app=app)
+    finally:
+        await runner.cleanup()
+
+
+async def run_mock_server(
+    config: MockConfig,
+    host: str,
+    port: int,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the mock until SIGINT/SIGTERM (or cancellation); ``on_ready`` gets the base URL."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        async with start_mock_server(config, host, port) as mock:
+            log.info(
+                "mock_api_started",
+                base_url=mock.base_url,
+                validate=config.validate,
+                limit_per_second=config.limit_per_second,
+                fault_rate=config.faults.error_rate,
+                receipts=config.receipts.enabled,
+            )
+            if on_ready is not None:
+                on_ready(mock.base_url)
+            await stop.wait()
+            log.info(
+                "mock_api_stopping",
+                requests=mock.state.requests,
+                accepted=len(mock.state.accepted),
+                receipts_pending=mock.receipts.pending,
+            )
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,362 @@
+"""Status webhooks of the mock: sent/delivered/read/failed posted back, signed, like Meta.
+
+Each accepted message gets its statuses planned at once (kind, logical timestamp, posting
+time); one scheduler task moves due statuses into batches, poster tasks POST them with retries.
+Timestamps keep the logical order even when posting order is shuffled (reorder), as on the
+real platform where webhooks arrive out of order but carry the event time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import heapq
+import hmac
+import json
+import random
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import aiohttp
+import structlog
+
+from daemon.whatsapp.mock_config import DelayRange, ReceiptConfig
+from daemon.whatsapp.mock_errors import webhook_error
+from daemon.whatsapp.mock_state import AcceptedMessage
+from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
+
+log = structlog.get_logger()
+
+USER_AGENT = "facebookexternalua"
+
+
+class PlannedStatus(NamedTuple):
+    due: float
+    """Loop time at which the status is posted."""
+    order: int
+    wamid: str
+    status: str
+    timestamp: int
+    """Epoch seconds of the event (logical order, whatever the posting order)."""
+    phone_number_id: str
+    recipient_id: str
+    callback: str | None
+    error_code: int | None
+    conversation_id: str
+    with_pricing: bool
+    expiration: int | None
+
+
+class ReceiptSender:
+    """Plans, batches, signs and posts status webhooks for accepted messages."""
+
+    def __init__(self, config: ReceiptConfig, rng: random.Random) -> None:
+        self.config = config
+        self.rng = rng
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "generated",
+                "duplicates",
+                "reordered",
+                "posts",
+                "posted",
+                "acknowledged",
+                "failed_posts",
+                "dropped",
+            ),
+            0,
+        )
+        self._heap: list[PlannedStatus] = []
+        self._order = 0
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._crash_event = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._batches: asyncio.Queue[list[PlannedStatus]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._crashed: BaseException | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    @property
+    def pending(self) -> int:
+        """Statuses generated but neither acknowledged by the webhook nor given up."""
+        return self._pending
+
+    def stats(self) -> dict[str, int]:
+        return {**self.counters, "pending": self._pending}
+
+    # -- planning -------------------------------------------------------------------------
+
+    def schedule(self, message: AcceptedMessage) -> None:
+        """Plan the statuses of a just-accepted message (no-op when receipts are off)."""
+        if not self.config.enabled:
+            return
+        now = asyncio.get_running_loop().time()
+        for status in self.plan(message, now):
+            self._push(status)
+        self._wakeup.set()
+
+    def plan(self, message: AcceptedMessage, now: float) -> list[PlannedStatus]:
+        """The statuses of one message, with posting times from ``now`` (loop clock)."""
+        cfg, rng = self.config, self.rng
+        steps: list[tuple[str, DelayRange]] = []
+        if rng.random() < cfg.failed_rate:
+            steps.append(("failed", cfg.failed_delay_s))
+        else:
+            steps.append(("sent", cfg.sent_delay_s))
+            if rng.random() < cfg.delivered_rate:
+                steps.append(("delivered", cfg.delivered_delay_s))
+                if rng.random() < cfg.read_rate:
+                    steps.append(("read", cfg.read_delay_s))
+            elif rng.random() < cfg.read_without_delivered_rate:
+                steps.append(("read", cfg.read_delay_s))
+        offsets: list[float] = []
+        elapsed = 0.0
+        for _, (low, high) in steps:
+            elapsed += rng.uniform(low, high)
+            offsets.append(elapsed)
+        posting = list(offsets)
+        if len(posting) > 1 and rng.random() < cfg.reorder_rate:
+            i = rng.randrange(len(posting) - 1)
+            posting[i], posting[i + 1] = posting[i + 1], posting[i]
+            self.counters["reordered"] += 1
+
+        conversation_id = f"{rng.getrandbits(128):032x}"
+        kinds = [kind for kind, _ in steps]
+        priced = "delivered" if "delivered" in kinds else "read"
+        error_code = rng.choice(cfg.failed_codes) if kinds[0] == "failed" else None
+        planned = []
+        for kind, offset, post_at in zip(kinds, offsets, posting, strict=True):
+            stamp = int(message.accepted_at + offset)
+            planned.append(
+                PlannedStatus(
+                    due=now + post_at,
+                    order=0,
+                    wamid=message.wamid,
+                    status=kind,
+                    timestamp=stamp,
+                    phone_number_id=message.phone_number_id,
+                    recipient_id=message.wa_id,
+                    callback=message.biz_opaque_callback_data,
+                    error_code=error_code if kind == "failed" else None,
+                    conversation_id=conversation_id,
+                    with_pricing=cfg.include_pricing and kind in ("sent", priced),
+                    expiration=stamp + 86400 if kind == "sent" else None,
+                )
+            )
+        duplicates = [
+            status._replace(due=status.due + rng.uniform(*cfg.duplicate_delay_s))
+            for status in planned
+            if rng.random() < cfg.duplicate_rate
+        ]
+        self.counters["duplicates"] += len(duplicates)
+        return planned + duplicates
+
+    def _push(self, status: PlannedStatus) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, status._replace(order=self._order))
+        self.counters["generated"] += 1
+        self._pending += 1
+        self._idle.clear()
+
+    def _settle(self, count: int) -> None:
+        self._pending -= count
+        if self._pending <= 0:
+            self._pending = 0
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until every generated status was acknowledged or given up.
+
+        Bound it with ``asyncio.timeout`` if the webhook may be down. Raises RuntimeError if
+        a receipt task crashed (nothing would ever settle).
+        """
+        if self._crashed is None:
+            waiter = asyncio.ensure_future(self._idle.wait())
+            crash = asyncio.ensure_future(self._crash_event.wait())
+            try:
+                await asyncio.wait((waiter, crash), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                crash.cancel()
+        if self._crashed is not None:
+            raise RuntimeError("mock receipt task crashed") from self._crashed
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self.config.enabled:
+            return
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.config.post_timeout_s),
+            connector=aiohttp.TCPConnector(limit=self.config.post_concurrency),
+        )
+        tasks = [asyncio.create_task(self._schedule_loop(), name="mock_receipts_scheduler")]
+        for n in range(self.config.post_concurrency):
+            tasks.append(asyncio.create_task(self._post_loop(), name=f"mock_receipts_poster_{n}"))
+        for task in tasks:
+            task.add_done_callback(self._task_done)
+        self._tasks = tasks
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._crashed = exc
+            self._crash_event.set()
+            log.error("mock_receipts_task_crashed", task=task.get_name(), exc_info=exc)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._pending:
+            log.info("mock_receipts_abandoned", pending=self._pending)
+
+    # -- scheduling and posting -----------------------------------------------------------
+
+    async def _schedule_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        buffer: list[PlannedStatus] = []
+        flush_at = 0.0
+        while True:
+            now = loop.time()
+            heap = self._heap
+            while heap and heap[0].due <= now:
+                if not buffer:
+                    flush_at = now + cfg.flush_interval_s
+                buffer.append(heapq.heappop(heap))
+                if len(buffer) >= cfg.batch_size:
+                    self._batches.put_nowait(buffer)
+                    buffer = []
+            if buffer and now >= flush_at:
+                self._batches.put_nowait(buffer)
+                buffer = []
+            wake_at = flush_at if buffer else None
+            if heap and (wake_at is None or heap[0].due < wake_at):
+                wake_at = heap[0].due
+            self._wakeup.clear()
+            timeout = None if wake_at is None else max(0.0, wake_at - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    async def _post_loop(self) -> None:
+        while True:
+            batch = await self._batches.get()
+            try:
+                await self._post(batch)
+            finally:
+                self._batches.task_done()
+
+    async def _post(self, batch: list[PlannedStatus]) -> None:
+        cfg = self.config
+        assert self._session is not None and cfg.webhook_url is not None
+        body = self.encode(batch)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(body, cfg.app_secret),
+            "X-Hub-Signature": "sha1="
+            + hmac.new(cfg.app_secret.encode(), body, hashlib.sha1).hexdigest(),
+            "User-Agent": USER_AGENT,
+        }
+        count = len(batch)
+        for attempt in range(1, cfg.max_attempts + 1):
+            self.counters["posts"] += 1
+            self.counters["posted"] += count
+            problem: str
+            try:
+                async with self._session.post(cfg.webhook_url, data=body, headers=headers) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        self.counters["acknowledged"] += count
+                        self._settle(count)
+                        return
+                    problem = f"http_{resp.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                problem = type(exc).__name__
+            self.counters["failed_posts"] += 1
+            log.warning(
+                "mock_receipts_post_failed", attempt=attempt, statuses=count, problem=problem
+            )
+            if attempt < cfg.max_attempts:
+                await asyncio.sleep(min(cfg.retry_max_s, cfg.retry_initial_s * 2 ** (attempt - 1)))
+        self.counters["dropped"] += count
+        self._settle(count)
+        log.error("mock_receipts_dropped", statuses=count, attempts=cfg.max_attempts)
+
+    def encode(self, batch: list[PlannedStatus]) -> bytes:
+        """The exact bytes posted: escaped-unicode JSON, like Meta signs it."""
+        payload = build_payload(batch, self.config, self.rng.random() < self.config.split_rate)
+        return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def status_object(status: PlannedStatus, category: str) -> dict[str, Any]:
+    """One ``statuses[]`` element, keys in the order Meta sends them."""
+    out: dict[str, Any] = {
+        "id": status.wamid,
+        "status": status.status,
+        "timestamp": str(status.timestamp),
+        "recipient_id": status.recipient_id,
+    }
+    if status.callback is not None:
+        out["biz_opaque_callback_data"] = status.callback
+    if status.with_pricing:
+        conversation: dict[str, Any] = {"id": status.conversation_id}
+        if status.expiration is not None:
+            conversation["expiration_timestamp"] = str(status.expiration)
+        conversation["origin"] = {"type": category}
+        out["conversation"] = conversation
+        out["pricing"] = {
+            "billable": True,
+            "pricing_model": "PMP",
+            "type": "regular",
+            "category": category,
+        }
+    if status.error_code is not None:
+        out["errors"] = [webhook_error(status.error_code)]
+    return out
+
+
+def build_payload(
+    batch: Iterable[PlannedStatus], config: ReceiptConfig, split: bool = False
+) -> dict[str, Any]:
+    """A messages-webhook body: one change per phone number, or several entries/changes."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for status in batch:
+        groups.setdefault(status.phone_number_id, []).append(
+            status_object(status, config.pricing_category)
+        )
+    changes: list[dict[str, Any]] = []
+    for phone_number_id, statuses in groups.items():
+        parts = [statuses[: len(statuses) // 2], statuses[len(statuses) // 2 :]]
+        for part in parts if split and len(statuses) > 1 else [statuses]:
+            changes.append(
+                {
+                    "value": {
+                        "messaging_product": "whatsapp",
+                        "metadata": {
+                            "display_phone_number": config.display_phone_number,
+                            "phone_number_id": phone_number_id,
+                        },
+                        "statuses": part,
+                    },
+                    "field": "messages",
+                }
+            )
+    if split:
+        entries = [{"id": config.waba_id, "changes": [change]} for change in changes]
+    else:
+        entries = [{"id": config.waba_id, "changes": changes}]
+    return {"object": "whatsapp_business_account", "entry": entries}

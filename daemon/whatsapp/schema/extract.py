@@ -1,0 +1,178 @@
+"""Extract the template-message request schema from Meta's OpenAPI spec (dev-only).
+
+Usage: python daemon/whatsapp/schema/extract.py SPEC.yaml [OUT.json]
+
+Reads ``components/schemas/TemplateMessage`` and every schema it reaches (``$ref`` and
+``discriminator`` mappings), turns the OpenAPI dialect into plain JSON Schema 2020-12 and
+writes one self-contained document whose refs resolve locally (``#/components/schemas/X``).
+Needs PyYAML; never imported by the daemon at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = "TemplateMessage"
+REF_PREFIX = "#/components/schemas/"
+DROPPED_KEYWORDS = frozenset({"example", "examples", "discriminator", "xml", "externalDocs"})
+
+# Top-level fields a template send may carry: the spec's own plus biz_opaque_callback_data,
+# which Meta documents for /messages (notes §1) but the v23.0 spec leaves out.
+TOP_LEVEL_FIELDS = (
+    "messaging_product",
+    "recipient_type",
+    "to",
+    "type",
+    "context",
+    "template",
+    "biz_opaque_callback_data",
+)
+
+PATCHES = (
+    "LanguageObject: 'policy' no longer required (Meta's own request examples omit it)",
+    "TemplateComponent/ButtonComponent: index pattern '^[2-6, 11-14]$' (a broken character"
+    " class that rejects '0') replaced by '^[0-9]$' (button position 0-9)",
+    "discriminator mappings turned into if/then dispatch on 'type'; the mapped subtypes lose"
+    " their allOf back-reference to the dispatching schema (it would recurse forever)",
+    "root: messaging_product == 'whatsapp', type == 'template', to non-empty,"
+    " biz_opaque_callback_data string of at most 512 characters, unknown top-level fields"
+    " rejected",
+)
+
+
+def collect(schemas: dict[str, Any], root: str) -> dict[str, Any]:
+    """The root schema and every schema it reaches through $ref or discriminator mappings."""
+    found: dict[str, Any] = {}
+    todo = [root]
+    while todo:
+        name = todo.pop()
+        if name in found:
+            continue
+        found[name] = schemas[name]
+        todo.extend(_referenced(schemas[name]))
+    return dict(sorted(found.items()))
+
+
+def _referenced(node: Any) -> list[str]:
+    names: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                names.append(_ref_name(value))
+            elif key == "discriminator":
+                names.extend(_ref_name(v) for v in value.get("mapping", {}).values())
+            elif key not in ("example", "examples"):
+                names.extend(_referenced(value))
+    elif isinstance(node, list):
+        for item in node:
+            names.extend(_referenced(item))
+    return names
+
+
+def _ref_name(ref: str) -> str:
+    if not ref.startswith(REF_PREFIX):
+        raise ValueError(f"unsupported $ref {ref!r}")
+    return ref.removeprefix(REF_PREFIX)
+
+
+def to_json_schema(node: Any) -> Any:
+    """OpenAPI schema object -> JSON Schema 2020-12 (nullable, boolean exclusive bounds)."""
+    if isinstance(node, list):
+        return [to_json_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: to_json_schema(v) for k, v in node.items() if k not in DROPPED_KEYWORDS}
+    if out.pop("nullable", False):
+        if "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out["type"] = [*types, "null"]
+        if "enum" in out and None not in out["enum"]:
+            out["enum"] = [*out["enum"], None]
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), bool) and out.pop(bound) and limit in out:
+            out[bound] = out.pop(limit)
+    return out
+
+
+def dispatch_discriminators(raw: dict[str, Any], converted: dict[str, Any]) -> None:
+    """Replace each discriminator by if/then branches that apply the mapped subtype."""
+    for name, schema in raw.items():
+        disc = schema.get("discriminator") if isinstance(schema, dict) else None
+        if not disc:
+            continue
+        prop = disc["propertyName"]
+        branches = []
+        for value, ref in sorted(disc.get("mapping", {}).items()):
+            sub = converted[_ref_name(ref)]
+            own = [p for p in sub.get("allOf", []) if p.get("$ref") != REF_PREFIX + name]
+            if "allOf" in sub:
+                sub["allOf"] = own
+            branches.append(
+                {
+                    "if": {"properties": {prop: {"const": value}}, "required": [prop]},
+                    "then": {"$ref": ref},
+                }
+            )
+        converted[name] = {**converted[name], "allOf": branches}
+
+
+def apply_patches(schemas: dict[str, Any]) -> None:
+    lang = schemas["LanguageObject"]
+    lang["required"] = [r for r in lang["required"] if r != "policy"]
+    for name in ("TemplateComponent", "ButtonComponent"):
+        for props in _all_properties(schemas[name]):
+            if "index" in props and "pattern" in props["index"]:
+                props["index"]["pattern"] = "^[0-9]$"
+
+
+def _all_properties(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [schema["properties"]] if "properties" in schema else []
+    for part in schema.get("allOf", []):
+        found.extend(_all_properties(part))
+    return found
+
+
+def build_document(spec: dict[str, Any], source: str) -> dict[str, Any]:
+    raw = collect(spec["components"]["schemas"], ROOT)
+    converted = {name: to_json_schema(schema) for name, schema in raw.items()}
+    dispatch_discriminators(raw, converted)
+    apply_patches(converted)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$comment": f"Extracted from {source} (components/schemas/{ROOT}) by extract.py.",
+        "x-openapi-version": spec.get("openapi"),
+        "x-api-version": spec.get("info", {}).get("version"),
+        "x-patches": list(PATCHES),
+        "allOf": [{"$ref": REF_PREFIX + ROOT}],
+        "properties": {
+            **dict.fromkeys(TOP_LEVEL_FIELDS, True),
+            "messaging_product": {"const": "whatsapp"},
+            "type": {"const": "template"},
+            "to": {"type": "string", "minLength": 1},
+            "biz_opaque_callback_data": {"type": "string", "maxLength": 512},
+        },
+        "additionalProperties": False,
+        "components": {"schemas": converted},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3):
+        print(__doc__, file=sys.stderr)
+        return 2
+    yaml = importlib.import_module("yaml")
+    spec_path = Path(argv[1])
+    out = Path(argv[2]) if len(argv) == 3 else Path(__file__).with_name("template_message.json")
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    document = build_document(spec, spec_path.name)
+    out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(document['components']['schemas'])} schemas)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,55 @@
+"""The sender end to end: real PostgreSQL, the real daemon, the mock Cloud API on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+
+from daemon.core.states import CampaignCommand
+from daemon.db.campaigns import change_campaign_state
+from daemon.whatsapp.mock import start_mock_server
+from daemon.whatsapp.mock_config import FaultConfig, MockConfig
+from tests.helpers.daemon import (
+    daemon_config,
+    running_daemon,
+    wait_campaign_state,
+    wait_until_final,
+)
+from tests.helpers.data import campaign_with_contacts
+
+
+async def test_every_contact_sent_exactly_once(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    cid = await campaign_with_contacts(conn, tmp_path, 2000)
+    async with start_mock_server(MockConfig()) as mock:
+        async with running_daemon(daemon_config(mock.base_url), db_dsn):
+            await change_campaign_state(conn, cid, CampaignCommand.START)
+            counts = await wait_until_final(conn, cid)
+            await wait_campaign_state(conn, cid, "finished")
+        assert counts == {"sent": 2000}
+        assert len(mock.state.accepted) == 2000
+        assert mock.state.duplicated_callback_data() == {}
+    wamids = await conn.fetchval(
+        "SELECT count(DISTINCT wamid) FROM contacts WHERE campaign_id = $1", cid
+    )
+    assert wamids == 2000
+
+
+async def test_transient_errors_are_retried_until_sent(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    cid = await campaign_with_contacts(conn, tmp_path, 500)
+    faults = FaultConfig(transient_rate=0.10)
+    async with start_mock_server(MockConfig(faults=faults, seed=7)) as mock:
+        async with running_daemon(daemon_config(mock.base_url, sender={"max_attempts": 8}), db_dsn):
+            await change_campaign_state(conn, cid, CampaignCommand.START)
+            counts = await wait_until_final(conn, cid)
+        assert counts == {"sent": 500}
+        assert mock.state.outcomes["transient"] > 20
+        assert mock.state.duplicated_callback_data() == {}
+    retried = await conn.fetchval(
+        "SELECT count(*) FROM contacts WHERE campaign_id = $1 AND attempts > 1", cid
+    )
+    assert retried > 20
