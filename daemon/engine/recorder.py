@@ -36,7 +36,9 @@ class ResultRecorder:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
-        self._on_recorded = on_recorded
+        self.on_recorded: list[Callable[[list[SendResult]], None]] = (
+            [on_recorded] if on_recorded else []
+        )
         self.recorded = 0
 
     def add(self, result: SendResult) -> None:
@@ -74,8 +76,8 @@ class ResultRecorder:
                 async with self._pool.acquire() as conn:
                     await record_results(conn, batch)
         self.recorded += len(batch)
-        if self._on_recorded is not None:
-            self._on_recorded(batch)
+        for callback in self.on_recorded:
+            callback(batch)
 
     async def wait_idle(self) -> None:
         await self._idle.wait()

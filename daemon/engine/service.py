@@ -42,6 +42,7 @@ class Runtime:
     pool: asyncpg.Pool
     daemon_id: str
     sender: Sender
+    recorder: ResultRecorder
     stop: asyncio.Event
     extra_tasks: dict[str, Coroutine[Any, Any, None]] = field(default_factory=dict)
 
@@ -111,7 +112,7 @@ async def run_daemon(
             max_batch=config.sender.batch_size * 4,
         )
         sender = Sender(pool, client, config, daemon_id, limiters, recorder, on_send=on_send)
-        runtime = Runtime(config, dsn, pool, daemon_id, sender, stop)
+        runtime = Runtime(config, dsn, pool, daemon_id, sender, recorder, stop)
         for component in components or []:
             await stack.enter_async_context(component(runtime))
 
