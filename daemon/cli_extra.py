@@ -7,6 +7,6 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    from daemon import cli_daemon, cli_mock
+    from daemon import cli_daemon, cli_mock, cli_ops
 
-    return [cli_daemon.add_parser, cli_mock.add_parser]
+    return [cli_daemon.add_parser, cli_mock.add_parser, cli_ops.add_parser]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from daemon.core.phones import InvalidPhone, normalize_phone
@@ -78,8 +79,11 @@ def _header_index(
     return phone_index, columns
 
 
-def parse_contacts(text: str, param_columns: Sequence[str], origin: str = "file") -> ParsedContacts:
-    """Every data row lands in exactly one of `valid` or `invalid` (duplicates: first one wins)."""
+def iter_contacts(
+    text: str, param_columns: Sequence[str], origin: str = "file"
+) -> Iterator[ContactRow]:
+    """Every data row, in file order, valid or with its reason (a repeated phone: the first
+    one wins). Header problems raise CsvFormatError before the first row is yielded."""
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], ",;\t")
     except csv.Error:
@@ -92,34 +96,47 @@ def parse_contacts(text: str, param_columns: Sequence[str], origin: str = "file"
     except csv.Error as exc:
         raise CsvFormatError(f"{origin}: not a valid CSV: {exc}") from None
     phone_index, columns = _header_index(header, param_columns, origin)
+    return _rows(reader, phone_index, columns, origin)
 
-    parsed = ParsedContacts()
+
+def _rows(
+    reader: Any, phone_index: int, columns: dict[str, int], origin: str
+) -> Iterator[ContactRow]:
     seen: set[str] = set()
+    names = list(columns)
+    indexes = list(columns.values())
+    width = max([phone_index, *indexes]) + 1
     line = 1
     try:
         for record in reader:
             line = reader.line_num
-            if not record or all(not cell.strip() for cell in record):
-                continue  # blank lines are not rows
-            raw_phone = record[phone_index].strip() if phone_index < len(record) else ""
-            params = {
-                name: (record[i].strip() if i < len(record) else "") for name, i in columns.items()
-            }
+            if len(record) < width:
+                if not record or all(not cell.strip() for cell in record):
+                    continue  # blank lines are not rows
+                record = record + [""] * (width - len(record))
+            raw_phone = record[phone_index].strip()
+            values = [record[i].strip() for i in indexes]
+            params = dict(zip(names, values, strict=True))
             reason: str | None = None
-            phone = raw_phone
             try:
                 phone = normalize_phone(raw_phone)
             except InvalidPhone as exc:
-                reason = exc.reason
-            if reason is None and any(value == "" for value in params.values()):
-                reason = "missing_parameter"
-            if reason is None:
-                if phone in seen:
+                phone, reason = raw_phone, exc.reason
+            else:
+                if "" in values:
+                    reason = "missing_parameter"
+                elif phone in seen:
                     reason = "duplicate_phone"
                 else:
                     seen.add(phone)
-            row = ContactRow(line, phone, params, reason)
-            (parsed.invalid if reason else parsed.valid).append(row)
+            yield ContactRow(line, phone, params, reason)
     except csv.Error as exc:
         raise CsvFormatError(f"{origin}: not a valid CSV near line {line + 1}: {exc}") from None
+
+
+def parse_contacts(text: str, param_columns: Sequence[str], origin: str = "file") -> ParsedContacts:
+    """All rows at once, split into valid and invalid."""
+    parsed = ParsedContacts()
+    for row in iter_contacts(text, param_columns, origin):
+        (parsed.invalid if row.invalid_reason else parsed.valid).append(row)
     return parsed

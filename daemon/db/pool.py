@@ -25,7 +25,15 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class JsonText(str):
+    """A value that is already JSON text: written to json/jsonb columns as is."""
+
+    __slots__ = ()
+
+
 def _encode_jsonb(value: object) -> bytes:
+    if isinstance(value, JsonText):
+        return b"\x01" + value.encode()
     return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
 
 

@@ -85,7 +85,6 @@ CREATE INDEX contacts_in_progress_lease
     WHERE state = 'in_progress';
 CREATE UNIQUE INDEX contacts_wamid ON contacts (wamid) WHERE wamid IS NOT NULL;
 CREATE INDEX contacts_campaign_state ON contacts (campaign_id, state);
-CREATE INDEX contacts_phone ON contacts (phone);
 
 CREATE TABLE status_receipts (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

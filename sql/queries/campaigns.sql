@@ -71,6 +71,13 @@ WHERE campaign_id = $1 AND phone = ANY($2::text[]);
 SELECT phone FROM contacts
 WHERE campaign_id = $1 AND state NOT IN ('invalid_record', 'removed') AND phone = ANY($2::text[]);
 
+-- name: live_phones_of_campaign_all
+SELECT phone FROM contacts
+WHERE campaign_id = $1 AND state NOT IN ('invalid_record', 'removed');
+
+-- name: all_suppressed_phones
+SELECT phone FROM suppressions;
+
 -- name: suppressed_among
 SELECT phone FROM suppressions WHERE phone = ANY($1::text[]);
 

@@ -1,0 +1,214 @@
+"""`wa-sender demo`: a whole campaign end to end on the embedded defaults.
+
+A throwaway PostgreSQL (unless DATABASE_URL is set), the mock Cloud API on loopback with a
+realistic mix of faults and status receipts, the real daemon in this process, live progress,
+and the final status table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+import asyncpg
+
+from daemon.config import Config, Secret, with_overrides
+from daemon.core.payload import Template
+from daemon.core.states import PENDING_STATES, CampaignCommand
+from daemon.db import campaigns as store
+from daemon.db.importer import import_contacts
+from daemon.db.pool import connect
+from daemon.engine.service import default_components, run_daemon
+from daemon.logs import configure_logging
+from daemon.ops.render import progress_bar, progress_table
+from daemon.whatsapp.mock import start_mock_server
+from daemon.whatsapp.mock_config import FaultConfig, MockConfig, ReceiptConfig
+
+DEMO_NUMBER_ID = "106540352242922"
+# Recipients that the mock refuses for good, to show Sending failed with its code.
+NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def write_generated_contacts(path: Path, sample: Path, count: int) -> None:
+    """The shipped sample (with its invalid rows) plus `count` generated contacts."""
+    with sample.open(encoding="utf-8") as src, path.open("w", encoding="utf-8", newline="") as out:
+        out.write(src.read())
+        writer = csv.writer(out)
+        for i in range(count):
+            writer.writerow([f"+1 555 01{i:05d}", f"Guest{i}", f"G{i:06d}"])
+
+
+def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -> Config:
+    return with_overrides(
+        config,
+        whatsapp={
+            "base_url": mock_url,
+            "access_token": Secret("demo-token"),
+            "app_secret": Secret(secrets.token_hex(16)),
+            "verify_token": Secret(secrets.token_hex(8)),
+            "request_timeout_s": 5.0,
+        },
+        sender={
+            "rate_per_second": rate,
+            "burst": max(1.0, rate / 10),
+            "concurrency": 64,
+            "retry_initial_s": 0.2,
+            "retry_max_s": 1.0,
+            "idle_poll_s": 0.5,
+        },
+        webhook={"enabled": True, "host": "127.0.0.1", "port": webhook_port},
+        recovery={"lease_s": 30.0, "grace_s": 2.0},
+        metrics={"enabled": False},
+        logging={"level": "warning"},
+    )
+
+
+async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: TextIO) -> int:
+    configure_logging("console", "warning", stream=sys.stderr)
+    webhook_port = free_port()
+    sample = resources.files("daemon.demo").joinpath("contacts.csv")
+    app_secret = secrets.token_hex(16)
+    conn = await connect(dsn)
+    try:
+        with tempfile.TemporaryDirectory(prefix="wa-sender-demo-") as tmp:
+            csv_path = Path(tmp) / "contacts.csv"
+            with resources.as_file(sample) as sample_path:
+                write_generated_contacts(csv_path, sample_path, contacts)
+            template = Template("spring_sale", "en_US", ("first_name", "order_id"))
+            campaign_id = await store.create_campaign(
+                conn, "Demo spring sale", template, DEMO_NUMBER_ID
+            )
+            result = await import_contacts(conn, campaign_id, csv_path)
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.reasons.items()))
+        print(
+            f"campaign {campaign_id}: imported {result.imported}, invalid {result.invalid} ({reasons})",
+            file=out,
+        )
+
+        mock_config = MockConfig(
+            token="demo-token",
+            seed=1,
+            faults=FaultConfig(
+                latency_ms=40, jitter_ms=40, transient_rate=0.03, forced_errors=NOT_ON_WHATSAPP
+            ),
+            receipts=ReceiptConfig(
+                enabled=True,
+                webhook_url=f"http://127.0.0.1:{webhook_port}{config.webhook.path}",
+                app_secret=app_secret,
+                delivered_rate=0.93,
+                read_rate=0.6,
+                read_without_delivered_rate=0.05,
+                failed_rate=0.03,
+                duplicate_rate=0.05,
+                reorder_rate=0.1,
+                sent_delay_s=(0.05, 0.3),
+                delivered_delay_s=(0.2, 1.0),
+                read_delay_s=(0.3, 1.5),
+            ),
+        )
+        async with start_mock_server(mock_config) as mock:
+            daemon_cfg = demo_config(config, mock.base_url, webhook_port, rate)
+            daemon_cfg = with_overrides(daemon_cfg, whatsapp={"app_secret": Secret(app_secret)})
+            print(
+                f"mock Cloud API at {mock.base_url}; daemon sending at {rate:.0f} msg/s", file=out
+            )
+            stop = asyncio.Event()
+            daemon = asyncio.create_task(
+                run_daemon(
+                    daemon_cfg,
+                    dsn,
+                    stop=stop,
+                    components=default_components(daemon_cfg),
+                    install_signal_handlers=False,
+                )
+            )
+            try:
+                await store.change_campaign_state(conn, campaign_id, CampaignCommand.START)
+                await _show_progress(conn, campaign_id, out, daemon)
+                await asyncio.wait_for(mock.receipts.drain(), 30)
+                await _wait_receipts_applied(conn, timeout_s=15)
+            finally:
+                stop.set()
+                code = await asyncio.wait_for(daemon, 60)
+        progress = await store.campaign_progress(conn, campaign_id)
+        print("\n" + progress_table(progress), file=out)
+        duplicates = len(mock.state.duplicated_callback_data())
+        print(
+            f"\nmock received {len(mock.state.accepted)} messages for {result.imported} contacts; "
+            f"double sends: {duplicates}",
+            file=out,
+        )
+        return code
+    finally:
+        await conn.close()
+
+
+async def _show_progress(
+    conn: asyncpg.Connection, campaign_id: int, out: TextIO, daemon: asyncio.Task[int]
+) -> None:
+    started = time.monotonic()
+    pending = [s.value for s in PENDING_STATES]
+    tty = out.isatty()
+    last_line = 0.0
+    while True:
+        if daemon.done():
+            daemon.result()  # raises the daemon's error
+            raise RuntimeError("the daemon stopped before the campaign finished")
+        row = await conn.fetchrow(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE state::text = ANY($2)) AS pending,"
+            " (SELECT state::text FROM campaigns WHERE id = $1) AS campaign_state,"
+            " (SELECT pause_reason FROM campaigns WHERE id = $1) AS pause_reason"
+            " FROM contacts WHERE campaign_id = $1",
+            campaign_id,
+            pending,
+        )
+        if row["campaign_state"] not in ("running", "finished"):
+            print(f"\ncampaign is {row['campaign_state']}: {row['pause_reason']}", file=out)
+            return
+        total, left = row["total"], row["pending"]
+        done = total - left
+        elapsed = time.monotonic() - started
+        line = (
+            f"{progress_bar(done / total if total else 1)} {done}/{total} final"
+            f"  {done / elapsed if elapsed else 0:6.0f}/s  {elapsed:5.1f}s"
+        )
+        if tty:
+            print("\r" + line, end="", file=out, flush=True)
+        elif elapsed - last_line >= 1.0 or left == 0:
+            print(line, file=out, flush=True)
+            last_line = elapsed
+        if left == 0:
+            if tty:
+                print(file=out)
+            return
+        await asyncio.sleep(0.2)
+
+
+async def _wait_receipts_applied(conn: asyncpg.Connection, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pending = await conn.fetchval(
+            "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
+        )
+        if pending == 0:
+            return
+        await asyncio.sleep(0.2)
+
+
+def main_demo(config: Config, dsn: str, contacts: int, rate: float) -> int:
+    return asyncio.run(run_demo(config, dsn, contacts, rate, sys.stdout))
