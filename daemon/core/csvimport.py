@@ -10,8 +10,8 @@ import csv
 import io
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 from daemon.core.phones import InvalidPhone, normalize_phone
 

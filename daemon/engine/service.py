@@ -53,8 +53,17 @@ Component = Callable[[Runtime], Any]
 
 
 def default_components(config: Config) -> list[Component]:
-    """The web server (webhook, metrics, health) and the receipts reconciler, when enabled."""
-    return []
+    """The web server (webhook, metrics, health) and the receipts reconciler, when enabled.
+
+    The reconciler comes first so that it stops after the web server (components are left in
+    reverse order)."""
+    from daemon.engine.reconciler import reconciler_component
+    from daemon.engine.web import web_component
+
+    components: list[Component] = [reconciler_component]
+    if config.webhook.enabled:
+        components.append(web_component())
+    return components
 
 
 def check_config_for_run(config: Config) -> None:

@@ -96,7 +96,8 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             result = await import_contacts(conn, campaign_id, csv_path)
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.reasons.items()))
         print(
-            f"campaign {campaign_id}: imported {result.imported}, invalid {result.invalid} ({reasons})",
+            f"campaign {campaign_id}: imported {result.imported}, "
+            f"invalid {result.invalid} ({reasons})",
             file=out,
         )
 
