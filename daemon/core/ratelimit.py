@@ -68,6 +68,17 @@ class TokenBucket:
             return 0.0
         return max(0.0, self._updated - self._tokens / self._rate - now)
 
+    def take(self, now: float) -> float:
+        """Take a token if one is there now (returns 0), else take nothing and return the
+        seconds until one will be. For a single consumer that sends right after a 0: every
+        send is counted at the time it really happens, so a late wake-up (a busy event loop)
+        can never let more than rate + burst through in any one second."""
+        self._advance(now)
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return 0.0
+        return (1 - self._tokens) / self._rate
+
     def on_throttled(self, now: float) -> None:
         """A throughput error (429, 130429, 4, 80007): halve the rate and drop saved-up tokens."""
         if self._last_throttle is not None and now - self._last_throttle < self._cooldown_s:

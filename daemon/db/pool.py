@@ -19,6 +19,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    # "database is not currently accepting connections" (ALLOW_CONNECTIONS false, maintenance)
+    asyncpg.exceptions.ObjectNotInPrerequisiteStateError,
+    # the protocol state of a connection killed in the middle of an operation
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
     TimeoutError,

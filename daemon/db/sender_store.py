@@ -121,11 +121,21 @@ async def expire_leases(
     grace_s: float,
     max_attempts: int,
     dead_after_s: float,
+    daemon_id: str,
     batch: int = 1000,
 ) -> list[asyncpg.Record]:
     return list(
-        await conn.fetch(query("expire_leases"), policy, grace_s, max_attempts, dead_after_s, batch)
+        await conn.fetch(
+            query("expire_leases"), policy, grace_s, max_attempts, dead_after_s, batch, daemon_id
+        )
     )
+
+
+async def renew_claims(
+    conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str, lease_s: float
+) -> set[int]:
+    rows = await conn.fetch(query("renew_claims"), list(ids), daemon_id, lease_s)
+    return {r["id"] for r in rows}
 
 
 async def finish_campaign_if_done(conn: asyncpg.Connection, campaign_id: int) -> bool:

@@ -25,12 +25,16 @@ from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.engine.recorder import ResultRecorder
+from daemon.engine.upkeep import DEAD_AFTER_S
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
 log = get_logger(__name__)
 
 FINISH_CHECK_EVERY_S = 1.0
+# Sending stops when this daemon has not heartbeated for this long: past DEAD_AFTER_S other
+# daemons may recover its claims, so it must renew them before sending again.
+FENCE_AFTER_S = DEAD_AFTER_S * 0.6
 
 
 @dataclass(slots=True)
@@ -87,6 +91,10 @@ class Sender:
         self._stopping = False
         self._halted: set[CampaignId] = set()
         self._finish_checked: dict[CampaignId, float] = {}
+        self._last_heartbeat = time.monotonic()
+        self._claims_in_doubt = False
+        self._fence_lock = asyncio.Lock()
+        self._lost: set[int] = set()
         self.stats = SenderStats()
 
     # -- public -------------------------------------------------------------------------
@@ -94,6 +102,14 @@ class Sender:
     def wake(self) -> None:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
         self._wake.set()
+
+    def note_heartbeat(self) -> None:
+        """This daemon is alive in the database's eyes; after a long silence its queued claims
+        are in doubt until renewed."""
+        now = time.monotonic()
+        if now - self._last_heartbeat > FENCE_AFTER_S:
+            self._claims_in_doubt = True
+        self._last_heartbeat = now
 
     @property
     def queued(self) -> int:
@@ -262,14 +278,52 @@ class Sender:
             if work.campaign.id in self._halted:
                 await self._release([work.contact.id, *_take_campaign(queue, work.campaign.id)])
                 continue
-            delay = bucket.reserve(loop.time())
-            if delay > 0:
+            if not await self._still_ours(work):
+                continue
+            while (delay := bucket.take(loop.time())) > 0:
                 self.stats.rate_wait_s += delay
                 await asyncio.sleep(delay)
             await self._slots.acquire()
             task = asyncio.create_task(self._send(work), name=f"send-{work.contact.id}")
             self._inflight[task] = work
             task.add_done_callback(self._send_done)
+
+    async def _still_ours(self, work: Work) -> bool:
+        """Fencing: never send a claim another daemon may have recovered."""
+        while time.monotonic() - self._last_heartbeat > FENCE_AFTER_S:
+            await asyncio.sleep(0.1)  # the database is away: wait, then renew
+        if self._claims_in_doubt or time.monotonic() - work.claimed_at > self._lease_margin():
+            async with self._fence_lock:
+                if (
+                    self._claims_in_doubt
+                    or time.monotonic() - work.claimed_at > self._lease_margin()
+                ):
+                    await self._renew_queued_claims(work)
+        return work.contact.id not in self._lost
+
+    def _lease_margin(self) -> float:
+        return self._config.recovery.lease_s * 0.8
+
+    async def _renew_queued_claims(self, current: Work) -> None:
+        queued = [w for q in self._queues.values() for w in _peek(q)]
+        ids = [current.contact.id, *(w.contact.id for w in queued)]
+        kept: set[int] = set()
+
+        async def renew(conn: asyncpg.Connection) -> None:
+            nonlocal kept
+            kept = await store.renew_claims(
+                conn, ids, self._daemon_id, self._config.recovery.lease_s
+            )
+
+        await self._write(renew)
+        now = time.monotonic()
+        for work in [current, *queued]:
+            work.claimed_at = now
+        lost = set(ids) - kept
+        self._lost |= lost
+        self._claims_in_doubt = False
+        if lost:
+            log.warning("claims_lost", count=len(lost), kept=len(kept))
 
     def _send_done(self, task: asyncio.Task[None]) -> None:
         self._inflight.pop(task, None)
@@ -389,6 +443,13 @@ class Sender:
 
 def _held(campaign: Campaign, now: datetime) -> bool:
     return campaign.hold_until is not None and campaign.hold_until > now
+
+
+def _peek(queue: asyncio.Queue[Work]) -> list[Work]:
+    items = _drain(queue)
+    for item in items:
+        queue.put_nowait(item)
+    return items
 
 
 def _drain(queue: asyncio.Queue[Work]) -> list[Work]:

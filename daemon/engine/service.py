@@ -58,12 +58,22 @@ def default_components(config: Config) -> list[Component]:
     The reconciler comes first so that it stops after the web server (components are left in
     reverse order)."""
     from daemon.engine.reconciler import reconciler_component
-    from daemon.engine.web import web_component
+    from daemon.engine.web import check_webhook_config, web_component
 
     components: list[Component] = [reconciler_component]
     if config.webhook.enabled:
+        check_webhook_config(config)  # before anything starts: one clear line, no traceback
         components.append(web_component())
     return components
+
+
+# The API counts arrivals, not sends: requests leave on schedule but reach it with a few ms
+# of jitter, so the bucket keeps this much of the burst in reserve.
+ARRIVAL_JITTER_S = 0.01
+
+
+def sending_burst(rate_per_second: float, burst: float) -> float:
+    return max(1.0, burst - rate_per_second * ARRIVAL_JITTER_S)
 
 
 def check_config_for_run(config: Config) -> None:
@@ -114,7 +124,10 @@ async def run_daemon(
                 max_connections=config.whatsapp.max_connections,
             )
         )
-        limiters = RateLimiters(config.sender.rate_per_second, config.sender.burst)
+        limiters = RateLimiters(
+            config.sender.rate_per_second,
+            sending_burst(config.sender.rate_per_second, config.sender.burst),
+        )
         recorder = ResultRecorder(
             pool,
             flush_interval_s=config.sender.flush_interval_s,
@@ -142,8 +155,13 @@ async def run_daemon(
             task.add_done_callback(died)
 
         start("recorder", recorder.run())
-        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, notifier.watchdog))
-        start("recovery", recovery_loop(pool, config, sender.wake))
+
+        def on_heartbeat() -> None:
+            notifier.watchdog()
+            sender.note_heartbeat()
+
+        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, on_heartbeat))
+        start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
         start("listener", listen_for_campaign_changes(dsn, sender.wake))
         start("status", _status_loop(sender, notifier))
         for name, coro in runtime.extra_tasks.items():

@@ -46,11 +46,13 @@ async def heartbeat_loop(
             on_beat()
         except CONNECTION_ERRORS as exc:
             log.warning("heartbeat_failed", error=repr(exc))
+            await asyncio.sleep(HEARTBEAT_EVERY_S / 4)
+            continue
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
 async def recovery_loop(
-    pool: asyncpg.Pool, config: Config, on_recovered: Callable[[], None]
+    pool: asyncpg.Pool, config: Config, daemon_id: str, on_recovered: Callable[[], None]
 ) -> None:
     every_s = max(0.5, min(5.0, config.recovery.lease_s / 4))
     recovery = config.recovery
@@ -63,6 +65,7 @@ async def recovery_loop(
                     recovery.grace_s,
                     config.sender.max_attempts,
                     DEAD_AFTER_S,
+                    daemon_id,
                 )
             if rows:
                 log.warning(

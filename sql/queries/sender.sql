@@ -77,7 +77,10 @@ WHERE k.id = c.campaign_id
 -- name: expire_leases
 -- Contacts whose attempt has an unknown outcome: lease expired, or claimed by a daemon that
 -- stopped heartbeating. $1 policy (reconcile | error | retry), $2 grace seconds,
--- $3 max attempts, $4 seconds after which a silent daemon counts as dead, $5 batch size.
+-- $3 max attempts, $4 seconds after which a silent daemon counts as dead, $5 batch size,
+-- $6 this daemon: its own claims are never taken back from under it (it still holds them in
+-- memory, possibly with a result waiting for the database); its next incarnation, or another
+-- daemon, recovers them once it is gone.
 -- reconcile: wait the grace period for a receipt carrying the attempt's callback data.
 UPDATE contacts AS c
 SET state = CASE
@@ -94,6 +97,7 @@ SET state = CASE
 WHERE c.id = ANY(ARRAY(
     SELECT id FROM contacts
     WHERE state = 'in_progress'
+      AND claimed_by <> $6
       AND (lease_until < now()
            OR claimed_by NOT IN (SELECT id FROM daemons
                                  WHERE heartbeat_at > now() - make_interval(secs => $4)))
@@ -115,6 +119,14 @@ SET state = CASE WHEN $2 = 'error' OR c.attempts >= $4 THEN 'error'::contact_sta
     lease_until = NULL,
     updated_at = now()
 WHERE c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $5;
+
+-- name: renew_claims
+-- After this daemon lost the database for a while: keep only the claims that are still its
+-- own, with a fresh lease (others may have recovered the rest meanwhile).
+UPDATE contacts
+SET lease_until = now() + make_interval(secs => $3)
+WHERE id = ANY($1::bigint[]) AND state = 'in_progress' AND claimed_by = $2
+RETURNING id;
 
 -- name: finish_campaign_if_done
 UPDATE campaigns

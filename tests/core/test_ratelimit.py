@@ -205,3 +205,25 @@ def test_changing_the_share_rescales_existing_buckets() -> None:
 def test_shares_outside_zero_to_one_are_refused(share: float) -> None:
     with pytest.raises(ValueError, match="share"):
         RateLimiters(80, 20, share=share)
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(200.0, 20.0), (80.0, 10.0), (1000.0, 50.0)])
+def test_take_counts_sends_at_their_real_time_even_after_a_stall(rate: float, burst: float) -> None:
+    """A consumer that wakes late (a 0.1 s stall every 300th wake-up) never exceeds
+    rate + burst in any one second."""
+    bucket = TokenBucket(rate, burst)
+    now, sent, wakes = 0.0, [], 0
+    while now < 10.0:
+        wait = bucket.take(now)
+        if wait == 0:
+            sent.append(now)
+            continue
+        wakes += 1
+        now += max(wait, 1e-9) + (0.1 if wakes % 300 == 0 else 0.0)
+    busiest, j = 0, 0
+    for i, t in enumerate(sent):
+        while sent[j] <= t - 1.0:
+            j += 1
+        busiest = max(busiest, i - j + 1)
+    assert busiest <= rate + burst
+    assert len(sent) / 10.0 >= rate * 0.75  # stalls lose time that the burst only partly regains
