@@ -95,6 +95,7 @@ class Sender:
         self._claims_in_doubt = False
         self._fence_lock = asyncio.Lock()
         self._lost: set[int] = set()
+        self._in_hand: dict[str, Work] = {}
         self.stats = SenderStats()
 
     # -- public -------------------------------------------------------------------------
@@ -134,7 +135,8 @@ class Sender:
         for task in self._dispatchers.values():
             task.cancel()
         await asyncio.gather(*self._dispatchers.values(), return_exceptions=True)
-        unsent = [w for q in self._queues.values() for w in _drain(q)]
+        unsent = [*self._in_hand.values(), *(w for q in self._queues.values() for w in _drain(q))]
+        self._in_hand.clear()
         await self._release([w.contact.id for w in unsent])
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=timeout_s)
@@ -273,12 +275,16 @@ class Sender:
         low_water = self._capacity(phone_number_id) // 2
         while True:
             work = await queue.get()
+            # Held until its send task exists: a shutdown meanwhile releases it unsent.
+            self._in_hand[phone_number_id] = work
             if queue.qsize() <= low_water:
                 self._room.set()
             if work.campaign.id in self._halted:
                 await self._release([work.contact.id, *_take_campaign(queue, work.campaign.id)])
+                del self._in_hand[phone_number_id]
                 continue
             if not await self._still_ours(work):
+                del self._in_hand[phone_number_id]
                 continue
             while (delay := bucket.take(loop.time())) > 0:
                 self.stats.rate_wait_s += delay
@@ -286,6 +292,7 @@ class Sender:
             await self._slots.acquire()
             task = asyncio.create_task(self._send(work), name=f"send-{work.contact.id}")
             self._inflight[task] = work
+            del self._in_hand[phone_number_id]
             task.add_done_callback(self._send_done)
 
     async def _still_ours(self, work: Work) -> bool:

@@ -179,9 +179,7 @@ async def run_daemon(
             await asyncio.wait([claim], timeout=5.0)
             claim.cancel()
         await sender.shutdown(config.sender.shutdown_timeout_s)
-        for task in tasks.values():
-            task.cancel()
-        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await cancel_all(list(tasks.values()))
         try:
             async with pool.acquire() as conn:
                 await store.forget_daemon(conn, daemon_id)
@@ -200,6 +198,16 @@ async def run_daemon(
     if failed:
         raise WaSenderError(f"daemon stopped because a background task failed: {', '.join(failed)}")
     return 0
+
+
+async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and wait. Cancelling again matters: on Python 3.11 `asyncio.wait_for` can swallow
+    a cancellation that lands just as its inner wait completes."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _host_pid() -> tuple[str, int]:
