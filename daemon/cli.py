@@ -134,6 +134,13 @@ def cmd_campaign_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_campaign_status(args: argparse.Namespace, config: Config) -> int:
+    if args.watch:
+        if args.json:
+            raise ConfigError("--watch and --json cannot be combined")
+        from daemon.ops.watch import watch_campaign
+
+        return watch_campaign(config, args.id)
+
     async def work(conn: asyncpg.Connection) -> int:
         progress = await store.campaign_progress(conn, args.id)
         print(
@@ -247,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="per-state counts with labels and progress")
     p.add_argument("id", type=_positive_int)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--watch", action="store_true", help="refresh counts, rate and ETA until the campaign ends"
+    )
     p.set_defaults(handler=cmd_campaign_status)
     for command in (
         CampaignCommand.START,
