@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# daemon/sql is a link to the repository's sql/ (a real directory inside an installed wheel).
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 

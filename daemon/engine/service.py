@@ -156,11 +156,11 @@ async def run_daemon(
 
         start("recorder", recorder.run())
 
-        def on_heartbeat() -> None:
-            notifier.watchdog()
-            sender.note_heartbeat()
-
-        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, on_heartbeat))
+        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat))
+        if notifier.watchdog_interval_s:
+            # The event loop is alive even while the database is away: a long outage must not
+            # get the daemon killed with results still waiting in memory.
+            start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
         start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
         start("listener", listen_for_campaign_changes(dsn, sender.wake))
         start("status", _status_loop(sender, notifier))
@@ -215,6 +215,12 @@ def _host_pid() -> tuple[str, int]:
     import socket
 
     return socket.gethostname(), os.getpid()
+
+
+async def _watchdog_loop(notifier: SystemdNotifier, every_s: float) -> None:
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(every_s)
 
 
 async def _status_loop(sender: Sender, notifier: SystemdNotifier) -> None:
