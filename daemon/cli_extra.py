@@ -7,6 +7,12 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    from daemon import cli_daemon, cli_mock, cli_ops
+    from daemon import cli_daemon, cli_mock, cli_ops, cli_webhook
 
-    return [cli_daemon.add_parser, cli_mock.add_parser, cli_ops.add_parser]
+    return [
+        cli_daemon.add_parser,
+        cli_daemon.add_demo_parser,
+        cli_mock.add_parser,
+        cli_ops.add_parser,
+        cli_webhook.add_parser,
+    ]

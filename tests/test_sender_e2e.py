@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -53,3 +54,45 @@ async def test_transient_errors_are_retried_until_sent(
         "SELECT count(*) FROM contacts WHERE campaign_id = $1 AND attempts > 1", cid
     )
     assert retried > 20
+
+
+async def test_metrics_endpoint_shows_counters_moving_during_a_run(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from daemon.engine.service import default_components
+    from daemon.ops.demo import free_port
+
+    cid = await campaign_with_contacts(conn, tmp_path, 1500)
+    port = free_port()
+    async with start_mock_server(MockConfig()) as mock:
+        config = daemon_config(
+            mock.base_url,
+            sender={"rate_per_second": 500.0, "burst": 10.0},
+            webhook={"enabled": False, "port": port},
+            metrics={"enabled": True},
+        )
+        async with running_daemon(config, db_dsn, components=default_components(config)):
+            await change_campaign_state(conn, cid, CampaignCommand.START)
+            samples = []
+            async with aiohttp.ClientSession() as http:
+                for _ in range(3):
+                    await asyncio.sleep(1.0)
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        assert response.status == 200
+                        samples.append(_sent_total(await response.text()))
+                async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    assert response.status == 200
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    assert response.status == 200
+            await wait_until_final(conn, cid)
+    assert samples[0] > 0 and samples[0] < samples[1] < samples[2], samples
+
+
+def _sent_total(exposition: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith('wa_sender_sends_total{') and 'outcome="accepted"' in line
+    )

@@ -78,7 +78,7 @@ class Sender:
         self._daemon_id = daemon_id
         self._limiters = limiters
         self._recorder = recorder
-        self._on_send = on_send
+        self.send_observers: list[SendObserver] = [on_send] if on_send else []
         self._policy = RetryPolicy(
             config.sender.max_attempts, config.sender.retry_initial_s, config.sender.retry_max_s
         )
@@ -352,8 +352,9 @@ class Sender:
             outcome = await self._client.send(
                 campaign.phone_number_id, body, attempt=contact.attempt
             )
-            if self._on_send is not None:
-                self._on_send(work, outcome, time.monotonic() - started)
+            took = time.monotonic() - started
+            for observe in self.send_observers:
+                observe(work, outcome, took)
         self.stats.count(outcome.kind)
         bucket = self._limiters.bucket(campaign.phone_number_id)
         loop_now = asyncio.get_running_loop().time()

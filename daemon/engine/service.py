@@ -53,7 +53,7 @@ Component = Callable[[Runtime], Any]
 
 
 def default_components(config: Config) -> list[Component]:
-    """The web server (webhook, metrics, health) and the receipts reconciler, when enabled.
+    """The receipts reconciler, metrics, and the web server (webhook, /metrics, health).
 
     The reconciler comes first so that it stops after the web server (components are left in
     reverse order)."""
@@ -61,9 +61,19 @@ def default_components(config: Config) -> list[Component]:
     from daemon.engine.web import check_webhook_config, web_component
 
     components: list[Component] = [reconciler_component]
+    extra_routes = []
+    on_stored = []
+    if config.metrics.enabled:
+        from daemon.ops.metrics import Metrics, metrics_component
+
+        metrics = Metrics()
+        components.append(metrics_component(metrics))
+        extra_routes.append(metrics.install_routes)
+        on_stored.append(metrics.on_receipts_stored)
     if config.webhook.enabled:
         check_webhook_config(config)  # before anything starts: one clear line, no traceback
-        components.append(web_component())
+    if config.webhook.enabled or config.metrics.enabled:
+        components.append(web_component(extra_routes=extra_routes, on_stored=on_stored))
     return components
 
 

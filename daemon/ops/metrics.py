@@ -194,6 +194,7 @@ def metrics_component(
         runtime.extra_tasks["metrics"] = metrics_loop(
             metrics, runtime.sender, runtime.recorder, runtime.pool
         )
+        runtime.sender.send_observers.append(metrics.on_send)
         yield
 
     return component

@@ -26,8 +26,8 @@ RETURNING id, campaign_id, phone, params, attempts;
 
 -- name: record_results
 -- One flush of send results. A result counts only for the attempt it belongs to; an accepted
--- send also lands when a receipt or lease recovery moved the contact on meanwhile, so a
--- wamid is never lost.
+-- send also lands when a receipt or lease recovery moved the contact on meanwhile (its wamid,
+-- wa_id and message_status are kept; a receipt's later state is not moved back).
 UPDATE contacts AS c
 SET state = CASE
         WHEN c.state = 'in_progress' THEN r.state::contact_state
@@ -53,7 +53,7 @@ FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::tex
           next_attempt_at, at)
 WHERE c.id = r.id
   AND c.attempts = r.attempt
-  AND (c.state = 'in_progress' OR (r.state = 'sent' AND c.wamid IS NULL))
+  AND (c.state = 'in_progress' OR r.state = 'sent')
 RETURNING c.id;
 
 -- name: release_contacts

@@ -1,0 +1,141 @@
+"""Status receipts in the database: the webhook's insert and the reconciler's batch
+(SQL in sql/queries/receipts.sql)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+import asyncpg
+
+from daemon.core.outcomes import SUPPRESS_CODES
+from daemon.db.sql import query
+
+RECEIPTS_CHANNEL: Final = "wa_sender_receipts"
+"""NOTIFY channel: receipts were stored (payload: how many)."""
+
+SUPPRESS_REASON: Final = "opted out of marketing messages (131050)"
+
+# Unmatched receipts wait a quarter of their age before the next try, within these bounds.
+BACKOFF_FACTOR: Final = 0.25
+BACKOFF_MIN_S: Final = 0.5
+BACKOFF_MAX_S: Final = 60.0
+
+
+class ReceiptRow(Protocol):
+    """One status to store (the webhook's parsed rows; a Protocol keeps db free of whatsapp)."""
+
+    @property
+    def wamid(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_at(self) -> datetime | None: ...
+    @property
+    def recipient_id(self) -> str | None: ...
+    @property
+    def phone_number_id(self) -> str | None: ...
+    @property
+    def callback_data(self) -> str | None: ...
+    @property
+    def error_code(self) -> int | None: ...
+    @property
+    def error_title(self) -> str | None: ...
+    @property
+    def raw(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanReceipt:
+    id: int
+    wamid: str
+    status: str
+    recipient_id: str | None
+    callback_data: str | None
+    received_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileResult:
+    picked: int = 0
+    applied: int = 0
+    duplicate: int = 0
+    unmatched: int = 0  # no contact yet: stays pending, tried again after a back-off
+    busy: int = 0  # its contact was locked by another transaction: next batch
+    orphaned: int = 0
+    contacts_changed: int = 0
+    suppressed: int = 0
+    orphans: list[OrphanReceipt] = field(default_factory=list)
+
+
+async def store_receipts(conn: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> int:
+    """Every row in one statement, and a NOTIFY for the reconcilers (same transaction)."""
+    if not rows:
+        return 0
+    stored: int = await conn.fetchval(
+        query("store_receipts"),
+        [r.wamid for r in rows],
+        [r.status for r in rows],
+        [r.status_at for r in rows],
+        [r.recipient_id for r in rows],
+        [r.phone_number_id for r in rows],
+        [r.callback_data for r in rows],
+        [r.error_code for r in rows],
+        [r.error_title for r in rows],
+        [r.raw for r in rows],
+        RECEIPTS_CHANNEL,
+    )
+    return stored
+
+
+async def reconcile_batch(
+    conn: asyncpg.Connection,
+    batch_size: int,
+    orphan_after_s: float,
+    *,
+    suppress_codes: Collection[int] = SUPPRESS_CODES,
+    backoff: tuple[float, float, float] = (BACKOFF_FACTOR, BACKOFF_MIN_S, BACKOFF_MAX_S),
+) -> ReconcileResult:
+    """Apply one batch of due pending receipts to their contacts (one statement)."""
+    factor, floor_s, ceiling_s = backoff
+    async with conn.transaction():
+        await conn.execute(query("custom_plans"))
+        row = await conn.fetchrow(
+            query("reconcile_receipts"),
+            batch_size,
+            sorted(suppress_codes),
+            SUPPRESS_REASON,
+            orphan_after_s,
+            factor,
+            floor_s,
+            ceiling_s,
+        )
+    assert row is not None
+    orphans: list[dict[str, Any]] = row["orphans"]
+    return ReconcileResult(
+        picked=row["picked"],
+        applied=row["applied"],
+        duplicate=row["duplicate"],
+        unmatched=row["unmatched"],
+        busy=row["busy"],
+        orphaned=row["orphaned"],
+        contacts_changed=row["contacts_changed"],
+        suppressed=row["suppressed"],
+        orphans=[OrphanReceipt(**o) for o in orphans],
+    )
+
+
+async def wake_receipts_for_wamids(conn: asyncpg.Connection, wamids: Sequence[str]) -> int:
+    """Pending receipts of these (just recorded) wamids are due again now; how many."""
+    if not wamids:
+        return 0
+    async with conn.transaction():
+        await conn.execute(query("custom_plans"))
+        result: str = await conn.execute(query("wake_receipts_for_wamids"), list(wamids))
+    return int(result.split()[-1])
+
+
+async def receipt_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    return {r["processing_state"]: r["n"] for r in await conn.fetch(query("receipt_counts"))}

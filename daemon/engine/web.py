@@ -1,0 +1,236 @@
+"""The daemon's web server: the receipts webhook, `/healthz`, `/readyz`, and any extra routes
+(e.g. `/metrics`) installed by other components.
+
+The webhook answers fast: the signature is checked over the raw bytes before parsing, every
+status of the POST is stored in one statement (which also NOTIFYs the reconcilers), and only
+then is 200 returned. A body that was not stored is never acknowledged: a database outage
+answers 503 so that Meta delivers it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import asyncpg
+from aiohttp import web
+
+from daemon.config import Config
+from daemon.db import receipts_store as store
+from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.sql import query
+from daemon.errors import ConfigError
+from daemon.logs import get_logger
+from daemon.whatsapp.signature import SIGNATURE_HEADER
+from daemon.whatsapp.webhook import (
+    ReceiptRow,
+    SignatureCheck,
+    WebhookPayloadError,
+    check_signature,
+    handshake_challenge,
+    parse_webhook,
+)
+
+if TYPE_CHECKING:
+    from daemon.engine.service import Component, Runtime
+
+log = get_logger(__name__)
+
+RouteInstaller = Callable[[web.Application], None]
+"""Adds routes (and app keys) to the web app, e.g. `/metrics`."""
+ReceiptObserver = Callable[[Sequence[ReceiptRow]], None]
+"""Called with the rows of each stored POST (e.g. metrics: receipts by status)."""
+
+STORE_TIMEOUT_S: Final = 5.0
+READY_TIMEOUT_S: Final = 1.0
+SHUTDOWN_TIMEOUT_S: Final = 5.0
+
+
+@dataclass(frozen=True)
+class WebDeps:
+    """What the web app needs; `build_web_app` takes only this, so tests can start it alone."""
+
+    config: Config
+    pool: asyncpg.Pool
+    stopping: asyncio.Event | None = None  # once set, /readyz answers 503
+    extra_routes: Sequence[RouteInstaller] = ()
+    on_stored: Sequence[ReceiptObserver] = ()
+
+
+@dataclass
+class WebhookStats:
+    """Counters of the webhook endpoint (responses by status code, statuses stored)."""
+
+    responses: Counter[int] = field(default_factory=Counter)
+    stored: int = 0
+    ignored_changes: int = 0
+
+
+DEPS_KEY: Final = web.AppKey("wa_sender_web_deps", WebDeps)
+STATS_KEY: Final = web.AppKey("wa_sender_webhook_stats", WebhookStats)
+
+
+def build_web_app(deps: WebDeps) -> web.Application:
+    """The aiohttp app: health routes, the webhook routes when enabled, then extra routes.
+    Bodies above `webhook.max_body_bytes` are refused while being read (413)."""
+    app = web.Application(client_max_size=deps.config.webhook.max_body_bytes)
+    app[DEPS_KEY] = deps
+    app[STATS_KEY] = WebhookStats()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if deps.config.webhook.enabled:
+        app.router.add_get(deps.config.webhook.path, verify_subscription)
+        app.router.add_post(deps.config.webhook.path, receive_statuses)
+    for install in deps.extra_routes:
+        install(app)
+    return app
+
+
+@asynccontextmanager
+async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    """Serve `app` on host:port (0: an ephemeral port) for the body; yields the base URL."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot serve the webhook on {host}:{port}: {exc}") from exc
+        bound_host, bound_port = runner.addresses[0][:2]
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        base_url = f"http://{url_host}:{bound_port}"
+        log.info("web_server_started", url=base_url)
+        yield base_url
+    finally:
+        await runner.cleanup()
+
+
+def check_webhook_config(config: Config) -> None:
+    """A webhook without the app secret would refuse every POST: refuse to start instead."""
+    if config.webhook.enabled and not config.whatsapp.app_secret:
+        raise ConfigError(
+            "whatsapp.app_secret is not set: set WA_SENDER_WHATSAPP_APP_SECRET or a systemd "
+            "credential named app_secret (or set webhook.enabled = false)"
+        )
+
+
+def warn_if_no_verify_token(config: Config) -> None:
+    if config.webhook.enabled and not config.whatsapp.verify_token:
+        log.warning("webhook_verify_token_missing", hint="the GET handshake will be refused")
+
+
+def web_component(
+    extra_routes: Sequence[RouteInstaller] = (), on_stored: Sequence[ReceiptObserver] = ()
+) -> Component:
+    """Component of `wa-sender run`: the web server on webhook.host/port.
+
+    Other features plug in here rather than opening a port of their own: `extra_routes` add
+    routes (e.g. `web_component(extra_routes=[install_metrics])` in `default_components`),
+    `on_stored` observers see the rows of every stored POST. The webhook routes exist only
+    when `webhook.enabled`; health and extra routes are always served.
+    """
+
+    @asynccontextmanager
+    async def component(runtime: Runtime) -> AsyncIterator[web.Application]:
+        config = runtime.config
+        check_webhook_config(config)
+        deps = WebDeps(config, runtime.pool, runtime.stop, extra_routes, on_stored)
+        app = build_web_app(deps)
+        warn_if_no_verify_token(config)
+        async with serve_web_app(app, config.webhook.host, config.webhook.port):
+            yield app
+
+    return component
+
+
+# -- handlers ------------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    if deps.stopping is not None and deps.stopping.is_set():
+        return web.json_response({"status": "stopping"}, status=503)
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S), deps.pool.acquire() as conn:
+            await conn.fetchval(query("ping"))
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        return web.json_response(
+            {"status": "database unavailable", "error": type(exc).__name__}, status=503
+        )
+    return web.json_response({"status": "ready"})
+
+
+async def verify_subscription(request: web.Request) -> web.Response:
+    """Meta's verification handshake: echo hub.challenge when the verify token matches."""
+    deps = request.app[DEPS_KEY]
+    challenge = handshake_challenge(request.query, deps.config.whatsapp.verify_token)
+    if challenge is None:
+        log.warning("webhook_handshake_refused", mode=request.query.get("hub.mode", ""))
+        return web.Response(status=403, text="forbidden")
+    log.info("webhook_handshake_accepted")
+    return web.Response(text=challenge, content_type="text/plain")
+
+
+async def receive_statuses(request: web.Request) -> web.Response:
+    response = await _receive_statuses(request)
+    request.app[STATS_KEY].responses[response.status] += 1
+    return response
+
+
+async def _receive_statuses(request: web.Request) -> web.Response:
+    deps = request.app[DEPS_KEY]
+    stats = request.app[STATS_KEY]
+    limit = deps.config.webhook.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return _rejected(413, "body too large", length=request.content_length)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _rejected(413, "body too large")
+
+    check = check_signature(
+        body, request.headers.get(SIGNATURE_HEADER), deps.config.whatsapp.app_secret
+    )
+    if check is SignatureCheck.MISSING:
+        return _rejected(401, "signature missing")
+    if check is SignatureCheck.INVALID:
+        return _rejected(403, "signature invalid")
+
+    try:
+        parsed = parse_webhook(body)
+    except WebhookPayloadError as exc:
+        return _rejected(400, str(exc))
+    for change in parsed.ignored:
+        stats.ignored_changes += 1
+        log.info("webhook_change_ignored", field=change.field, reason=change.reason)
+    if not parsed.receipts:
+        return web.Response(text="ok")
+
+    try:
+        async with asyncio.timeout(STORE_TIMEOUT_S), deps.pool.acquire() as conn:
+            stored = await store.store_receipts(conn, parsed.receipts)
+    except (asyncpg.DataError, UnicodeEncodeError) as exc:
+        # e.g. NUL characters or lone surrogates: PostgreSQL cannot hold them, ever.
+        return _rejected(400, f"statuses cannot be stored: {type(exc).__name__}")
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        log.warning("webhook_store_failed", statuses=len(parsed.receipts), error=repr(exc))
+        return web.Response(status=503, text="try again later")
+    stats.stored += stored
+    log.debug("receipt_stored", statuses=stored)  # per POST: hundreds a second under load
+    for observer in deps.on_stored:
+        observer(parsed.receipts)
+    return web.Response(text="ok")
+
+
+def _rejected(status: int, reason: str, **extra: object) -> web.Response:
+    log.warning("webhook_rejected", http_status=status, reason=reason, **extra)
+    return web.Response(status=status, text=reason)

@@ -1,0 +1,254 @@
+-- Status receipts: the webhook's insert, the reconciler's batch, the wake-up on new sends.
+
+-- name: store_receipts
+-- Every status of one webhook POST in one statement, and a NOTIFY on channel $10 so that
+-- reconcilers wake up. Returns how many rows were stored.
+WITH stored AS (
+    INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
+                                 callback_data, error_code, error_title, raw)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                         $6::text[], $7::int[], $8::text[], $9::jsonb[])
+    RETURNING 1
+),
+counted AS (SELECT count(*) AS n FROM stored)
+SELECT n, pg_notify($10, n::text) FROM counted;
+
+-- name: custom_plans
+-- For the rest of the transaction: plan with the real parameters and the table's current
+-- size. A generic plan cached while status_receipts was nearly empty (a fresh database, stats
+-- not yet analyzed) would keep scanning it sequentially as it grows.
+SET LOCAL plan_cache_mode = force_custom_plan;
+
+-- name: reconcile_receipts
+-- One batch of due pending receipts applied to their contacts, in one statement.
+-- $1 batch size, $2 error codes that add the phone to the suppression list, $3 their reason,
+-- $4 seconds after which an unmatched receipt becomes an orphan, $5 back-off factor of an
+-- unmatched receipt's age, $6 and $7 the back-off's floor and ceiling in seconds.
+--
+-- picked:  due pending receipts, locked; receipts another reconciler holds are skipped.
+-- matched: by wamid (contacts_wamid), else by our callback data ws1:<campaign>:<contact>:
+--          <attempt> when that contact belongs to that campaign and made that attempt.
+-- locked:  the matched contacts, locked; a contact another transaction holds is skipped and
+--          its receipts ("busy") stay pending for a short back-off, so receipts of one contact
+--          are never applied by two transactions at once.
+-- ranked:  per contact, the batch applied in rank order sent < delivered < read, then failed:
+--          the highest of sent/delivered/read wins (monotonic), and failed counts only if
+--          the contact is then still sent or unconfirmed (failed after delivered/read is an
+--          event only). The state rules are those of daemon/core/states.py (tests compare).
+--          sent_at/delivered_at/read_at/failed_at are set once, from the payload timestamps
+--          (a read fills a missing delivered_at); an unknown outcome that a receipt proves
+--          is resolved (outcome_unknown, next_attempt_at, lease cleared).
+-- verdicts: applied (the receipt changed its contact: state or a timestamp), duplicate
+--          (matched, changed nothing: duplicates, backward or unknown statuses), pending
+--          (no contact yet: retried after a back-off of a quarter of its age), orphan (still
+--          unmatched after $4 seconds), busy (contact locked elsewhere: pending, retried soon).
+WITH picked AS (
+    SELECT id, wamid, status, coalesce(status_at, received_at) AS at, received_at,
+           recipient_id, callback_data, error_code, error_title
+    FROM status_receipts
+    WHERE processing_state = 'pending' AND next_try_at <= now()
+    -- No ORDER BY: any due receipts will do (the rules do not depend on the order), and a
+    -- sort would read the whole backlog when the planner underestimates it (stale stats).
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+),
+decoded AS (
+    SELECT p.*,
+           CASE WHEN p.callback_data ~ '^ws1:[0-9]{1,18}:[0-9]{1,18}:[0-9]{1,9}$'
+                THEN string_to_array(p.callback_data, ':') END AS cb
+    FROM picked p
+),
+matched AS (
+    SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
+           d.error_code, d.error_title,
+           coalesce(w.id, k.id) AS contact_id,
+           w.id IS NULL AND k.id IS NOT NULL AS by_callback
+    FROM decoded d
+    -- LATERAL ... LIMIT 1: one index probe per receipt, whatever the table sizes.
+    LEFT JOIN LATERAL (
+        SELECT c.id FROM contacts c WHERE c.wamid = d.wamid AND c.wamid IS NOT NULL LIMIT 1
+    ) w ON true
+    LEFT JOIN LATERAL (
+        SELECT c.id FROM contacts c
+        WHERE w.id IS NULL AND d.cb IS NOT NULL
+          AND c.id = d.cb[3]::bigint
+          AND c.campaign_id = d.cb[2]::bigint
+          AND d.cb[4]::int BETWEEN 1 AND c.attempts
+        LIMIT 1
+    ) k ON true
+),
+locked AS (
+    SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at
+    FROM contacts c
+    WHERE c.id = ANY(ARRAY(SELECT contact_id FROM matched WHERE contact_id IS NOT NULL))
+    FOR UPDATE SKIP LOCKED
+),
+per_contact AS (
+    SELECT m.contact_id,
+           max(CASE m.status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                             ELSE 0 END) AS top_rank,
+           bool_or(m.status = 'failed') AS has_failed,
+           bool_or(m.status = 'failed' AND m.error_code = ANY($2::int[])) AS suppress,
+           min(m.at) FILTER (WHERE m.status = 'sent') AS sent_ts,
+           min(m.at) FILTER (WHERE m.status = 'delivered') AS delivered_ts,
+           min(m.at) FILTER (WHERE m.status = 'read') AS read_ts,
+           min(m.at) FILTER (WHERE m.status = 'failed') AS failed_ts,
+           (array_agg(m.error_code ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
+               AS failed_code,
+           (array_agg(m.error_title ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
+               AS failed_title,
+           (array_agg(m.wamid ORDER BY m.id)
+               FILTER (WHERE m.by_callback
+                       AND m.status IN ('sent', 'delivered', 'read', 'failed')))[1]
+               AS callback_wamid
+    FROM matched m
+    WHERE m.contact_id IS NOT NULL
+    GROUP BY m.contact_id
+),
+ranked AS (
+    SELECT pc.*, l.phone, l.state AS old_state, l.wamid AS old_wamid,
+           l.sent_at AS old_sent_at, l.delivered_at AS old_delivered_at, l.read_at AS old_read_at,
+           l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin', 'sent',
+                       'successfully_submitted', 'delivered', 'read', 'delivery_failed')
+               AS receptive,
+           CASE
+               WHEN pc.top_rank = 3
+                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
+                                    'sent', 'successfully_submitted', 'delivered',
+                                    'delivery_failed')
+                   THEN 'read'::contact_state
+               WHEN pc.top_rank = 2
+                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
+                                    'sent', 'successfully_submitted', 'delivery_failed')
+                   THEN 'delivered'::contact_state
+               WHEN pc.top_rank = 1
+                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
+                                    'successfully_submitted')
+                   THEN 'sent'::contact_state
+               ELSE l.state
+           END AS mid_state
+    FROM per_contact pc JOIN locked l ON l.id = pc.contact_id
+),
+planned AS (
+    SELECT r.*,
+           r.has_failed AND r.mid_state IN ('in_progress', 'retry_scheduled', 'error',
+                                             'canceled_by_admin', 'sent', 'successfully_submitted')
+               AS fails
+    FROM ranked r
+),
+outcome AS (
+    SELECT p.*,
+           CASE WHEN p.fails THEN 'delivery_failed'::contact_state ELSE p.mid_state END
+               AS new_state
+    FROM planned p
+),
+settled AS (
+    SELECT o.*,
+           o.old_state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin')
+               AND o.new_state <> o.old_state AS resolved,
+           o.receptive AND (
+               o.new_state <> o.old_state
+               OR (o.old_sent_at IS NULL AND o.sent_ts IS NOT NULL)
+               OR (o.old_delivered_at IS NULL AND coalesce(o.delivered_ts, o.read_ts) IS NOT NULL)
+               OR (o.old_read_at IS NULL AND o.read_ts IS NOT NULL)
+               OR (o.old_wamid IS NULL AND o.callback_wamid IS NOT NULL)
+           ) AS changes
+    FROM outcome o
+),
+updated AS (
+    UPDATE contacts c
+    SET state = f.new_state,
+        sent_at = coalesce(c.sent_at, f.sent_ts),
+        delivered_at = coalesce(c.delivered_at, f.delivered_ts, f.read_ts),
+        read_at = coalesce(c.read_at, f.read_ts),
+        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, f.failed_ts) ELSE c.failed_at END,
+        error_code = CASE WHEN f.fails THEN f.failed_code
+                          WHEN f.resolved THEN NULL ELSE c.error_code END,
+        error_title = CASE WHEN f.fails THEN f.failed_title
+                           WHEN f.resolved THEN NULL ELSE c.error_title END,
+        wamid = CASE WHEN c.wamid IS NULL AND f.callback_wamid IS NOT NULL
+                          AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.wamid = f.callback_wamid)
+                     THEN f.callback_wamid ELSE c.wamid END,
+        outcome_unknown = CASE WHEN f.resolved THEN false ELSE c.outcome_unknown END,
+        next_attempt_at = CASE WHEN f.resolved THEN NULL ELSE c.next_attempt_at END,
+        claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
+        lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
+        updated_at = now()
+    FROM settled f
+    WHERE c.id = f.contact_id AND f.changes
+      AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes))
+    RETURNING c.id
+),
+suppressed AS (
+    INSERT INTO suppressions (phone, reason)
+    SELECT DISTINCT f.phone, $3::text FROM settled f WHERE f.suppress
+    ON CONFLICT (phone) DO NOTHING
+    RETURNING phone
+),
+verdicts AS (
+    SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
+           CASE
+               WHEN m.contact_id IS NULL THEN
+                   CASE WHEN m.received_at < now() - make_interval(secs => $4)
+                        THEN 'orphan' ELSE 'pending' END
+               WHEN f.contact_id IS NULL THEN 'busy'
+               WHEN f.receptive
+                    AND m.id = min(m.id) OVER (PARTITION BY m.contact_id, m.status)
+                    AND ((m.status = 'sent'
+                          AND (f.old_sent_at IS NULL
+                               OR (f.top_rank = 1 AND f.mid_state <> f.old_state)))
+                      OR (m.status = 'delivered'
+                          AND (f.old_delivered_at IS NULL
+                               OR (f.top_rank = 2 AND f.mid_state <> f.old_state)))
+                      OR (m.status = 'read'
+                          AND (f.old_read_at IS NULL
+                               OR (f.top_rank = 3 AND f.mid_state <> f.old_state)))
+                      OR (m.status = 'failed' AND f.fails))
+                   THEN 'applied'
+               ELSE 'duplicate'
+           END AS verdict,
+           CASE WHEN f.contact_id IS NOT NULL THEN m.contact_id END AS contact_id
+    FROM matched m LEFT JOIN settled f ON f.contact_id = m.contact_id
+),
+marked AS (
+    UPDATE status_receipts s
+    SET processing_state = CASE WHEN v.verdict = 'busy' THEN 'pending' ELSE v.verdict END,
+        contact_id = v.contact_id,
+        processed_at = CASE WHEN v.verdict IN ('pending', 'busy') THEN NULL ELSE now() END,
+        next_try_at = CASE
+            WHEN v.verdict = 'pending'
+                THEN now() + least(greatest((now() - s.received_at) * $5::float8,
+                                            make_interval(secs => $6)),
+                                   make_interval(secs => $7))
+            WHEN v.verdict = 'busy' THEN now() + make_interval(secs => $6)
+            ELSE s.next_try_at END
+    FROM verdicts v
+    WHERE s.id = v.id AND s.id = ANY(ARRAY(SELECT id FROM verdicts))
+    RETURNING s.id
+)
+SELECT count(*) AS picked,
+       count(*) FILTER (WHERE verdict = 'applied') AS applied,
+       count(*) FILTER (WHERE verdict = 'duplicate') AS duplicate,
+       count(*) FILTER (WHERE verdict = 'pending') AS unmatched,
+       count(*) FILTER (WHERE verdict = 'busy') AS busy,
+       count(*) FILTER (WHERE verdict = 'orphan') AS orphaned,
+       (SELECT count(*) FROM updated) AS contacts_changed,
+       (SELECT count(*) FROM suppressed) AS suppressed,
+       (SELECT count(*) FROM marked) AS marked,
+       coalesce(json_agg(json_build_object(
+           'id', id, 'wamid', wamid, 'status', status, 'recipient_id', recipient_id,
+           'callback_data', callback_data, 'received_at', received_at))
+           FILTER (WHERE verdict = 'orphan'), '[]') AS orphans
+FROM verdicts;
+
+-- name: wake_receipts_for_wamids
+-- Sends just recorded: their receipts that wait on a back-off are due again now.
+UPDATE status_receipts
+SET next_try_at = now()
+WHERE processing_state = 'pending' AND next_try_at > now() AND wamid = ANY($1::text[]);
+
+-- name: ping
+SELECT 1;
+
+-- name: receipt_counts
+SELECT processing_state, count(*) AS n FROM status_receipts GROUP BY processing_state;

@@ -1,0 +1,10 @@
+-- Orphan receipts: status webhooks that matched no contact within webhook.orphan_after_s
+-- (messages sent by another app on the same WhatsApp Business Account, or sends whose
+-- result was lost together with their callback data). Kept, never deleted; newest first.
+--
+--   psql -f sql/reports/orphan_receipts.sql
+--   wa-sender report orphan_receipts [--format table|csv|json]
+SELECT id, received_at, wamid, status, recipient_id, callback_data
+FROM status_receipts
+WHERE processing_state = 'orphan'
+ORDER BY received_at DESC, id DESC;

@@ -1,0 +1,485 @@
+"""The status webhook: parsing (pure), and the real HTTP server on loopback storing into real
+PostgreSQL: handshake, signatures over raw bytes, size and shape limits, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from structlog.testing import capture_logs
+
+from daemon.config import Config, Secret, with_overrides
+from daemon.db import receipts_store as store
+from daemon.db.pool import open_pool
+from daemon.engine.web import DEPS_KEY, STATS_KEY, WebDeps, build_web_app, serve_web_app
+from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
+from daemon.whatsapp.webhook import (
+    SignatureCheck,
+    WebhookPayloadError,
+    check_signature,
+    handshake_challenge,
+    parse_timestamp,
+    parse_webhook,
+)
+
+SECRET = "test-app-secret"
+VERIFY_TOKEN = "test-verify-token"
+SAMPLES = Path(__file__).parent / "data" / "receipts"
+
+
+def sample(name: str) -> bytes:
+    raw = (SAMPLES / name).read_bytes()
+    if name.startswith("status_change_"):  # only the changes[] element: wrap it
+        change = json.loads(raw)
+        raw = json.dumps(
+            {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [change]}]}
+        ).encode()
+    return raw
+
+
+def envelope(*changes: dict[str, Any], entries: int = 1) -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": f"waba{i}", "changes": list(changes)} for i in range(entries)],
+    }
+
+
+def statuses_change(*statuses: dict[str, Any], phone_number_id: str = "1000001") -> dict[str, Any]:
+    return {
+        "field": "messages",
+        "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": phone_number_id},
+            "statuses": list(statuses),
+        },
+    }
+
+
+def status(
+    wamid: str, kind: str = "delivered", ts: str = "1750030073", **extra: Any
+) -> dict[str, Any]:
+    return {"id": wamid, "status": kind, "timestamp": ts, "recipient_id": "16505551234", **extra}
+
+
+# -- parsing (no I/O) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES.glob("status_*.json")), ids=lambda p: p.stem)
+def test_every_reference_sample_parses_into_one_receipt(path: Path) -> None:
+    parsed = parse_webhook(sample(path.name))
+    assert len(parsed.receipts) == 1 and parsed.ignored == []
+    row = parsed.receipts[0]
+    document = json.loads(sample(path.name))
+    value = document["entry"][0]["changes"][0]["value"]
+    original = value["statuses"][0]
+    assert (row.wamid, row.status) == (original["id"], original["status"])
+    assert row.status_at == datetime.fromtimestamp(int(original["timestamp"]), UTC)
+    assert row.recipient_id == original["recipient_id"]
+    assert row.phone_number_id == value["metadata"]["phone_number_id"]
+    assert row.callback_data == original.get("biz_opaque_callback_data")
+    assert row.raw == {**original, "metadata": value["metadata"]}
+    if original["status"] == "failed":
+        error = original["errors"][0]
+        assert (row.error_code, row.error_title) == (error["code"], error["title"])
+    else:
+        assert (row.error_code, row.error_title) == (None, None)
+
+
+def test_unknown_status_values_are_kept_as_they_are() -> None:
+    (row,) = parse_webhook(sample("status_played_pywa.json")).receipts
+    assert row.status == "played"
+    (row,) = parse_webhook(
+        json.dumps(envelope(statuses_change(status("w", "deleted")))).encode()
+    ).receipts
+    assert row.status == "deleted"
+
+
+def test_a_batched_body_yields_every_status_of_every_entry_and_change() -> None:
+    body = envelope(
+        statuses_change(status("w1", "sent"), status("w2", "read")),
+        statuses_change(
+            status("w3", "failed", errors=[{"code": 131050, "title": "t"}]), phone_number_id="2"
+        ),
+        entries=2,
+    )
+    parsed = parse_webhook(json.dumps(body).encode())
+    assert [r.wamid for r in parsed.receipts] == ["w1", "w2", "w3"] * 2
+    assert [r.phone_number_id for r in parsed.receipts][:3] == ["1000001", "1000001", "2"]
+    assert parsed.receipts[2].error_code == 131050
+
+
+def test_other_fields_and_incoming_messages_are_ignored_changes() -> None:
+    template = {"field": "message_template_status_update", "value": {"event": "APPROVED"}}
+    incoming = {"field": "messages", "value": {"messages": [{"id": "wamid.in", "type": "text"}]}}
+    parsed = parse_webhook(json.dumps(envelope(template, incoming)).encode())
+    assert parsed.receipts == []
+    assert [c.field for c in parsed.ignored] == ["message_template_status_update", "messages"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b'{"object": ',
+        b"\xff\xfe",
+        b"[]",
+        b"{}",
+        json.dumps({"object": "page", "entry": []}).encode(),
+        json.dumps({"object": "whatsapp_business_account"}).encode(),
+        json.dumps({"object": "whatsapp_business_account", "entry": {}}).encode(),
+        json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1"}]}).encode(),
+        json.dumps(
+            {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {}}]}]}
+        ).encode(),
+        json.dumps(
+            {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]}
+        ).encode(),
+        json.dumps(envelope({"field": "messages", "value": {"statuses": {}}})).encode(),
+        json.dumps(envelope(statuses_change("not an object"))).encode(),  # type: ignore[arg-type]
+        json.dumps(envelope(statuses_change({"status": "sent"}))).encode(),
+        json.dumps(envelope(statuses_change({"id": "w", "status": 3}))).encode(),
+        json.dumps(envelope(statuses_change({"id": "", "status": "sent"}))).encode(),
+    ],
+)
+def test_bodies_that_are_not_whatsapp_webhooks_are_refused(body: bytes) -> None:
+    with pytest.raises(WebhookPayloadError):
+        parse_webhook(body)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1750030073", datetime(2025, 6, 15, 23, 27, 53, tzinfo=UTC)),
+        (1750030073, datetime(2025, 6, 15, 23, 27, 53, tzinfo=UTC)),
+        ("", None),
+        (None, None),
+        ("17500x", None),
+        ("-5", None),
+        ("1.5", None),
+        ("99999999999999999999", None),
+        (True, None),
+        ("١٧٥٠٠٣٠٠٧٣", None),
+    ],
+)
+def test_timestamps_are_strings_of_epoch_seconds(value: object, expected: datetime | None) -> None:
+    assert parse_timestamp(value) == expected
+
+
+def test_signature_check_tells_missing_from_wrong() -> None:
+    body = b'{"a":1}'
+    assert check_signature(body, sign(body, SECRET), SECRET) is SignatureCheck.VALID
+    assert check_signature(body, None, SECRET) is SignatureCheck.MISSING
+    assert check_signature(body, "  ", SECRET) is SignatureCheck.MISSING
+    assert check_signature(body, sign(body, "other"), SECRET) is SignatureCheck.INVALID
+    assert check_signature(body, "garbage", SECRET) is SignatureCheck.INVALID
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (
+            {
+                "hub.mode": "subscribe",
+                "hub.verify_token": VERIFY_TOKEN,
+                "hub.challenge": "1158201444",
+            },
+            "1158201444",
+        ),
+        ({"hub.mode": "subscribe", "hub.verify_token": "wrong", "hub.challenge": "1"}, None),
+        ({"hub.mode": "unsubscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1"}, None),
+        ({"hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1"}, None),
+        ({"hub.mode": "subscribe", "hub.challenge": "1"}, None),
+        ({"hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN}, None),
+    ],
+)
+def test_handshake_answers_the_challenge_only_to_the_right_token(
+    query: dict[str, str], expected: str | None
+) -> None:
+    assert handshake_challenge(query, VERIFY_TOKEN) == expected
+    assert handshake_challenge(query, "") is None  # no token configured: never verified
+
+
+# -- the HTTP server -------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    app: web.Application
+    session: aiohttp.ClientSession
+    conn: asyncpg.Connection
+
+    async def post(
+        self, body: bytes, signature: str | None = "sign", **headers: str
+    ) -> aiohttp.ClientResponse:
+        if signature == "sign":
+            signature = sign(body, SECRET)
+        if signature is not None:
+            headers[SIGNATURE_HEADER] = signature
+        headers.setdefault("Content-Type", "application/json")
+        async with self.session.post(self.url + "/webhook", data=body, headers=headers) as resp:
+            await resp.read()
+            return resp
+
+    async def stored(self) -> list[asyncpg.Record]:
+        return list(await self.conn.fetch("SELECT * FROM status_receipts ORDER BY id"))
+
+
+def web_config(**webhook: Any) -> Config:
+    return with_overrides(
+        Config(),
+        whatsapp={"app_secret": Secret(SECRET), "verify_token": Secret(VERIFY_TOKEN)},
+        webhook={"enabled": True, "max_body_bytes": 64 * 1024, **webhook},
+    )
+
+
+@pytest.fixture
+async def server(db_dsn: str, conn: asyncpg.Connection) -> AsyncIterator[Server]:
+    async with open_pool(db_dsn, min_size=1, max_size=4) as pool:
+        app = build_web_app(WebDeps(web_config(), pool, asyncio.Event()))
+        async with serve_web_app(app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as session:
+            yield Server(url, app, session, conn)
+
+
+async def test_handshake_right_token_gets_the_raw_challenge(server: Server) -> None:
+    query = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
+    async with server.session.get(server.url + "/webhook", params=query) as resp:
+        assert resp.status == 200
+        assert await resp.text() == "1158201444"
+
+
+async def test_handshake_wrong_token_is_forbidden(server: Server) -> None:
+    query = {"hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1158201444"}
+    async with server.session.get(server.url + "/webhook", params=query) as resp:
+        assert resp.status == 403
+        assert "1158201444" not in await resp.text()
+
+
+async def test_a_signed_sample_is_stored_with_its_metadata(server: Server) -> None:
+    body = sample("status_failed_131049_metadocs.json")
+    resp = await server.post(body)
+    assert resp.status == 200
+    (row,) = await server.stored()
+    assert (row["wamid"], row["status"], row["processing_state"]) == (
+        "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0QUQ2MjA4NEYyRkExNjMyREUA",
+        "failed",
+        "pending",
+    )
+    assert row["status_at"] == datetime.fromtimestamp(1751142888, UTC)
+    assert (row["phone_number_id"], row["recipient_id"]) == ("106540352242922", "16505551234")
+    assert (row["error_code"], row["callback_data"]) == (131049, None)
+    assert row["raw"]["metadata"]["phone_number_id"] == "106540352242922"
+    assert row["raw"]["errors"][0]["error_data"]["details"].startswith("In order to maintain")
+    stats = server.app[STATS_KEY]
+    assert (stats.stored, stats.responses) == (1, Counter({200: 1}))
+
+
+async def test_every_sample_is_accepted_and_stored(server: Server) -> None:
+    names = sorted(p.name for p in SAMPLES.glob("status_*.json"))
+    for name in names:
+        assert (await server.post(sample(name))).status == 200, name
+    stored = await server.stored()
+    assert len(stored) == len(names)
+    assert {r["status"] for r in stored} == {"sent", "delivered", "read", "failed", "played"}
+
+
+async def test_a_batched_post_is_stored_whole(server: Server) -> None:
+    body = envelope(
+        statuses_change(*(status(f"w{i}", "sent") for i in range(40))),
+        statuses_change(*(status(f"v{i}", "read") for i in range(30)), phone_number_id="2"),
+        entries=3,
+    )
+    assert (await server.post(json.dumps(body).encode())).status == 200
+    stored = await server.stored()
+    assert len(stored) == 3 * 70
+    assert sum(1 for r in stored if r["phone_number_id"] == "2") == 3 * 30
+
+
+async def test_missing_signature_is_401_and_nothing_is_stored(server: Server) -> None:
+    resp = await server.post(sample("status_sent_pywa.json"), signature=None)
+    assert resp.status == 401
+    assert await server.stored() == []
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "sha256=" + "0" * 64,
+        "sha1=abc",
+        sign(b"another body", SECRET),
+        sign(b"", SECRET),
+    ],
+)
+async def test_wrong_signature_is_403_and_nothing_is_stored(server: Server, signature: str) -> None:
+    resp = await server.post(sample("status_sent_pywa.json"), signature=signature)
+    assert resp.status == 403
+    assert await server.stored() == []
+
+
+async def test_signature_is_checked_over_the_raw_escaped_unicode_bytes(server: Server) -> None:
+    document = envelope(
+        statuses_change(
+            status(
+                "wamid.ü",
+                "failed",
+                errors=[{"code": 131026, "title": "Zustellung fehlgeschlagen: äöå"}],
+            )
+        )
+    )
+    raw = json.dumps(document, ensure_ascii=True).encode()
+    assert b"\\u00e4" in raw
+    reserialised = json.dumps(json.loads(raw), ensure_ascii=False).encode()
+    # Signed over a re-serialised form: refused, whatever we would parse from it.
+    assert (await server.post(raw, signature=sign(reserialised, SECRET))).status == 403
+    assert await server.stored() == []
+    # Signed over the bytes exactly as posted: accepted, text decoded.
+    assert (await server.post(raw, signature=sign(raw, SECRET))).status == 200
+    (row,) = await server.stored()
+    assert (row["wamid"], row["error_title"]) == ("wamid.ü", "Zustellung fehlgeschlagen: äöå")
+
+
+async def test_an_oversized_body_is_413_by_its_length(server: Server) -> None:
+    body = json.dumps(envelope(statuses_change(*(status(f"w{i}") for i in range(1000))))).encode()
+    assert len(body) > 64 * 1024
+    assert (await server.post(body)).status == 413
+    assert await server.stored() == []
+
+
+async def test_an_oversized_chunked_body_is_413_while_reading(server: Server) -> None:
+    body = json.dumps(envelope(statuses_change(*(status(f"w{i}") for i in range(1000))))).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 4096):
+            yield body[i : i + 4096]
+
+    headers = {SIGNATURE_HEADER: sign(body, SECRET), "Content-Type": "application/json"}
+    async with server.session.post(server.url + "/webhook", data=chunks(), headers=headers) as resp:
+        assert resp.status == 413
+    assert await server.stored() == []
+
+
+async def test_malformed_json_is_400(server: Server) -> None:
+    assert (await server.post(b'{"object": "whatsapp_business_account", "entry": [')).status == 400
+    assert await server.stored() == []
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"object": "page", "entry": []},
+        {"object": "whatsapp_business_account", "entry": "x"},
+        envelope({"field": "messages", "value": {"statuses": [{"status": "sent"}]}}),
+        [1, 2, 3],
+    ],
+)
+async def test_a_body_that_is_not_a_whatsapp_webhook_is_400(server: Server, document: Any) -> None:
+    assert (await server.post(json.dumps(document).encode())).status == 400
+    assert await server.stored() == []
+
+
+async def test_other_changes_are_acknowledged_and_logged_not_stored(server: Server) -> None:
+    template = {"field": "message_template_status_update", "value": {"event": "PAUSED"}}
+    with capture_logs() as logs:
+        assert (await server.post(json.dumps(envelope(template)).encode())).status == 200
+    assert await server.stored() == []
+    ignored = [e for e in logs if e["event"] == "webhook_change_ignored"]
+    assert [e["field"] for e in ignored] == ["message_template_status_update"]
+
+
+async def test_statuses_postgresql_cannot_hold_are_400_not_retried_forever(server: Server) -> None:
+    body = json.dumps(envelope(statuses_change(status("wamid.nul\u0000", "sent")))).encode()
+    assert (await server.post(body)).status == 400
+    assert await server.stored() == []
+
+
+async def test_a_post_notifies_the_reconcilers(server: Server, db_dsn: str) -> None:
+    listener = await asyncpg.connect(db_dsn)
+    got: asyncio.Queue[str] = asyncio.Queue()
+    try:
+        await listener.add_listener(store.RECEIPTS_CHANNEL, lambda *args: got.put_nowait(args[3]))
+        body = json.dumps(envelope(statuses_change(status("w1"), status("w2")))).encode()
+        assert (await server.post(body)).status == 200
+        assert await asyncio.wait_for(got.get(), 5) == "2"
+    finally:
+        await listener.close()
+
+
+async def test_health_and_readiness(server: Server) -> None:
+    async with server.session.get(server.url + "/healthz") as resp:
+        assert resp.status == 200
+    async with server.session.get(server.url + "/readyz") as resp:
+        assert resp.status == 200
+    deps = server.app[DEPS_KEY]
+    assert deps.stopping is not None
+    deps.stopping.set()
+    async with server.session.get(server.url + "/readyz") as resp:
+        assert resp.status == 503
+    assert server.app[STATS_KEY].responses == Counter()  # no webhook POST yet
+
+
+async def test_the_database_down_answers_503_so_meta_retries() -> None:
+    # A pool that cannot connect (nothing listens on that port): nothing can be stored.
+    async with open_pool("postgresql://postgres@127.0.0.1:9/none", min_size=0, max_size=1) as pool:
+        app = build_web_app(WebDeps(web_config(), pool))
+        async with serve_web_app(app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as session:
+            body = sample("status_sent_pywa.json")
+            headers = {SIGNATURE_HEADER: sign(body, SECRET)}
+            async with session.post(url + "/webhook", data=body, headers=headers) as resp:
+                assert resp.status == 503
+            async with session.get(url + "/readyz") as resp:
+                assert resp.status == 503
+            async with session.get(url + "/healthz") as resp:
+                assert resp.status == 200
+
+
+async def test_extra_routes_are_installed_on_the_same_server(db_dsn: str) -> None:
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text="# metrics")
+
+    def install(app: web.Application) -> None:
+        app.router.add_get("/metrics", metrics)
+
+    async with open_pool(db_dsn, min_size=0, max_size=1) as pool:
+        app = build_web_app(WebDeps(web_config(), pool, extra_routes=[install]))
+        async with (
+            serve_web_app(app, "127.0.0.1", 0) as url,
+            aiohttp.ClientSession() as session,
+            session.get(url + "/metrics") as resp,
+        ):
+            assert (resp.status, await resp.text()) == (200, "# metrics")
+
+
+async def test_the_webhook_routes_follow_the_configured_path(db_dsn: str) -> None:
+    async with open_pool(db_dsn, min_size=0, max_size=1) as pool:
+        app = build_web_app(WebDeps(web_config(path="/hooks/wa"), pool))
+        async with serve_web_app(app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as session:
+            body = sample("status_sent_pywa.json")
+            headers = {SIGNATURE_HEADER: sign(body, SECRET)}
+            async with session.post(url + "/hooks/wa", data=body, headers=headers) as resp:
+                assert resp.status == 200
+            async with session.post(url + "/webhook", data=body, headers=headers) as resp:
+                assert resp.status == 404
+
+
+def test_the_web_component_refuses_to_start_without_an_app_secret() -> None:
+    from daemon.engine.web import check_webhook_config
+    from daemon.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="app_secret"):
+        check_webhook_config(with_overrides(Config(), webhook={"enabled": True}))
+    check_webhook_config(with_overrides(Config(), webhook={"enabled": False}))
