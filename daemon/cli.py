@@ -19,9 +19,9 @@ from daemon.core.states import CampaignCommand
 from daemon.db import campaigns as store
 from daemon.db.database import database_dsn
 from daemon.db.importer import import_contacts
-from daemon.db.migrate import apply_migrations, pending_migrations
+from daemon.db.migrate import apply_migrations, require_current_schema
 from daemon.db.pool import connect
-from daemon.errors import ConfigError, DatabaseError, WaSenderError
+from daemon.errors import ConfigError, WaSenderError
 from daemon.logs import configure_logging
 from daemon.ops.render import campaign_dict, campaign_line, progress_dict, progress_table
 
@@ -76,12 +76,7 @@ async def ensure_schema(conn: asyncpg.Connection, *, embedded: bool) -> None:
     if embedded:
         await apply_migrations(conn)
         return
-    pending = await pending_migrations(conn)
-    if pending:
-        raise DatabaseError(
-            f"the database schema is not up to date ({len(pending)} pending migration(s)): "
-            "run `wa-sender migrate`"
-        )
+    await require_current_schema(conn)
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:

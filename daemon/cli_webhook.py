@@ -13,9 +13,10 @@ from typing import Any
 
 from daemon.config import Config, with_overrides
 from daemon.db.database import database_dsn
-from daemon.db.migrate import pending_migrations
+from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.engine.reconciler import Reconciler, reconciler_tasks
+from daemon.engine.service import cancel_all
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.web import (
     WebDeps,
@@ -24,7 +25,7 @@ from daemon.engine.web import (
     serve_web_app,
     warn_if_no_verify_token,
 )
-from daemon.errors import DatabaseError, WaSenderError
+from daemon.errors import WaSenderError
 from daemon.logs import configure_logging, get_logger
 
 log = get_logger(__name__)
@@ -96,12 +97,7 @@ async def run_webhook(
             open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
         )
         async with pool.acquire() as conn:
-            pending = await pending_migrations(conn)
-        if pending:
-            raise DatabaseError(
-                f"the database schema is not up to date ({len(pending)} pending "
-                "migration(s)): run `wa-sender migrate`"
-            )
+            await require_current_schema(conn)
         reconciler = Reconciler(pool, config.webhook)
         for name, coro in reconciler_tasks(reconciler, dsn).items():
             start(name, coro)
@@ -118,9 +114,7 @@ async def run_webhook(
                 notifier.stopping()
                 log.info("webhook_service_stopping")
         finally:
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            await cancel_all(list(tasks.values()))
         stats = reconciler.stats
         log.info(
             "webhook_service_stopped",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from daemon.db.sql import migrations
+from daemon.errors import DatabaseError
 
 _MIGRATION_LOCK = 7_303_517_001  # arbitrary, fixed: serialises concurrent `migrate` runs
 
@@ -46,3 +47,13 @@ async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
     if exists:
         done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
     return [f"{m.version:04d}_{m.name}" for m in migrations() if m.version not in done]
+
+
+async def require_current_schema(conn: asyncpg.Connection) -> None:
+    """A configured database is migrated on purpose, by `wa-sender migrate`, never implicitly."""
+    pending = await pending_migrations(conn)
+    if pending:
+        raise DatabaseError(
+            f"the database schema is not up to date ({len(pending)} pending migration(s)): "
+            "run `wa-sender migrate`"
+        )

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Final
 import asyncpg
 
 from daemon.config import WebhookConfig
-from daemon.core.retry import database_retrying
 from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sender_store import SendResult
+from daemon.engine.listener import listen
 from daemon.logs import get_logger
 
 if TYPE_CHECKING:
@@ -202,26 +202,8 @@ class _Totals:
 
 
 async def listen_for_receipts(dsn: str, on_notify: Callable[[], None]) -> None:
-    """LISTEN on the receipts channel with a connection of its own; reconnects after the
-    database comes back. Runs until cancelled."""
-    while True:
-        lost = asyncio.Event()
-        conn: asyncpg.Connection | None = None
-        async for attempt in database_retrying(
-            CONNECTION_ERRORS, log, operation="listen_receipts", max_s=5.0
-        ):
-            with attempt:
-                conn = await asyncpg.connect(dsn)
-        assert conn is not None
-        try:
-            conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            await conn.add_listener(store.RECEIPTS_CHANNEL, lambda *_args: on_notify())
-            on_notify()  # receipts stored while we were not listening
-            await lost.wait()
-            log.warning("listen_connection_lost", channel=store.RECEIPTS_CHANNEL)
-        finally:
-            if not conn.is_closed():
-                await conn.close()
+    """Wake on every stored POST (NOTIFY from the webhook). Runs until cancelled."""
+    await listen(dsn, store.RECEIPTS_CHANNEL, on_notify)
 
 
 def reconciler_tasks(reconciler: Reconciler, dsn: str) -> dict[str, Coroutine[Any, Any, None]]:

@@ -17,14 +17,14 @@ import asyncpg
 from daemon.config import Config
 from daemon.core.ratelimit import RateLimiters
 from daemon.db import sender_store as store
-from daemon.db.migrate import pending_migrations
+from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.engine.listener import listen_for_campaign_changes
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
-from daemon.errors import ConfigError, DatabaseError, WaSenderError
+from daemon.errors import ConfigError, WaSenderError
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
@@ -118,12 +118,7 @@ async def run_daemon(
             open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
         )
         async with pool.acquire() as conn:
-            pending = await pending_migrations(conn)
-            if pending:
-                raise DatabaseError(
-                    f"the database schema is not up to date ({len(pending)} pending "
-                    "migration(s)): run `wa-sender migrate`"
-                )
+            await require_current_schema(conn)
             await store.heartbeat(conn, daemon_id, *_host_pid())
         client = await stack.enter_async_context(
             CloudApiClient(
