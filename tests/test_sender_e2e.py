@@ -94,5 +94,5 @@ def _sent_total(exposition: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in exposition.splitlines()
-        if line.startswith('wa_sender_sends_total{') and 'outcome="accepted"' in line
+        if line.startswith("wa_sender_sends_total{") and 'outcome="accepted"' in line
     )
