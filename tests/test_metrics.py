@@ -321,10 +321,10 @@ async def test_metrics_endpoint_speaks_openmetrics_when_asked() -> None:
 async def test_the_daemon_feeds_its_metrics(
     db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    """Wired as `wa-sender run` does: the send hook and the sampling component."""
+    """Wired as `wa-sender run` does: the component adds the send hook and the sampling."""
     campaign_id = await campaign_with_contacts(conn, tmp_path, 200)
     metrics = Metrics()
-    hooks: dict[str, Any] = {"components": [metrics_component(metrics)], "on_send": metrics.on_send}
+    hooks: dict[str, Any] = {"components": [metrics_component(metrics)]}
     async with (
         start_mock_server(MockConfig()) as mock,
         running_daemon(daemon_config(mock.base_url), db_dsn, **hooks),
