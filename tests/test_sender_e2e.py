@@ -23,19 +23,19 @@ from tests.helpers.data import campaign_with_contacts
 async def test_every_contact_sent_exactly_once(
     db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    cid = await campaign_with_contacts(conn, tmp_path, 2000)
+    cid = await campaign_with_contacts(conn, tmp_path, 10000)
     async with start_mock_server(MockConfig()) as mock:
         async with running_daemon(daemon_config(mock.base_url), db_dsn):
             await change_campaign_state(conn, cid, CampaignCommand.START)
             counts = await wait_until_final(conn, cid)
             await wait_campaign_state(conn, cid, "finished")
-        assert counts == {"sent": 2000}
-        assert len(mock.state.accepted) == 2000
+        assert counts == {"sent": 10000}
+        assert len(mock.state.accepted) == 10000
         assert mock.state.duplicated_callback_data() == {}
     wamids = await conn.fetchval(
         "SELECT count(DISTINCT wamid) FROM contacts WHERE campaign_id = $1", cid
     )
-    assert wamids == 2000
+    assert wamids == 10000
 
 
 async def test_transient_errors_are_retried_until_sent(

@@ -135,3 +135,52 @@ async def test_three_daemons_never_send_a_contact_twice(
         "SELECT count(DISTINCT wamid) AS n FROM contacts WHERE campaign_id = $1", cid
     )
     assert by_daemon[0]["n"] == contacts
+
+
+async def test_sigkill_with_receipts_resolves_unknown_outcomes_without_resending(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Under `reconcile`, a contact whose send was cut off by a kill waits for a receipt that
+    carries its attempt's callback data; the receipt proves the send, so it is not sent again."""
+    from daemon.ops.demo import free_port
+    from daemon.whatsapp.mock_config import ReceiptConfig
+
+    contacts = 4000
+    cid = await campaign_with_contacts(conn, tmp_path, contacts)
+    port = free_port()
+    receipts = ReceiptConfig(
+        enabled=True,
+        webhook_url=f"http://127.0.0.1:{port}/webhook",
+        app_secret="s3cret",
+        delivered_rate=0.0,
+        read_rate=0.0,
+        sent_delay_s=(0.01, 0.05),
+        max_attempts=10,
+        retry_max_s=1.0,
+    )
+    faults = FaultConfig(latency_ms=20, jitter_ms=20)
+    async with start_mock_server(MockConfig(faults=faults, receipts=receipts)) as mock:
+        env = daemon_env(
+            db_dsn,
+            mock.base_url,
+            sender_rate_per_second="800",
+            webhook_enabled="true",
+            webhook_port=str(port),
+            whatsapp_app_secret="s3cret",
+            recovery_grace_s="8",
+        )
+        await change_campaign_state(conn, cid, CampaignCommand.START)
+        for kill_at in (800, 2000):
+            daemon = await start_daemon(env, tmp_path / "daemon.log")
+            await _wait_accepted(mock, kill_at)
+            daemon.kill()
+            await daemon.wait()
+        daemon = await start_daemon(env, tmp_path / "daemon.log")
+        try:
+            counts = await wait_until_final(conn, cid, timeout_s=90)
+        finally:
+            assert await stop_daemon(daemon) == 0
+        resent = _contacts_with_several_sends(mock.state.count_by_callback_data())
+    assert counts == {"sent": contacts}
+    print(f"contacts sent more than once with receipts on: {len(resent)}")
+    assert resent == []
