@@ -14,6 +14,7 @@ from daemon.whatsapp.mock_config import FaultConfig, MockConfig
 from tests.helpers.daemon import (
     daemon_config,
     running_daemon,
+    state_counts,
     wait_campaign_state,
     wait_until_final,
 )
@@ -96,3 +97,26 @@ def _sent_total(exposition: str) -> float:
         for line in exposition.splitlines()
         if line.startswith("wa_sender_sends_total{") and 'outcome="accepted"' in line
     )
+
+
+async def test_operator_pause_stops_sending_and_gives_queued_contacts_back(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    cid = await campaign_with_contacts(conn, tmp_path, 3000)
+    async with start_mock_server(MockConfig()) as mock:
+        config = daemon_config(mock.base_url, sender={"rate_per_second": 300.0, "burst": 10.0})
+        async with running_daemon(config, db_dsn):
+            await change_campaign_state(conn, cid, CampaignCommand.START)
+            while len(mock.state.accepted) < 300:
+                await asyncio.sleep(0.02)
+            await change_campaign_state(conn, cid, CampaignCommand.PAUSE)
+            await asyncio.sleep(1.0)
+            accepted = len(mock.state.accepted)
+            await asyncio.sleep(1.0)
+            assert len(mock.state.accepted) == accepted  # nothing more after the pause
+            counts = await state_counts(conn, cid)
+            assert counts.get("in_progress", 0) == 0, counts
+            assert counts == {"sent": accepted, "initial": 3000 - accepted}
+            await change_campaign_state(conn, cid, CampaignCommand.RESUME)
+            assert await wait_until_final(conn, cid) == {"sent": 3000}
+        assert mock.state.duplicated_callback_data() == {}

@@ -90,6 +90,7 @@ class Sender:
         self._room = asyncio.Event()
         self._stopping = False
         self._halted: set[CampaignId] = set()
+        self._sendable: set[CampaignId] = set()
         self._finish_checked: dict[CampaignId, float] = {}
         self._last_heartbeat = time.monotonic()
         self._claims_in_doubt = False
@@ -164,35 +165,32 @@ class Sender:
         return max(1, min(2 * self._config.sender.batch_size, by_lease))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
+        batch = self._config.sender.batch_size
         while not stop.is_set():
             self._wake.clear()
             self._room.clear()
             async with self._pool.acquire() as conn:
                 campaigns = await store.running_campaigns(conn)
-                self._halted &= {c.id for c in campaigns}
-                claimed, full = 0, False
                 now = datetime.now(UTC)
+                self._halted &= {c.id for c in campaigns}
+                # Queued contacts of a campaign paused or canceled meanwhile are released.
+                self._sendable = {
+                    c.id for c in campaigns if c.id not in self._halted and not _held(c, now)
+                }
+                claimed, full = 0, False
                 for campaign in campaigns:
-                    if campaign.id in self._halted or _held(campaign, now):
+                    if campaign.id not in self._sendable:
                         continue
-                    queue = self._queue(campaign.phone_number_id)
-                    room = self._capacity(campaign.phone_number_id) - queue.qsize()
-                    if (
-                        room
-                        < min(
-                            self._config.sender.batch_size, self._capacity(campaign.phone_number_id)
-                        )
-                        // 2
-                    ):
+                    capacity = self._capacity(campaign.phone_number_id)
+                    want = min(capacity - self._queue(campaign.phone_number_id).qsize(), batch)
+                    if want < min(batch, capacity) // 2:  # refill by at least half a batch
                         full = True
                         continue
-                    got = await self._claim(
-                        conn, campaign, min(room, self._config.sender.batch_size)
-                    )
+                    got = await self._claim(conn, campaign, want)
                     claimed += got
                     if got == 0:
                         await self._maybe_finish(conn, campaign)
-                    elif got >= min(room, self._config.sender.batch_size):
+                    elif got == want:
                         full = True
                 idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
             if stop.is_set():
@@ -279,7 +277,7 @@ class Sender:
             self._in_hand[phone_number_id] = work
             if queue.qsize() <= low_water:
                 self._room.set()
-            if work.campaign.id in self._halted:
+            if work.campaign.id not in self._sendable:
                 await self._release([work.contact.id, *_take_campaign(queue, work.campaign.id)])
                 del self._in_hand[phone_number_id]
                 continue
@@ -399,6 +397,7 @@ class Sender:
         if campaign.id in self._halted:
             return
         self._halted.add(campaign.id)
+        self._sendable.discard(campaign.id)
         reason = outcome.fatal_reason or f"campaign-fatal API error {outcome.error_code}"
         async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="halt_campaign"):
             with attempt:
@@ -420,7 +419,7 @@ class Sender:
 
     def _unhalt(self, campaign_id: CampaignId) -> None:
         self._halted.discard(campaign_id)
-        self.wake()
+        self.wake()  # the claim loop makes it sendable again if it is still running
 
     async def _release(self, ids: list[int]) -> None:
         if not ids:
