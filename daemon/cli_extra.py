@@ -7,7 +7,7 @@ from typing import Any
 
 
 def registrars() -> list[Callable[[Any], None]]:
-    from daemon import cli_daemon, cli_mock, cli_ops, cli_webhook
+    from daemon import cli_daemon, cli_loadtest, cli_mock, cli_ops, cli_webhook
 
     return [
         cli_daemon.add_parser,
@@ -15,4 +15,5 @@ def registrars() -> list[Callable[[Any], None]]:
         cli_mock.add_parser,
         cli_ops.add_parser,
         cli_webhook.add_parser,
+        cli_loadtest.add_parser,
     ]

@@ -1,0 +1,1 @@
+"""The load-test harness behind `wa-sender loadtest` (docs/performance.md)."""

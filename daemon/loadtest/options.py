@@ -1,0 +1,123 @@
+"""What a load test runs: one frozen value built from the command line, checked once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.errors import WaSenderError
+
+SYSTEMS = ("wa-sender", "floor", "pgqueuer")
+UNLIMITED_RATE = 1_000_000.0  # the daemon's token bucket needs a number: high enough never to wait
+DEFAULT_CONCURRENCY = 64
+DEFAULT_MAX_CONNECTIONS = 100
+
+
+class LoadtestError(WaSenderError):
+    """The load test could not run as asked (bad options, a process that did not start)."""
+
+
+@dataclass(frozen=True)
+class LoadtestOptions:
+    contacts: int = 10_000
+    rate: float = 0.0  # the daemon's per-number limit; 0 = unthrottled
+    burst: float | None = None  # default: a tenth of the rate (see daemon_burst)
+    api_limit: float = 0.0  # the mock's per-number limit; 0 = none
+    api_burst: float | None = None
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    receipts: bool = False
+    daemons: int = 1
+    numbers: int = 1
+    kill_every_s: float | None = None
+    concurrency: int | None = None  # default: enough for rate x latency, at least 64
+    max_connections: int | None = None
+    systems: tuple[str, ...] = ("wa-sender",)
+    timeout_s: float = 600.0
+    settings: tuple[tuple[str, str], ...] = ()  # extra daemon config, ("sender.batch_size", "1000")
+    probe: bool = True
+    pgqueuer_batch_size: int | None = None
+    pgqueuer_max_tasks: int | None = None  # max_concurrent_tasks; 0 = no cap
+    seed: int | None = None
+    json_path: Path | None = None
+    plot_path: Path | None = None
+    log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.contacts < 1:
+            raise LoadtestError("--contacts must be at least 1")
+        if self.rate < 0 or self.api_limit < 0 or self.latency_ms < 0:
+            raise LoadtestError("--rate, --api-limit and --latency-ms must not be negative")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise LoadtestError("--error-rate must be within [0, 1]")
+        if self.daemons < 1 or self.numbers < 1:
+            raise LoadtestError("--daemons and --numbers must be at least 1")
+        if self.numbers > self.contacts:
+            raise LoadtestError("--numbers cannot exceed --contacts")
+        if self.kill_every_s is not None and self.kill_every_s <= 0:
+            raise LoadtestError("--kill-every must be above 0 seconds")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise LoadtestError("--concurrency must be at least 1")
+        if self.timeout_s <= 0:
+            raise LoadtestError("--timeout must be above 0 seconds")
+        if (self.pgqueuer_batch_size or 1) < 1 or (self.pgqueuer_max_tasks or 0) < 0:
+            raise LoadtestError("--pgqueuer-batch-size must be >= 1, --pgqueuer-max-tasks >= 0")
+        unknown = set(self.systems) - set(SYSTEMS)
+        if unknown or not self.systems:
+            raise LoadtestError(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
+        if len(set(self.systems)) != len(self.systems):
+            raise LoadtestError("a system is named twice")
+
+    @property
+    def daemon_rate(self) -> float:
+        return self.rate if self.rate > 0 else UNLIMITED_RATE
+
+    @property
+    def daemon_burst(self) -> float:
+        """A tenth of the rate by default: below the API's own burst (which equals its limit),
+        so scheduling jitter is absorbed by the API's bucket instead of turning into 429s."""
+        if self.burst is not None:
+            return self.burst
+        if self.rate <= 0:
+            return UNLIMITED_RATE
+        return max(1.0, self.rate / 10.0)
+
+    @property
+    def effective_concurrency(self) -> int:
+        """Requests in flight: at least 1.5 x rate x latency (when both are set), 64 minimum."""
+        if self.concurrency is not None:
+            return self.concurrency
+        if self.rate > 0 and self.latency_ms > 0:
+            needed = math.ceil(1.5 * self.rate * self.numbers * self.latency_ms / 1000.0)
+            return max(DEFAULT_CONCURRENCY, needed)
+        return DEFAULT_CONCURRENCY
+
+    @property
+    def effective_max_connections(self) -> int:
+        if self.max_connections is not None:
+            return self.max_connections
+        return max(DEFAULT_MAX_CONNECTIONS, self.effective_concurrency)
+
+    def describe(self) -> dict[str, object]:
+        """The scenario as it goes into the JSON report."""
+        return {
+            "contacts": self.contacts,
+            "rate": self.rate or None,
+            "burst": self.daemon_burst if self.rate > 0 else None,
+            "api_limit": self.api_limit or None,
+            "api_burst": self.api_burst,
+            "latency_ms": self.latency_ms,
+            "error_rate": self.error_rate,
+            "receipts": self.receipts,
+            "daemons": self.daemons,
+            "numbers": self.numbers,
+            "kill_every_s": self.kill_every_s,
+            "concurrency": self.effective_concurrency,
+            "max_connections": self.effective_max_connections,
+            "systems": list(self.systems),
+            "timeout_s": self.timeout_s,
+            "settings": dict(self.settings),
+            "probe": self.probe,
+            "seed": self.seed,
+        }

@@ -1,0 +1,217 @@
+"""One run's figures, assembled from what was collected: the JSON-able result of a system.
+
+Throughput comes from two sides: the mock's acceptance timestamps (what left, independent of
+the sender's bookkeeping) and the database (``contacts.sent_at``, receipts stored and applied).
+Send latency is the sender's own view (time around its POST, from the probe); claim-to-send is
+``contacts.claimed_at`` to the mock's acceptance of that attempt.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon.loadtest import analysis
+from daemon.loadtest.latency import Histogram, merged
+from daemon.loadtest.mockproc import AcceptedLog
+from daemon.loadtest.sampling import ProcessSampler
+
+THROTTLE_CODE = "130429"
+
+
+@dataclass
+class ReceiptFigures:
+    by_state: dict[str, int] = field(default_factory=dict)
+    received_at: list[float] = field(default_factory=list)  # epoch seconds, one per receipt
+    processed_at: list[float] = field(default_factory=list)
+    mock: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunData:
+    system: str
+    contacts: int
+    t0: float
+    t_done: float
+    completed: bool
+    accepted: AcceptedLog
+    mock_stats: dict[str, Any]
+    sampler: ProcessSampler
+    latency: dict[int, Histogram]
+    rows: analysis.ContactRows | None = None
+    receipts: ReceiptFigures | None = None
+    kills: list[float] = field(default_factory=list)
+    throttled_at: list[float] | None = None  # when the sender saw each 429 (its logs)
+    throttle_series: list[tuple[float, int]] = field(default_factory=list)  # mock polls
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def build(data: RunData) -> dict[str, Any]:
+    t0 = data.t0
+    times = list(data.accepted.accepted_at)
+    accepted = analysis.parse_accepted(data.accepted.callback, data.accepted.wamid, times)
+    rows = data.rows
+    length = max(1, math.ceil(data.t_done - t0) + 1)
+    sends = analysis.throughput(times, t0)
+    series: dict[str, Any] = {
+        "t": list(range(length)),
+        "sends_mock": analysis.per_second(times, t0, length),
+    }
+    if rows is not None:
+        sent_times = [t for t in rows.sent_at if t is not None]
+        series["sends_db"] = analysis.per_second(sent_times, t0, length)
+
+    send_latency = merged(data.latency.values())
+    t0_second = int(t0)
+    latency: dict[str, Any] = {
+        "send": send_latency.summary() if send_latency.count else None,
+        "send_measured_by": "sender-side probe around each POST" if send_latency.count else None,
+    }
+    series["send_latency_ms"] = analysis.percentile_series(data.latency, t0_second, length)
+    if rows is not None:
+        claim_total, claim_by_second = analysis.claim_to_send(accepted, rows)
+        latency["claim_to_send"] = claim_total.summary() if claim_total.count else None
+        series["claim_to_send_ms"] = analysis.percentile_series(claim_by_second, t0_second, length)
+
+    result: dict[str, Any] = {
+        "system": data.system,
+        "contacts": data.contacts,
+        "completed": data.completed,
+        "duration_s": round(data.t_done - t0, 3),
+        "throughput": {
+            "sends_per_s": sends["per_s"],
+            "sends_per_s_sustained": sends["sustained_per_s"],
+            "sends_per_s_end_to_end": round(data.contacts / (data.t_done - t0), 1)
+            if data.t_done > t0
+            else None,
+            "slowest_full_second": sends.get("min_full_second"),
+            "fastest_full_second": sends.get("max_full_second"),
+            "first_send_s": sends["first_s"],
+            "last_send_s": sends.get("last_s"),
+            "accepted": sends["count"],
+        },
+        "latency_ms": latency,
+        "receipts": _receipts(data, t0, length, series, times),
+        "resources": _resources(data),
+        "invariants": _invariants(data, accepted, times),
+        "mock": {
+            "requests": data.mock_stats.get("requests"),
+            "accepted": data.mock_stats.get("accepted"),
+            "outcomes": data.mock_stats.get("outcomes", {}),
+            "errors_by_code": data.mock_stats.get("errors_by_code", {}),
+        },
+        "states": analysis.state_counts(rows) if rows is not None else None,
+        "chaos": {"kills": len(data.kills), "kill_times_s": [round(k - t0, 3) for k in data.kills]},
+        "series": series,
+        "notes": data.notes,
+    }
+    result["throughput"]["receipts_per_s"] = result["receipts"]["applied_per_s"]
+    return result
+
+
+def _receipts(
+    data: RunData, t0: float, length: int, series: dict[str, Any], send_times: list[float]
+) -> dict[str, Any]:
+    figures = data.receipts
+    if figures is None:
+        return {"enabled": False, "applied_per_s": None}
+    series["receipts_received"] = analysis.per_second(figures.received_at, t0, length)
+    series["receipts_applied"] = analysis.per_second(figures.processed_at, t0, length)
+    applied = analysis.throughput(figures.processed_at, t0)
+    last_send = max(send_times) if send_times else None
+    last_applied = max(figures.processed_at) if figures.processed_at else None
+    return {
+        "enabled": True,
+        "stored": sum(figures.by_state.values()),
+        "by_state": figures.by_state,
+        "applied_per_s": applied["per_s"],
+        "drain_after_last_send_s": round(last_applied - last_send, 3)
+        if last_applied is not None and last_send is not None
+        else None,
+        "mock": figures.mock,
+    }
+
+
+def _resources(data: RunData) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, group in data.sampler.groups.items():
+        out[name] = group.summary(data.t0, data.t_done)
+    out["machine"] = data.sampler.machine_summary(data.t0, data.t_done)
+    return out
+
+
+def _invariants(
+    data: RunData, accepted: list[analysis.Accepted], times: list[float]
+) -> dict[str, Any]:
+    rows = data.rows
+    recorded = dict(zip(rows.ids, rows.wamid, strict=True)) if rows is not None else {}
+    dup = analysis.duplicates(accepted, recorded, data.kills)
+    if rows is None:  # no database (the floor): a copy is explained by nothing
+        dup["explained_by_unknown_outcome"] = 0
+        dup["unexplained"] = dup["duplicated_contacts"]
+    errors = data.mock_stats.get("errors_by_code", {})
+    throttled = int(errors.get(THROTTLE_CODE, 0))
+    first = min(times) if times else None
+    if data.throttled_at is not None:
+        after_first = analysis.count_after(data.throttled_at, None if first is None else first + 1)
+        how = "sender logs (send_failed code 130429)"
+    else:
+        after_first = _throttled_after(data.throttle_series, first)
+        how = "mock counter, polled every 0.5 s"
+    out: dict[str, Any] = {
+        **dup,
+        "non_final": analysis.non_final(rows) if rows is not None else None,
+        "http_429": throttled,
+        "http_429_after_first_s": after_first,
+        "http_429_timing_from": how,
+    }
+    if rows is not None:
+        examples: list[dict[str, Any]] = []
+        out.update(
+            analysis.result_consistency(accepted, rows, data.kills, t0=data.t0, examples=examples)
+        )
+        out["lost_examples"] = examples
+    else:
+        out["not_accepted"] = max(0, data.contacts - len({a.contact_id for a in accepted}))
+    if data.receipts is not None:
+        out["receipts_pending"] = data.receipts.by_state.get("pending", 0)
+        out["receipts_dropped_by_mock"] = data.receipts.mock.get("dropped", 0)
+    out["ok"] = bool(
+        data.completed
+        and out["unexplained"] == 0
+        and out["same_attempt"] == 0
+        and not out.get("non_final")
+        and not out.get("accepted_not_recorded")
+        and not out.get("recorded_not_accepted")
+        and not out.get("not_accepted")
+        and not out.get("receipts_pending")
+    )
+    return out
+
+
+def _throttled_after(series: list[tuple[float, int]], first: float | None) -> int:
+    if not series or first is None:
+        return 0
+    before = 0
+    for t, count in series:
+        if t <= first + 1.0:
+            before = count
+    return series[-1][1] - before
+
+
+def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """wa-sender's throughput as a multiple of each other system measured in the same run."""
+    ours = runs.get("wa-sender")
+    if ours is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, other in runs.items():
+        if name == "wa-sender":
+            continue
+        entry: dict[str, float | None] = {}
+        for key in ("sends_per_s", "sends_per_s_end_to_end"):
+            a, b = ours["throughput"].get(key), other["throughput"].get(key)
+            entry[key] = round(a / b, 3) if a and b else None
+        out[name] = entry
+    return out

@@ -1,0 +1,377 @@
+"""The load-test harness: its pure figures, and short real runs through the CLI (the daemon,
+the floor and a chaos run as separate processes against the mock, on the test server)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.cli import main
+from daemon.loadtest.analysis import (
+    Accepted,
+    ContactRows,
+    duplicates,
+    per_second,
+    result_consistency,
+    throughput,
+)
+from daemon.loadtest.latency import Histogram, SecondlyRecorder, read_secondly
+from daemon.loadtest.options import LoadtestError, LoadtestOptions
+from daemon.loadtest.report import render
+from daemon.loadtest.seeding import split_evenly
+
+RUN_KEYS = {
+    "system",
+    "contacts",
+    "completed",
+    "duration_s",
+    "throughput",
+    "latency_ms",
+    "receipts",
+    "resources",
+    "invariants",
+    "mock",
+    "states",
+    "chaos",
+    "series",
+}
+THROUGHPUT_KEYS = {
+    "sends_per_s",
+    "sends_per_s_sustained",
+    "sends_per_s_end_to_end",
+    "receipts_per_s",
+    "accepted",
+}
+INVARIANT_KEYS = {
+    "duplicated_contacts",
+    "unexplained",
+    "same_attempt",
+    "non_final",
+    "accepted_not_recorded",
+    "recorded_not_accepted",
+    "http_429",
+    "http_429_after_first_s",
+    "ok",
+}
+
+
+# -- pure parts --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "p", "expected"),
+    [
+        ([10.0] * 100, 50, 10.0),
+        ([1.0] * 50 + [100.0] * 50, 50, 1.0),
+        ([1.0] * 50 + [100.0] * 50, 90, 100.0),
+        ([float(v) for v in range(1, 1001)], 99, 990.0),
+        ([0.0, 0.0], 50, 0.001),
+    ],
+)
+def test_histogram_percentiles_are_within_two_percent(
+    values: list[float], p: float, expected: float
+) -> None:
+    histogram = Histogram()
+    for value in values:
+        histogram.add(value)
+    got = histogram.percentile(p)
+    assert got is not None
+    assert got == pytest.approx(expected, rel=0.02)
+
+
+def test_secondly_recorder_writes_one_line_per_second_and_merges_back() -> None:
+    lines: list[str] = []
+
+    class Sink:
+        def write(self, text: str) -> None:
+            lines.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    recorder = SecondlyRecorder(Sink())  # type: ignore[arg-type]
+    for t, ms in [(100.1, 5.0), (100.9, 7.0), (101.2, 9.0), (103.0, 1.0)]:
+        recorder.observe(ms, t)
+    recorder.close()
+    merged = read_secondly([*"".join(lines).splitlines(), '{"t": 104, "h": {'])  # torn line
+    assert sorted(merged) == [100, 101, 103]
+    assert merged[100].count == 2
+    assert recorder.total.count == 4
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "expected"),
+    [(10, 1, [10]), (10, 4, [3, 3, 2, 2]), (3, 3, [1, 1, 1]), (0, 2, [0, 0])],
+)
+def test_contacts_split_evenly_over_numbers(total: int, parts: int, expected: list[int]) -> None:
+    assert split_evenly(total, parts) == expected
+
+
+def test_per_second_counts_from_the_start() -> None:
+    assert per_second([10.0, 10.5, 11.2, 13.9], 10.0) == [2, 1, 0, 1]
+    assert per_second([10.2], 10.0, length=3) == [1, 0, 0]
+
+
+def test_sustained_throughput_leaves_out_the_first_and_last_second() -> None:
+    # 100 sends in the first 0.1 s (a burst), then 10 per second for 9 s.
+    times = [0.001 * i for i in range(100)] + [1.0 + 0.1 * i for i in range(90)]
+    figures = throughput(times, 0.0)
+    assert figures["count"] == 190
+    assert figures["sustained_per_s"] == pytest.approx(10.0, rel=0.1)
+    assert figures["per_s"] > figures["sustained_per_s"]
+
+
+def _accepted(contact: int, attempt: int, wamid: str, at: float) -> Accepted:
+    return Accepted(contact, attempt, wamid, at)
+
+
+def test_duplicates_are_explained_only_by_an_unknown_outcome() -> None:
+    accepted = [
+        _accepted(1, 1, "w1", 10.0),  # sent once
+        _accepted(2, 1, "w2a", 10.0),  # first result lost (killed), resent: explained
+        _accepted(2, 2, "w2b", 20.0),
+        _accepted(3, 1, "w3a", 10.0),  # first result recorded, resent anyway: a bug
+        _accepted(3, 2, "w3b", 20.0),
+        _accepted(4, 1, "w4a", 29.0),  # recorded, but accepted just before a SIGKILL
+        _accepted(4, 2, "w4b", 40.0),
+        _accepted(5, 1, "w5a", 10.0),  # the same attempt twice: two senders, one claim
+        _accepted(5, 1, "w5b", 10.5),
+    ]
+    recorded = {1: "w1", 2: "w2b", 3: "w3a", 4: "w4a", 5: "w5b"}
+    figures = duplicates(accepted, recorded, kills=[30.0])
+    assert figures == {
+        "duplicated_contacts": 4,
+        "extra_messages": 4,
+        "explained_by_unknown_outcome": 2,
+        "unexplained": 2,
+        "same_attempt": 1,
+    }
+
+
+def test_result_consistency_finds_lost_and_phantom_results() -> None:
+    accepted = [_accepted(1, 1, "w1", 1.0), _accepted(2, 1, "w2", 1.0)]
+    rows = ContactRows(
+        ids=[1, 2, 3],
+        states=["sent", "retry_scheduled", "delivered"],
+        attempts=[1, 1, 1],
+        claimed_at=[0.5, 0.5, 0.5],
+        sent_at=[1.0, None, 1.0],
+        wamid=["w1", None, "w-never-accepted"],
+    )
+    assert result_consistency(accepted, rows) == {
+        "accepted_not_recorded": 1,
+        "accepted_outcome_unknown": 0,
+        "recorded_not_accepted": 1,
+    }
+
+
+def test_a_result_that_died_with_its_daemon_is_an_unknown_outcome_not_a_lost_one() -> None:
+    accepted = [_accepted(1, 5, "w1", 10.0), _accepted(2, 1, "w2", 10.0)]
+    rows = ContactRows(
+        ids=[1, 2],
+        states=["error", "error"],
+        attempts=[5, 1],
+        claimed_at=[9.9, 9.9],
+        sent_at=[None, None],
+        wamid=[None, None],
+    )
+    assert result_consistency(accepted, rows, kills=[10.3]) == {
+        "accepted_not_recorded": 0,
+        "accepted_outcome_unknown": 2,
+        "recorded_not_accepted": 0,
+    }
+    assert result_consistency(accepted, rows, kills=[30.0])["accepted_not_recorded"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"contacts": 0}, "--contacts"),
+        ({"error_rate": 1.5}, "--error-rate"),
+        ({"numbers": 5, "contacts": 3}, "--numbers"),
+        ({"kill_every_s": 0}, "--kill-every"),
+        ({"systems": ("wa-sender", "celery")}, "unknown systems"),
+    ],
+)
+def test_bad_options_are_one_clear_error(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(LoadtestError, match=message):
+        LoadtestOptions(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("rate", "latency_ms", "numbers", "concurrency", "connections"),
+    [(0, 0, 1, 64, 100), (1000, 200, 1, 300, 300), (500, 200, 4, 600, 600), (80, 50, 1, 64, 100)],
+)
+def test_concurrency_covers_rate_times_latency(
+    rate: float, latency_ms: float, numbers: int, concurrency: int, connections: int
+) -> None:
+    options = LoadtestOptions(rate=rate, latency_ms=latency_ms, numbers=numbers)
+    assert options.effective_concurrency == concurrency
+    assert options.effective_max_connections == connections
+
+
+# -- real runs ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def on_test_server(pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Load tests create (and drop) their own database on the test server."""
+    monkeypatch.setenv("DATABASE_URL", pg_server_dsn)
+    return pg_server_dsn
+
+
+def _run(args: list[str], tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    report_path = tmp_path / "report.json"
+    logs = tmp_path / "logs"
+    code = main(["loadtest", "--quiet", "--json", str(report_path), "--log-dir", str(logs), *args])
+    return code, json.loads(report_path.read_text())
+
+
+def _assert_valid_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 100 and height > 100
+    assert struct.unpack(">I", data[29:33])[0] == zlib.crc32(data[12:29])
+    assert data[-8:-4] == b"IEND"
+
+
+def test_small_loadtest_reports_every_figure_and_holds_the_invariants(
+    on_test_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plot = tmp_path / "run.png"
+    code, report = _run(["--contacts", "2000", "--plot", str(plot)], tmp_path)
+    assert code == 0
+    assert report["ok"] is True
+    assert set(report) >= {"scenario", "machine", "runs", "ratios"}
+    run = report["runs"]["wa-sender"]
+    assert set(run) >= RUN_KEYS
+    assert set(run["throughput"]) >= THROUGHPUT_KEYS
+    assert set(run["invariants"]) >= INVARIANT_KEYS
+    assert run["completed"] is True
+    assert run["throughput"]["accepted"] == 2000
+    assert run["throughput"]["sends_per_s"] > 0
+    assert run["states"] == {"sent": 2000}
+    invariants = run["invariants"]
+    assert invariants["duplicated_contacts"] == 0
+    assert invariants["non_final"] == 0
+    assert invariants["accepted_not_recorded"] == 0
+    assert invariants["recorded_not_accepted"] == 0
+    for latency in ("send", "claim_to_send"):
+        summary = run["latency_ms"][latency]
+        assert summary["count"] >= 2000
+        assert 0 < summary["p50"] <= summary["p90"] <= summary["p99"]
+    sender = run["resources"]["sender"]
+    assert sender["cpu_s"] > 0 and sender["peak_rss_mb"] > 10
+    assert run["resources"]["mock"]["cpu_s"] > 0
+    assert sum(run["series"]["sends_mock"]) == 2000
+    assert sum(run["series"]["sends_db"]) == 2000
+    _assert_valid_png(plot)
+    out = capsys.readouterr().out
+    assert "sends/s, mock side" in out and "OK" in out
+
+
+def test_floor_posts_every_body_without_a_database(tmp_path: Path) -> None:
+    code, report = _run(["--floor", "--contacts", "2000", "--numbers", "2"], tmp_path)
+    assert code == 0
+    assert list(report["runs"]) == ["floor"]
+    floor = report["runs"]["floor"]
+    assert floor["throughput"]["accepted"] == 2000
+    assert floor["invariants"]["duplicated_contacts"] == 0
+    assert floor["invariants"]["not_accepted"] == 0
+    assert floor["latency_ms"]["send"]["count"] == 2000
+    assert "postgres" not in floor["resources"]
+    assert report["ratios"] == {}
+    assert floor["mock"]["accepted"] == 2000
+
+
+def test_chaos_run_ends_with_every_contact_final_and_no_lost_result(
+    on_test_server: str, tmp_path: Path
+) -> None:
+    code, report = _run(
+        [
+            "--contacts",
+            "3000",
+            "--daemons",
+            "2",
+            "--rate",
+            "1500",
+            "--kill-every",
+            "1",
+            "--error-rate",
+            "0.05",
+            # Two daemons killed in turn: one has always been up a while. Short leases and
+            # small batches: a killed daemon strands few contacts, briefly. Every kill costs
+            # the contacts it held an attempt (their outcome is unknown).
+            "--set",
+            "recovery.lease_s=2",
+            "--set",
+            "recovery.grace_s=0.5",
+            "--set",
+            "sender.batch_size=100",
+            "--set",
+            "sender.max_attempts=10",
+            "--set",
+            "sender.retry_initial_s=0.2",
+            "--set",
+            "sender.retry_max_s=1",
+            "--timeout",
+            "60",
+        ],
+        tmp_path,
+    )
+    run = report["runs"]["wa-sender"]
+    invariants = run["invariants"]
+    assert run["chaos"]["kills"] >= 1
+    assert run["completed"] is True
+    assert invariants["non_final"] == 0
+    assert invariants["accepted_not_recorded"] == 0
+    assert invariants["recorded_not_accepted"] == 0
+    assert invariants["same_attempt"] == 0
+    assert invariants["unexplained"] == 0
+    assert run["mock"]["outcomes"].get("transient", 0) > 0
+    assert sum(run["states"].values()) == 3000
+    assert code == 0, render(report)
+
+
+def test_receipts_run_applies_every_receipt_to_its_contact(
+    on_test_server: str, tmp_path: Path
+) -> None:
+    code, report = _run(["--contacts", "2000", "--receipts", "--daemons", "2"], tmp_path)
+    run = report["runs"]["wa-sender"]
+    receipts = run["receipts"]
+    assert code == 0, render(report)
+    assert receipts["enabled"] is True
+    assert receipts["stored"] >= 2000  # at least a `sent` status per message
+    assert receipts["by_state"].get("pending", 0) == 0
+    assert receipts["mock"]["dropped"] == 0 and receipts["mock"]["pending"] == 0
+    assert receipts["drain_after_last_send_s"] is not None
+    assert run["throughput"]["receipts_per_s"] > 0
+    assert run["invariants"]["receipts_pending"] == 0
+    assert set(run["states"]) <= {"sent", "delivered", "read"}
+    assert run["states"].get("delivered", 0) + run["states"].get("read", 0) > 1000
+    assert sum(run["series"]["receipts_applied"]) == receipts["stored"]
+
+
+@pytest.mark.slow
+def test_compare_runs_the_floor_and_pgqueuer_on_the_same_data_and_prints_ratios(
+    on_test_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pgqueuer")
+    code, report = _run(["--contacts", "3000", "--compare", "floor,pgqueuer"], tmp_path)
+    assert code == 0, render(report)
+    assert list(report["runs"]) == ["wa-sender", "floor", "pgqueuer"]
+    pgqueuer = report["runs"]["pgqueuer"]
+    assert pgqueuer["states"] == {"sent": 3000}
+    assert pgqueuer["invariants"]["duplicated_contacts"] == 0
+    assert pgqueuer["notes"]["batch_size"] == 200
+    for other in ("floor", "pgqueuer"):
+        assert report["ratios"][other]["sends_per_s"] > 0
+    assert "wa-sender / pgqueuer:" in capsys.readouterr().out
