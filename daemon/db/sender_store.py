@@ -40,9 +40,16 @@ async def running_campaigns(conn: asyncpg.Connection) -> list[Campaign]:
 
 
 async def claim_contacts(
-    conn: asyncpg.Connection, campaign_id: int, daemon_id: str, lease_s: float, limit: int
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    daemon_id: str,
+    lease_s: float,
+    limit: int,
+    after_id: int = 0,
 ) -> list[ClaimedContact]:
-    rows = await conn.fetch(query("claim_contacts"), campaign_id, daemon_id, lease_s, limit)
+    rows = await conn.fetch(
+        query("claim_contacts"), campaign_id, daemon_id, lease_s, limit, after_id
+    )
     return [
         ClaimedContact(
             ContactId(r["id"]), CampaignId(r["campaign_id"]), r["phone"], r["params"], r["attempts"]
@@ -58,6 +65,7 @@ async def claim_within_limit(
     lease_s: float,
     limit: int,
     daily_unique_recipients: int,
+    after_id: int = 0,
 ) -> tuple[list[ClaimedContact], int, datetime | None]:
     """Claim under the portfolio messaging limit: (claimed, quota left, oldest slot's time).
 
@@ -70,29 +78,38 @@ async def claim_within_limit(
         quota = daily_unique_recipients - window["used"]
         if quota <= 0:
             return [], 0, window["oldest"]
-        claimed = await claim_contacts(conn, campaign_id, daemon_id, lease_s, min(limit, quota))
+        claimed = await claim_contacts(
+            conn, campaign_id, daemon_id, lease_s, min(limit, quota), after_id
+        )
         await conn.execute(query("limit_window_add"), [c.phone for c in claimed])
     return claimed, quota - len(claimed), window["oldest"]
 
 
 async def record_results(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
     """One statement for the whole flush (plus the suppressions it implies, same transaction)."""
-    async with conn.transaction():
-        rows = await conn.fetch(
-            query("record_results"),
-            [r.contact_id for r in results],
-            [r.attempt for r in results],
-            [r.decision.state.value for r in results],
-            [r.wamid for r in results],
-            [r.wa_id for r in results],
-            [r.message_status for r in results],
-            [r.decision.error_code for r in results],
-            [r.decision.error_title for r in results],
-            [r.decision.next_attempt_at for r in results],
-            [r.at for r in results],
-        )
-        suppressed = [r.phone for r in results if r.decision.suppress]
-        await add_suppressions(conn, suppressed, "opted out of marketing messages (131050)")
+    suppressed = [r.phone for r in results if r.decision.suppress]
+    if suppressed:  # a transaction only when there is a second statement
+        async with conn.transaction():
+            count = await _record(conn, results)
+            await add_suppressions(conn, suppressed, "opted out of marketing messages (131050)")
+        return count
+    return await _record(conn, results)
+
+
+async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
+    rows = await conn.fetch(
+        query("record_results"),
+        [r.contact_id for r in results],
+        [r.attempt for r in results],
+        [r.decision.state.value for r in results],
+        [r.wamid for r in results],
+        [r.wa_id for r in results],
+        [r.message_status for r in results],
+        [r.decision.error_code for r in results],
+        [r.decision.error_title for r in results],
+        [r.decision.next_attempt_at for r in results],
+        [r.at for r in results],
+    )
     return len(rows)
 
 

@@ -32,6 +32,7 @@ from daemon.whatsapp.client import CloudApiClient
 log = get_logger(__name__)
 
 FINISH_CHECK_EVERY_S = 1.0
+QUEUE_S = 0.5
 # Sending stops when this daemon has not heartbeated for this long: past DEAD_AFTER_S other
 # daemons may recover its claims, so it must renew them before sending again.
 FENCE_AFTER_S = DEAD_AFTER_S * 0.6
@@ -91,6 +92,7 @@ class Sender:
         self._stopping = False
         self._halted: set[CampaignId] = set()
         self._sendable: set[CampaignId] = set()
+        self._claim_cursor: dict[CampaignId, int] = {}
         self._finish_checked: dict[CampaignId, float] = {}
         self._last_heartbeat = time.monotonic()
         self._claims_in_doubt = False
@@ -159,10 +161,12 @@ class Sender:
     # -- claim --------------------------------------------------------------------------
 
     def _capacity(self, phone_number_id: str) -> int:
-        """Most contacts to hold queued for a number: what it can send in half a lease."""
+        """Most contacts to hold queued for a number: about QUEUE_S seconds of sending (what a
+        crash strands, and how long a claimed contact waits), never more than half a lease."""
         rate = self._limiters.bucket(phone_number_id).configured_rate
+        by_time = int(rate * QUEUE_S)
         by_lease = int(rate * self._config.recovery.lease_s * 0.5)
-        return max(1, min(2 * self._config.sender.batch_size, by_lease))
+        return max(1, min(2 * self._config.sender.batch_size, by_time, by_lease))
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         batch = self._config.sender.batch_size
@@ -203,9 +207,10 @@ class Sender:
     async def _claim(self, conn: asyncpg.Connection, campaign: Campaign, limit: int) -> int:
         lease_s = self._config.recovery.lease_s
         daily_limit = self._config.limits.daily_unique_recipients
+        after_id = self._claim_cursor.get(campaign.id, 0)
         if daily_limit > 0:
             claimed, quota, oldest = await store.claim_within_limit(
-                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit
+                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after_id
             )
             if not claimed and quota <= 0:
                 frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
@@ -217,7 +222,12 @@ class Sender:
                 log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
                 return 0
         else:
-            claimed = await store.claim_contacts(conn, campaign.id, self._daemon_id, lease_s, limit)
+            claimed = await store.claim_contacts(
+                conn, campaign.id, self._daemon_id, lease_s, limit, after_id
+            )
+        # Walk the campaign forward; a short claim means the end was reached: start over, for
+        # retries that fell due behind the cursor and contacts released by others.
+        self._claim_cursor[campaign.id] = max(c.id for c in claimed) if len(claimed) == limit else 0
         if claimed and campaign.hold_reason:
             await store.clear_campaign_hold(conn, campaign.id)
         queue = self._queue(campaign.phone_number_id)

@@ -4,8 +4,11 @@
 SELECT * FROM campaigns WHERE state = 'running' ORDER BY id;
 
 -- name: claim_contacts
--- $1 campaign, $2 daemon id, $3 lease seconds, $4 how many. One statement; the inner select
--- walks the partial index contacts_claimable and skips rows other daemons hold.
+-- $1 campaign, $2 daemon id, $3 lease seconds, $4 how many, $5 the highest id claimed from
+-- this campaign so far (0 to start over). One statement; the inner select walks
+-- contacts_claimable from $5 on and skips rows other daemons hold. The cursor keeps every
+-- claim as cheap as the first: without it, stale statistics after a bulk import make the
+-- planner walk the primary key over every contact already sent.
 UPDATE contacts
 SET state = 'in_progress',
     attempts = attempts + 1,
@@ -17,8 +20,9 @@ WHERE id = ANY(ARRAY(
     SELECT id FROM contacts
     WHERE campaign_id = $1
       AND state IN ('initial', 'retry_scheduled')
+      AND id > $5
       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-    ORDER BY id
+    ORDER BY campaign_id, id
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ))
