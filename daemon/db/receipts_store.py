@@ -139,3 +139,8 @@ async def wake_receipts_for_wamids(conn: asyncpg.Connection, wamids: Sequence[st
 
 async def receipt_counts(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["processing_state"]: r["n"] for r in await conn.fetch(query("receipt_counts"))}
+
+
+async def any_pending_receipt(conn: asyncpg.Connection) -> bool:
+    found: bool = await conn.fetchval(query("any_pending_receipt"))
+    return found

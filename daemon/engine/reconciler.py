@@ -88,13 +88,18 @@ class Reconciler:
         self._sweep_every_s = sweep_every_s
         self._wake = asyncio.Event()
         self._new_wamids: list[str] = []
+        self._nothing_pending = False
         self.stats = ReconcileStats()
 
     def wake(self) -> None:
+        self._nothing_pending = False  # a receipt was stored (NOTIFY) or a sweep is asked for
         self._wake.set()
 
     def on_sends_recorded(self, results: Sequence[SendResult]) -> None:
-        """Recorder callback: receipts of these wamids that wait on a back-off are due now."""
+        """Recorder callback: receipts of these wamids that wait on a back-off are due now.
+        When no receipt at all is pending, a new wamid can match nothing: no round trip."""
+        if self._nothing_pending:
+            return
         if len(self._new_wamids) < MAX_REMEMBERED_WAMIDS:
             self._new_wamids.extend(r.wamid for r in results if r.wamid is not None)
         self._wake.set()
@@ -146,6 +151,9 @@ class Reconciler:
                     break
                 # A backlog: larger batches spread each statement's fixed cost over more rows.
                 size = min(size * 2, self._batch_size * BACKLOG_BATCH_FACTOR)
+            pending = await store.any_pending_receipt(conn)
+            if not pending and not self._wake.is_set():  # no NOTIFY came in meanwhile
+                self._nothing_pending = True
         return totals.result()
 
     def _log_batch(self, result: store.ReconcileResult, seconds: float) -> None:

@@ -247,6 +247,9 @@ UPDATE status_receipts
 SET next_try_at = now()
 WHERE processing_state = 'pending' AND next_try_at > now() AND wamid = ANY($1::text[]);
 
+-- name: any_pending_receipt
+SELECT EXISTS (SELECT 1 FROM status_receipts WHERE processing_state = 'pending');
+
 -- name: ping
 SELECT 1;
 
