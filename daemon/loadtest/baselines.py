@@ -85,22 +85,9 @@ async def run_floor(ctx: Context) -> dict[str, Any]:
         sampler.watch_child("sender", child)
         tasks.append(asyncio.create_task(sampler.run(stop_sampling), name="sampler"))
         t0 = time.time()
-        async with aiohttp.ClientSession() as session:
-            watch = await monitor(
-                ctx,
-                session,
-                mock,
-                "floor",
-                t0,
-                pending=None,
-                dsn=None,
-                crashed=lambda: None,
-                finished=lambda: try_reap(child) is not None,
-            )
-            t_done = time.time()
-            info = await stop(child, 10)
-            stats = await fetch_stats(session, mock.base_url)
-            accepted = await fetch_accepted(session, mock.base_url)
+        watch, t_done, info, stats, accepted = await _watch_until_exit(
+            ctx, mock, "floor", t0, child, pending=None, dsn=None, stop_timeout_s=10
+        )
     finally:
         stop_sampling.set()
         await finish_tasks(tasks)
@@ -193,22 +180,9 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
                 left: int = await conn.fetchval(_PENDING, campaign_ids)
                 return left
 
-            async with aiohttp.ClientSession() as session:
-                watch = await monitor(
-                    ctx,
-                    session,
-                    mock,
-                    "pgqueuer",
-                    t0,
-                    pending=pending,
-                    dsn=dsn,
-                    crashed=lambda: None,
-                    finished=lambda: try_reap(worker) is not None,
-                )
-                t_done = time.time()
-                info = await stop(worker, 30)
-                stats = await fetch_stats(session, mock.base_url)
-                accepted = await fetch_accepted(session, mock.base_url)
+            watch, t_done, info, stats, accepted = await _watch_until_exit(
+                ctx, mock, "pgqueuer", t0, worker, pending=pending, dsn=dsn, stop_timeout_s=30
+            )
             rows, _, last_change = await collect_database(dsn, campaign_ids, receipts=False)
         finally:
             stop_sampling.set()
@@ -238,6 +212,37 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
         },
     )
     return results.build(data)
+
+
+async def _watch_until_exit(
+    ctx: Context,
+    mock: Any,
+    name: str,
+    t0: float,
+    child: Any,
+    *,
+    pending: Any,
+    dsn: str | None,
+    stop_timeout_s: float,
+) -> tuple[Any, float, Any, Any, Any]:
+    """Follow a baseline process until it exits by itself; then the mock's counters and log."""
+    async with aiohttp.ClientSession() as session:
+        watch = await monitor(
+            ctx,
+            session,
+            mock,
+            name,
+            t0,
+            pending=pending,
+            dsn=dsn,
+            crashed=lambda: None,
+            finished=lambda: try_reap(child) is not None,
+        )
+        t_done = time.time()
+        info = await stop(child, stop_timeout_s)
+        stats = await fetch_stats(session, mock.base_url)
+        accepted = await fetch_accepted(session, mock.base_url)
+    return watch, t_done, info, stats, accepted
 
 
 def _read_json(path: Path) -> dict[str, Any]:
