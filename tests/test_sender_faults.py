@@ -4,6 +4,7 @@ the messaging-limit guard, and rate accuracy."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import asyncpg
@@ -146,11 +147,19 @@ async def test_messaging_limit_guard_holds_the_campaign(
 async def test_rate_is_held_within_3_percent_and_no_window_exceeds_rate_plus_burst(
     db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
+    """The achieved rate is measured where the API sees it (the mock's acceptances, over 10 s);
+    the burst bound where the daemon controls it: the moment each request leaves (the mock
+    shares this test's event loop, so its own timestamps bunch whenever the loop is busy)."""
     rate, burst, contacts = 200.0, 20.0, 2200
     cid = await campaign_with_contacts(conn, tmp_path, contacts)
+    sent_at: list[float] = []
+
+    def on_send(_work: object, _outcome: object, seconds: float) -> None:
+        sent_at.append(time.monotonic() - seconds)
+
     async with start_mock_server(MockConfig()) as mock:
         config = daemon_config(mock.base_url, sender={"rate_per_second": rate, "burst": burst})
-        async with running_daemon(config, db_dsn):
+        async with running_daemon(config, db_dsn, on_send=on_send):
             await change_campaign_state(conn, cid, CampaignCommand.START)
             await wait_until_final(conn, cid, timeout_s=60)
         times = sorted(m.accepted_monotonic for m in mock.state.accepted)
@@ -158,13 +167,14 @@ async def test_rate_is_held_within_3_percent_and_no_window_exceeds_rate_plus_bur
     # The first burst tokens go out at once; the steady rate is measured after them.
     steady = times[int(burst) :]
     achieved = (len(steady) - 1) / (steady[-1] - steady[0])
-    print(f"achieved {achieved:.2f} msg/s for {rate} configured; busiest second follows")
+    print(f"achieved {achieved:.2f} msg/s for {rate} configured")
     assert abs(achieved - rate) / rate <= 0.03, achieved
     assert steady[-1] - steady[0] >= 10
+    sent_at.sort()
     busiest, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - 1.0:
+    for i, t in enumerate(sent_at):
+        while sent_at[j] <= t - 1.0:
             j += 1
         busiest = max(busiest, i - j + 1)
-    print(f"busiest 1-second window: {busiest} (limit {rate + burst:.0f})")
+    print(f"busiest 1-second window of sends: {busiest} (limit {rate + burst:.0f})")
     assert busiest <= rate + burst, busiest
