@@ -36,16 +36,7 @@ async def test_sigkill_twice_then_restart_every_contact_final(
     async with start_mock_server(MockConfig(faults=faults)) as mock:
         env = daemon_env(db_dsn, mock.base_url, sender_rate_per_second="800")
         await change_campaign_state(conn, cid, CampaignCommand.START)
-        for kill_at in (1000, 3000):
-            daemon = await start_daemon(env, tmp_path / "daemon.log")
-            await _wait_accepted(mock, kill_at)
-            daemon.kill()
-            await daemon.wait()
-        daemon = await start_daemon(env, tmp_path / "daemon.log")
-        try:
-            counts = await wait_until_final(conn, cid, timeout_s=90)
-        finally:
-            assert await stop_daemon(daemon) == 0
+        counts = await _kill_twice_then_finish(conn, cid, mock, env, tmp_path, (1000, 3000))
         by_contact = mock.state.count_by_callback_data()
     assert counts == {"sent": contacts}
     sent_contacts = {key.split(":")[2] for key in by_contact}
@@ -63,6 +54,28 @@ async def test_sigkill_twice_then_restart_every_contact_final(
     assert resent <= unknown
     assert not duplicates  # the same attempt is never sent twice
     print(f"contacts sent more than once (outcome unknown at a kill): {resent}")
+
+
+async def _kill_twice_then_finish(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    mock: object,
+    env: dict[str, str],
+    tmp_path: Path,
+    kill_at: tuple[int, int],
+) -> dict[str, int]:
+    """SIGKILL a daemon once the mock has accepted each count in `kill_at`, then let a last one
+    finish the campaign; the final state counts."""
+    for accepted in kill_at:
+        daemon = await start_daemon(env, tmp_path / "daemon.log")
+        await _wait_accepted(mock, accepted)
+        daemon.kill()
+        await daemon.wait()
+    daemon = await start_daemon(env, tmp_path / "daemon.log")
+    try:
+        return await wait_until_final(conn, campaign_id, timeout_s=90)
+    finally:
+        assert await stop_daemon(daemon) == 0
 
 
 def _contacts_with_several_sends(by_callback: dict[str, int]) -> list[str]:
@@ -170,16 +183,7 @@ async def test_sigkill_with_receipts_resolves_unknown_outcomes_without_resending
             recovery_grace_s="8",
         )
         await change_campaign_state(conn, cid, CampaignCommand.START)
-        for kill_at in (800, 2000):
-            daemon = await start_daemon(env, tmp_path / "daemon.log")
-            await _wait_accepted(mock, kill_at)
-            daemon.kill()
-            await daemon.wait()
-        daemon = await start_daemon(env, tmp_path / "daemon.log")
-        try:
-            counts = await wait_until_final(conn, cid, timeout_s=90)
-        finally:
-            assert await stop_daemon(daemon) == 0
+        counts = await _kill_twice_then_finish(conn, cid, mock, env, tmp_path, (800, 2000))
         resent = _contacts_with_several_sends(mock.state.count_by_callback_data())
     assert counts == {"sent": contacts}
     print(f"contacts sent more than once with receipts on: {len(resent)}")
