@@ -12,6 +12,7 @@ from dataclasses import fields
 from daemon.whatsapp.mock import run_mock_server
 from daemon.whatsapp.mock_config import (
     DEFAULT_TOKEN,
+    RECEIPT_RATE_FIELDS,
     DelayRange,
     FaultConfig,
     MockConfig,
@@ -147,15 +148,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"signs the webhooks (else env {APP_SECRET_ENV})",
     )
-    for name in (
-        "delivered_rate",
-        "read_rate",
-        "read_without_delivered_rate",
-        "failed_rate",
-        "duplicate_rate",
-        "reorder_rate",
-        "split_rate",
-    ):
+    for name in RECEIPT_RATE_FIELDS:
         receipts.add_argument(
             "--" + name.replace("_", "-"), type=_rate, default=_RECEIPT_DEFAULTS[name]
         )

@@ -88,6 +88,18 @@ class FaultConfig:
         )
 
 
+# The ReceiptConfig fields that are probabilities (checked here, exposed as CLI flags).
+RECEIPT_RATE_FIELDS: tuple[str, ...] = (
+    "delivered_rate",
+    "read_rate",
+    "read_without_delivered_rate",
+    "failed_rate",
+    "duplicate_rate",
+    "reorder_rate",
+    "split_rate",
+)
+
+
 @dataclass(frozen=True)
 class ReceiptConfig:
     """Status webhooks posted back for accepted messages.
@@ -138,15 +150,7 @@ class ReceiptConfig:
             raise ValueError("receipts need a webhook_url")
         if self.enabled and not self.app_secret:
             raise ValueError("receipts need an app_secret to sign webhooks")
-        for name in (
-            "delivered_rate",
-            "read_rate",
-            "read_without_delivered_rate",
-            "failed_rate",
-            "duplicate_rate",
-            "reorder_rate",
-            "split_rate",
-        ):
+        for name in RECEIPT_RATE_FIELDS:
             _check_rate(name, getattr(self, name))
         for name in (
             "sent_delay_s",
