@@ -78,6 +78,9 @@ class RecoveryConfig:
     lease_s: float = 60.0
     unknown_outcome: str = "reconcile"
     grace_s: float = 30.0
+    # Unknown outcomes a contact may have before it becomes Error; they do not use up
+    # sender.max_attempts (a crash is not an API failure), this bounds them instead.
+    max_unknown_outcomes: int = 10
 
 
 @dataclass(frozen=True)
@@ -248,6 +251,7 @@ def _check_ranges(config: Config) -> None:
         "sender.burst": config.sender.burst,
         "sender.max_attempts": config.sender.max_attempts,
         "recovery.lease_s": config.recovery.lease_s,
+        "recovery.max_unknown_outcomes": config.recovery.max_unknown_outcomes,
         "whatsapp.request_timeout_s": config.whatsapp.request_timeout_s,
         "webhook.max_body_bytes": config.webhook.max_body_bytes,
     }

@@ -20,7 +20,11 @@ class ClaimedContact:
     campaign_id: CampaignId
     phone: str
     params: dict[str, str]
+    # The attempt's number among all the contact's attempts: callback data, record_results.
     attempt: int
+    # Its number within sender.max_attempts: attempts whose outcome stayed unknown (expired
+    # lease, dead daemon, shutdown cut-off) are not counted there (`decide` gets this one).
+    counted_attempt: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,12 @@ async def claim_contacts(
     )
     return [
         ClaimedContact(
-            ContactId(r["id"]), CampaignId(r["campaign_id"]), r["phone"], r["params"], r["attempts"]
+            ContactId(r["id"]),
+            CampaignId(r["campaign_id"]),
+            r["phone"],
+            r["params"],
+            r["attempts"],
+            r["counted_attempts"],
         )
         for r in rows
     ]
@@ -125,9 +134,17 @@ async def expire_own_contacts(
     grace_s: float,
     max_attempts: int,
     daemon_id: str,
+    max_unknown_outcomes: int,
 ) -> str:
+    """At shutdown: this daemon's cut-off sends get an unknown outcome (see expire_leases)."""
     result: str = await conn.execute(
-        query("expire_own_contacts"), list(ids), policy, grace_s, max_attempts, daemon_id
+        query("expire_own_contacts"),
+        list(ids),
+        policy,
+        grace_s,
+        max_attempts,
+        daemon_id,
+        max_unknown_outcomes,
     )
     return result
 
@@ -139,11 +156,25 @@ async def expire_leases(
     max_attempts: int,
     dead_after_s: float,
     daemon_id: str,
+    max_unknown_outcomes: int,
     batch: int = 1000,
 ) -> list[asyncpg.Record]:
+    """Recover claims whose outcome became unknown: (id, new state) rows.
+
+    The expired attempt does not count against `max_attempts` (kept for what the API answers);
+    the contact becomes `error` under the error policy, when its counted attempts are already
+    used up, or at its `max_unknown_outcomes`-th unknown outcome.
+    """
     return list(
         await conn.fetch(
-            query("expire_leases"), policy, grace_s, max_attempts, dead_after_s, batch, daemon_id
+            query("expire_leases"),
+            policy,
+            grace_s,
+            max_attempts,
+            dead_after_s,
+            batch,
+            daemon_id,
+            max_unknown_outcomes,
         )
     )
 

@@ -376,7 +376,7 @@ class Sender:
             await self._release([contact.id])
             return
         now = datetime.now(UTC)
-        decision = decide(outcome, contact.attempt, self._policy, now)
+        decision = decide(outcome, contact.counted_attempt, self._policy, now)
         self._recorder.add(
             store.SendResult(
                 contact.id,
@@ -447,6 +447,7 @@ class Sender:
                 recovery.grace_s,
                 self._config.sender.max_attempts,
                 self._daemon_id,
+                recovery.max_unknown_outcomes,
             )
         )
         self.stats.unknown_outcome += len(ids)

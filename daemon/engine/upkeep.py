@@ -66,6 +66,7 @@ async def recovery_loop(
                     config.sender.max_attempts,
                     DEAD_AFTER_S,
                     daemon_id,
+                    recovery.max_unknown_outcomes,
                 )
             if rows:
                 log.warning(

@@ -9,6 +9,8 @@ SELECT * FROM campaigns WHERE state = 'running' ORDER BY id;
 -- contacts_claimable from $5 on and skips rows other daemons hold. The cursor keeps every
 -- claim as cheap as the first: without it, stale statistics after a bulk import make the
 -- planner walk the primary key over every contact already sent.
+-- counted_attempts: this attempt's number within sender.max_attempts, the budget for what the
+-- API answers; attempts whose outcome stayed unknown (unknown_attempts) do not use it up.
 UPDATE contacts
 SET state = 'in_progress',
     attempts = attempts + 1,
@@ -26,7 +28,7 @@ WHERE id = ANY(ARRAY(
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING id, campaign_id, phone, params, attempts;
+RETURNING id, campaign_id, phone, params, attempts, attempts - unknown_attempts AS counted_attempts;
 
 -- name: record_results
 -- One flush of send results. A result counts only for the attempt it belongs to; an accepted
@@ -61,7 +63,8 @@ WHERE c.id = r.id
 RETURNING c.id;
 
 -- name: release_contacts
--- Claimed but never sent (shutdown, campaign paused): back to where they were, attempt undone;
+-- Claimed but never sent (shutdown, campaign paused): back to where they were, attempt undone
+-- (it was neither counted nor unknown: unknown_attempts is left alone);
 -- in a campaign canceled meanwhile they become canceled_by_admin like its other unsent ones.
 UPDATE contacts AS c
 SET state = CASE
@@ -84,17 +87,32 @@ WHERE k.id = c.campaign_id
 -- $3 max attempts, $4 seconds after which a silent daemon counts as dead, $5 batch size,
 -- $6 this daemon: its own claims are never taken back from under it (it still holds them in
 -- memory, possibly with a result waiting for the database); its next incarnation, or another
--- daemon, recovers them once it is gone.
+-- daemon, recovers them once it is gone. $7 max unknown outcomes per contact.
 -- reconcile: wait the grace period for a receipt carrying the attempt's callback data.
+-- The expired attempt (number c.attempts) becomes unknown outcome c.unknown_attempts + 1 and
+-- does not count against $3: SET reads the row as it was, so the counted attempts made are
+-- c.attempts - c.unknown_attempts - 1. Error when they already use up $3 (max_attempts lowered
+-- meanwhile), or when this is unknown outcome number $7 (a contact that kills its daemon
+-- every time must not loop forever), or under the error policy.
 UPDATE contacts AS c
 SET state = CASE
-        WHEN $1 = 'error' OR c.attempts >= $3 THEN 'error'::contact_state
+        WHEN $1 = 'error'
+             OR c.attempts - c.unknown_attempts - 1 >= $3
+             OR c.unknown_attempts + 1 >= $7
+            THEN 'error'::contact_state
         ELSE 'retry_scheduled'
     END,
+    unknown_attempts = c.unknown_attempts + 1,
     next_attempt_at = CASE WHEN $1 = 'reconcile' THEN now() + make_interval(secs => $2) ELSE now() END,
     outcome_unknown = true,
     error_title = 'outcome unknown: lease expired before the send result was recorded',
-    failed_at = CASE WHEN $1 = 'error' OR c.attempts >= $3 THEN now() ELSE c.failed_at END,
+    failed_at = CASE
+        WHEN $1 = 'error'
+             OR c.attempts - c.unknown_attempts - 1 >= $3
+             OR c.unknown_attempts + 1 >= $7
+            THEN now()
+        ELSE c.failed_at
+    END,
     claimed_by = NULL,
     lease_until = NULL,
     updated_at = now()
@@ -111,14 +129,28 @@ WHERE c.id = ANY(ARRAY(
 RETURNING c.id, c.state::text AS state;
 
 -- name: expire_own_contacts
--- At shutdown: in-flight sends that were cut off have an unknown outcome, like an expired lease.
+-- At shutdown: in-flight sends that were cut off have an unknown outcome, like an expired lease
+-- (same rules as expire_leases). $1 ids, $2 policy, $3 grace seconds, $4 max attempts,
+-- $5 this daemon, $6 max unknown outcomes per contact.
 UPDATE contacts AS c
-SET state = CASE WHEN $2 = 'error' OR c.attempts >= $4 THEN 'error'::contact_state
-                 ELSE 'retry_scheduled' END,
+SET state = CASE
+        WHEN $2 = 'error'
+             OR c.attempts - c.unknown_attempts - 1 >= $4
+             OR c.unknown_attempts + 1 >= $6
+            THEN 'error'::contact_state
+        ELSE 'retry_scheduled'
+    END,
+    unknown_attempts = c.unknown_attempts + 1,
     next_attempt_at = CASE WHEN $2 = 'reconcile' THEN now() + make_interval(secs => $3) ELSE now() END,
     outcome_unknown = true,
     error_title = 'outcome unknown: send interrupted by shutdown',
-    failed_at = CASE WHEN $2 = 'error' OR c.attempts >= $4 THEN now() ELSE c.failed_at END,
+    failed_at = CASE
+        WHEN $2 = 'error'
+             OR c.attempts - c.unknown_attempts - 1 >= $4
+             OR c.unknown_attempts + 1 >= $6
+            THEN now()
+        ELSE c.failed_at
+    END,
     claimed_by = NULL,
     lease_until = NULL,
     updated_at = now()
