@@ -14,12 +14,21 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+import structlog
 
 from daemon.db.database import with_database_name
 from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
 
 _counter = itertools.count()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """A test that runs the CLI configures logging onto its captured stdout, which pytest
+    closes afterwards: later tests must not log into that closed file."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")
