@@ -7,11 +7,12 @@ code. The same tables classify the `errors[]` objects of `failed` status webhook
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
+
+import orjson
 
 
 class OutcomeKind(StrEnum):
@@ -243,8 +244,8 @@ def _as_mapping(body: bytes | Mapping[str, Any] | None) -> Mapping[str, Any] | N
     if body is None or isinstance(body, Mapping):
         return body
     try:
-        document = json.loads(body)
-    except ValueError:  # also UnicodeDecodeError
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:  # invalid UTF-8 included
         return None
     return document if isinstance(document, Mapping) else None
 

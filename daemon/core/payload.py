@@ -5,16 +5,14 @@ Shape: Meta's OpenAPI `TemplateMessage` (BaseMessageProperties + TemplateObject)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 CALLBACK_PREFIX: Final = "ws1"
 CALLBACK_DATA_MAX_CHARS: Final = 512  # Meta's limit on biz_opaque_callback_data
-
-# One encoder for the hot path: json.dumps with keyword arguments builds a new one per call.
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +55,7 @@ def build_template_message(
 
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON, as sent on the wire."""
-    return _ENCODER.encode(body).encode()
+    return orjson.dumps(body)
 
 
 def encode_callback_data(campaign_id: int, contact_id: int, attempt: int) -> str:

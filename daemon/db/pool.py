@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import orjson
 
 from daemon.errors import DatabaseError
 
@@ -39,11 +40,11 @@ class JsonText(str):
 def _encode_jsonb(value: object) -> bytes:
     if isinstance(value, JsonText):
         return b"\x01" + value.encode()
-    return b"\x01" + json.dumps(value, separators=(",", ":")).encode()
+    return b"\x01" + orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _decode_jsonb(data: bytes) -> object:
-    return json.loads(data[1:])
+    return orjson.loads(memoryview(data)[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -10,12 +10,13 @@ reported as ignored changes, not errors. Unknown status values are kept as they 
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
+
+import orjson
 
 from daemon.whatsapp.signature import verify
 
@@ -91,8 +92,8 @@ def handshake_challenge(query: Mapping[str, str], verify_token: str) -> str | No
 def parse_webhook(body: bytes) -> ParsedWebhook:
     """Every status of every entry/change of a POST body; WebhookPayloadError if malformed."""
     try:
-        document = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise WebhookPayloadError(f"body is not JSON: {exc}") from None
     if not isinstance(document, dict) or document.get("object") != WEBHOOK_OBJECT:
         raise WebhookPayloadError(f"object is not {WEBHOOK_OBJECT!r}")
