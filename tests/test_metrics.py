@@ -138,6 +138,9 @@ def test_sends_are_counted_by_outcome_and_code() -> None:
     assert value(metrics, "wa_sender_send_latency_seconds_count") == 3
     assert value(metrics, "wa_sender_send_latency_seconds_sum") == pytest.approx(10.42)
     assert value(metrics, "wa_sender_send_latency_seconds_bucket", le="0.25") == 1
+    assert value(metrics, "wa_sender_send_latency_seconds_bucket", le="5.0") == 2
+    # Prometheus buckets count values <= their bound: the 10.0 s timeout lands in le="10.0".
+    assert value(metrics, "wa_sender_send_latency_seconds_bucket", le="10.0") == 3
     assert value(metrics, "wa_sender_send_latency_seconds_bucket", le="+Inf") == 3
     assert value(metrics, "wa_sender_receipts_total", status="delivered") == 2
     assert value(metrics, "wa_sender_rate_limit_wait_seconds_total") == 0.25

@@ -13,15 +13,22 @@ database): aggregate it across instances with max, not sum.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 
 from daemon.core.outcomes import Outcome
 from daemon.core.states import CampaignState, ContactState
@@ -41,6 +48,7 @@ SAMPLE_EVERY_S = 1.0
 CAMPAIGNS_EVERY_S = 5.0
 # Cloud API answers in 100 ms - 2 s; the default request timeout is 10 s.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BUCKET_LABELS = (*(repr(bound) for bound in LATENCY_BUCKETS), "+Inf")  # le="0.25", ..., "+Inf"
 WATCHED_CAMPAIGN_STATES = frozenset({CampaignState.RUNNING, CampaignState.PAUSED})
 
 
@@ -54,24 +62,51 @@ def code_class(outcome: Outcome) -> str:
     return "none"
 
 
+class SendMetrics(Collector):
+    """`wa_sender_sends_total` and `wa_sender_send_latency_seconds`, counted in plain Python on
+    every send and turned into metric families only when scraped: prometheus_client's own
+    Counter and Histogram take a lock per update, 2.4 % of the daemon's CPU at full speed. The
+    daemon's single event loop is the only writer."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
+        self._sum = 0.0
+
+    def observe(self, outcome: Outcome, seconds: float) -> None:
+        labels = (outcome.kind.value, code_class(outcome))
+        self._counts[labels] = self._counts.get(labels, 0) + 1
+        self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sum += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        sends = CounterMetricFamily(
+            "wa_sender_sends",
+            "Send attempts that got an answer, by outcome and error code",
+            labels=["outcome", "code_class"],
+        )
+        for labels, count in sorted(self._counts.items()):
+            sends.add_metric(list(labels), count)
+        yield sends
+        cumulative, total = [], 0
+        for label, count in zip(_BUCKET_LABELS, self._buckets, strict=True):
+            total += count
+            cumulative.append((label, total))
+        latency = HistogramMetricFamily(
+            "wa_sender_send_latency_seconds", "Duration of one send request to the Cloud API"
+        )
+        latency.add_metric([], cumulative, sum_value=self._sum)
+        yield latency
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.sends = Counter(
-            "wa_sender_sends",
-            "Send attempts that got an answer, by outcome and error code",
-            ["outcome", "code_class"],
-            registry=r,
-        )
+        self.sends = SendMetrics()
+        r.register(self.sends)
         self.receipts = Counter(
             "wa_sender_receipts", "Status receipts received, by status", ["status"], registry=r
-        )
-        self.send_latency = Histogram(
-            "wa_sender_send_latency_seconds",
-            "Duration of one send request to the Cloud API",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
         )
         self.rate_limit_wait = Counter(
             "wa_sender_rate_limit_wait_seconds",
@@ -98,8 +133,7 @@ class Metrics:
     # -- fed by the engine --------------------------------------------------------------
 
     def observe_send(self, outcome: Outcome, seconds: float) -> None:
-        self.sends.labels(outcome.kind.value, code_class(outcome)).inc()
-        self.send_latency.observe(seconds)
+        self.sends.observe(outcome, seconds)
 
     def on_send(self, work: Work, outcome: Outcome, seconds: float) -> None:
         """A `SendObserver` for `run_daemon(on_send=...)`."""
