@@ -64,13 +64,27 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset round trip (UNLISTEN *, RESET ALL,
+    advisory unlock, CLOSE ALL): the daemon keeps no session state on pool connections (its
+    locks and settings are transaction-scoped, LISTEN has a connection of its own), and an
+    open transaction is still rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 @asynccontextmanager
 async def open_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, close_timeout_s: float = 10.0
 ) -> AsyncIterator[asyncpg.Pool]:
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            connection_class=PoolConnection,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc
