@@ -1,8 +1,9 @@
 """The floor: the most this machine pushes through the mock, with no database at all.
 
 A bare aiohttp loop posts the same bodies as the daemon (built per request with the same
-payload functions, the same generated contacts and callback data), over one shared session
-with the same connection limit and the same number of requests in flight. Anything the daemon
+payload functions, the same generated contacts and callback data), over the daemon's own
+session settings (`api_session`: connection limit, timeout, headers) with the same number of
+requests in flight. Anything the daemon
 does beyond this (claiming, pacing, classifying, recording) shows up as the gap to the floor.
 It runs as its own process, measured exactly like the daemon.
 
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from daemon.core.payload import build_template_message, encode_body, encode_callback_data
 from daemon.loadtest.latency import SecondlyRecorder
@@ -31,6 +33,7 @@ from daemon.loadtest.seeding import (
     phone_number_ids,
     split_evenly,
 )
+from daemon.whatsapp.client import api_session
 
 API_VERSION = "v23.0"
 MAX_TRIES = 20
@@ -65,12 +68,8 @@ async def push(
     counts = {"accepted": 0, "requests": 0, "errors": 0, "gave_up": 0}
     items = work_items(contacts, numbers)
     prefix = f"{base_url.rstrip('/')}/{API_VERSION}/"
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=60)
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers=headers
-    ) as session:
+    urls = {number: URL(f"{prefix}{number}/messages") for number in phone_number_ids(numbers)}
+    async with api_session(token, timeout_s=timeout_s, max_connections=max_connections) as session:
 
         async def worker() -> None:
             for number, campaign_id, contact_id, index in items:
@@ -78,7 +77,7 @@ async def push(
                 body = encode_body(
                     build_template_message(TEMPLATE, phone_for(index), params_for(index), callback)
                 )
-                url = f"{prefix}{number}/messages"
+                url = urls[number]
                 for _ in range(MAX_TRIES):
                     counts["requests"] += 1
                     started = time.monotonic()

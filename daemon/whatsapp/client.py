@@ -6,8 +6,22 @@ import asyncio
 from types import TracebackType
 
 import aiohttp
+from yarl import URL
 
 from daemon.core.outcomes import Outcome, classify_response, classify_transport_error
+
+
+def api_session(
+    access_token: str, *, timeout_s: float, max_connections: int
+) -> aiohttp.ClientSession:
+    """The HTTP session for Cloud API sends (the load test's floor uses it too): keep-alive
+    connections up to `max_connections`, bearer token, no cookie jar (the API sets none)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=60),
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        headers={"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"},
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
 
 
 class CloudApiClient:
@@ -23,18 +37,15 @@ class CloudApiClient:
         max_connections: int = 100,
     ) -> None:
         self._prefix = f"{base_url.rstrip('/')}/{api_version}/"
-        self._headers = {
-            "Authorization": f"Bearer {access_token}",
-            "Content-Type": "application/json",
-        }
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._access_token = access_token
+        self._timeout_s = timeout_s
         self._max_connections = max_connections
+        self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> CloudApiClient:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, headers=self._headers
+        self._session = api_session(
+            self._access_token, timeout_s=self._timeout_s, max_connections=self._max_connections
         )
         return self
 
@@ -51,7 +62,9 @@ class CloudApiClient:
     async def send(self, phone_number_id: str, body: bytes, *, attempt: int) -> Outcome:
         """Send one message; every failure becomes an Outcome, nothing raises but cancellation."""
         assert self._session is not None, "use CloudApiClient as an async context manager"
-        url = f"{self._prefix}{phone_number_id}/messages"
+        url = self._urls.get(phone_number_id)
+        if url is None:  # parsed once per number, not per request
+            url = self._urls[phone_number_id] = URL(f"{self._prefix}{phone_number_id}/messages")
         try:
             async with self._session.post(url, data=body) as response:
                 payload = await response.read()
