@@ -105,6 +105,13 @@ def add_parser(commands: Any) -> None:
         help="also run these after wa-sender, same mock and data, and print ratios",
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the systems this many times, interleaved; ratios are the median of the"
+        " rounds' ratios (default 1)",
+    )
+    p.add_argument(
         "--timeout",
         type=float,
         default=600.0,
@@ -165,6 +172,7 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
         concurrency=args.concurrency,
         max_connections=args.max_connections,
         systems=systems,
+        rounds=args.rounds,
         timeout_s=args.timeout,
         settings=tuple(args.settings),
         probe=args.probe,

@@ -23,6 +23,7 @@ from daemon.loadtest.analysis import (
 from daemon.loadtest.latency import Histogram, SecondlyRecorder, read_secondly
 from daemon.loadtest.options import LoadtestError, LoadtestOptions
 from daemon.loadtest.report import render
+from daemon.loadtest.results import summarise_rounds
 from daemon.loadtest.seeding import split_evenly
 
 RUN_KEYS = {
@@ -196,11 +197,37 @@ def test_a_result_that_died_with_its_daemon_is_an_unknown_outcome_not_a_lost_one
         ({"numbers": 5, "contacts": 3}, "--numbers"),
         ({"kill_every_s": 0}, "--kill-every"),
         ({"systems": ("wa-sender", "celery")}, "unknown systems"),
+        ({"rounds": 0}, "--rounds"),
     ],
 )
 def test_bad_options_are_one_clear_error(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(LoadtestError, match=message):
         LoadtestOptions(**kwargs)
+
+
+def _fake_run(sends_per_s: float, ok: bool = True) -> dict[str, Any]:
+    return {
+        "throughput": {"sends_per_s": sends_per_s, "sends_per_s_end_to_end": sends_per_s / 2},
+        "invariants": {"ok": ok},
+    }
+
+
+def test_rounds_report_the_median_ratio_and_show_the_median_round() -> None:
+    rounds = [
+        {"wa-sender": _fake_run(800), "floor": _fake_run(1000)},  # 0.8
+        {"wa-sender": _fake_run(500), "floor": _fake_run(1000)},  # 0.5
+        {"wa-sender": _fake_run(700), "floor": _fake_run(1000)},  # 0.7
+    ]
+    summary = summarise_rounds(rounds)
+    assert summary["ratios"] == {"floor": {"sends_per_s": 0.7, "sends_per_s_end_to_end": 0.7}}
+    assert summary["runs"] is rounds[2]
+    assert [r["floor"]["sends_per_s"] for r in summary["ratios_by_round"]] == [0.8, 0.5, 0.7]
+    assert summary["ok"] is True
+    rounds[0]["floor"]["invariants"]["ok"] = False
+    assert summarise_rounds(rounds)["ok"] is False
+    one = summarise_rounds(rounds[1:2])
+    assert one["runs"] is rounds[1] and "rounds" not in one
+    assert one["ratios"]["floor"]["sends_per_s"] == 0.5
 
 
 @pytest.mark.parametrize(
@@ -290,6 +317,21 @@ def test_floor_posts_every_body_without_a_database(tmp_path: Path) -> None:
     assert "postgres" not in floor["resources"]
     assert report["ratios"] == {}
     assert floor["mock"]["accepted"] == 2000
+
+
+def test_rounds_interleave_the_systems_and_take_the_median_ratio(
+    on_test_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, report = _run(["--contacts", "1000", "--compare", "floor", "--rounds", "2"], tmp_path)
+    assert code == 0
+    assert len(report["rounds"]) == 2
+    each = [r["floor"]["sends_per_s"] for r in report["ratios_by_round"]]
+    assert all(ratio > 0 for ratio in each)
+    assert report["ratios"]["floor"]["sends_per_s"] == pytest.approx(sum(each) / 2, abs=0.001)
+    for runs in report["rounds"]:
+        assert runs["wa-sender"]["states"] == {"sent": 1000}
+        assert runs["floor"]["throughput"]["accepted"] == 1000
+    assert "median of 2 rounds" in capsys.readouterr().out
 
 
 def test_chaos_run_ends_with_every_contact_final_and_no_lost_result(

@@ -130,14 +130,18 @@ async def run_loadtest(
         "machine": machine_info(),
         "runs": {},
     }
+    rounds: list[dict[str, Any]] = []
     try:
-        for system in options.systems:
-            progress.note(f"== {system}: {options.contacts:,} contacts")
-            report["runs"][system] = await runners[system](ctx)
+        for number in range(1, options.rounds + 1):
+            runs: dict[str, Any] = {}
+            for system in options.systems:
+                of = f", round {number} of {options.rounds}" if options.rounds > 1 else ""
+                progress.note(f"== {system}: {options.contacts:,} contacts{of}")
+                runs[system] = await runners[system](ctx)
+            rounds.append(runs)
     finally:
         kill_now([c for c in ctx.children if c.running])
-    report["ratios"] = results.ratios(report["runs"])
-    report["ok"] = all(run["invariants"]["ok"] for run in report["runs"].values())
+    report.update(results.summarise_rounds(rounds))
     return report
 
 

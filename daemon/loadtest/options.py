@@ -34,6 +34,7 @@ class LoadtestOptions:
     concurrency: int | None = None  # default: enough for rate x latency, at least 64
     max_connections: int | None = None
     systems: tuple[str, ...] = ("wa-sender",)
+    rounds: int = 1  # the systems run this many times, interleaved (noisy machines)
     timeout_s: float = 600.0
     settings: tuple[tuple[str, str], ...] = ()  # extra daemon config, ("sender.batch_size", "1000")
     probe: bool = True
@@ -59,6 +60,8 @@ class LoadtestOptions:
             raise LoadtestError("--kill-every must be above 0 seconds")
         if self.concurrency is not None and self.concurrency < 1:
             raise LoadtestError("--concurrency must be at least 1")
+        if self.rounds < 1:
+            raise LoadtestError("--rounds must be at least 1")
         if self.timeout_s <= 0:
             raise LoadtestError("--timeout must be above 0 seconds")
         if (self.pgqueuer_batch_size or 1) < 1 or (self.pgqueuer_max_tasks or 0) < 0:
@@ -116,6 +119,7 @@ class LoadtestOptions:
             "concurrency": self.effective_concurrency,
             "max_connections": self.effective_max_connections,
             "systems": list(self.systems),
+            "rounds": self.rounds,
             "timeout_s": self.timeout_s,
             "settings": dict(self.settings),
             "probe": self.probe,

@@ -120,9 +120,16 @@ def render(report: dict[str, Any]) -> str:
     for (label, _), row in zip(ROWS, cells, strict=True):
         values = "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
         lines.append(label.ljust(label_width) + values)
+    by_round = report.get("ratios_by_round")
+    if by_round:
+        lines.insert(1, f"(the round shown: its ratio is the median of {len(by_round)} rounds)")
     for other, ratio in report.get("ratios", {}).items():
+        rounds = ""
+        if by_round:
+            each = ", ".join(_num(r[other].get("sends_per_s"), 2) for r in by_round)
+            rounds = f"; median of {len(by_round)} rounds: {each}"
         lines.append(
             f"wa-sender / {other}: {_num(ratio.get('sends_per_s'), 2)}x sends/s"
-            f" ({_num(ratio.get('sends_per_s_end_to_end'), 2)}x end to end)"
+            f" ({_num(ratio.get('sends_per_s_end_to_end'), 2)}x end to end){rounds}"
         )
     return "\n".join(lines)

@@ -200,6 +200,52 @@ def _throttled_after(series: list[tuple[float, int]], first: float | None) -> in
     return series[-1][1] - before
 
 
+def summarise_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The report's `runs`, `ratios` and `ok` from one or more rounds of the same systems.
+
+    With several rounds each ratio is taken within its round (the systems ran back to back)
+    and the median over rounds is reported; `runs` is the round whose first ratio is that
+    median, so the table shows a representative round; every round is kept under `rounds`.
+    """
+    per_round = [ratios(runs) for runs in rounds]
+    ok = all(run["invariants"]["ok"] for runs in rounds for run in runs.values())
+    if len(rounds) == 1:
+        return {"runs": rounds[0], "ratios": per_round[0], "ok": ok}
+    median: dict[str, Any] = {}
+    for name in per_round[0]:
+        median[name] = {
+            key: _median([r[name][key] for r in per_round if r[name].get(key) is not None])
+            for key in per_round[0][name]
+        }
+    representative = 0
+    if median:
+        first = next(iter(median))
+        target = median[first]["sends_per_s"]
+        values = [r[first]["sends_per_s"] for r in per_round]
+        if target is not None:
+            representative = min(
+                range(len(values)),
+                key=lambda i: abs(v - target) if (v := values[i]) is not None else math.inf,
+            )
+    return {
+        "runs": rounds[representative],
+        "ratios": median,
+        "ratios_by_round": per_round,
+        "rounds": rounds,
+        "ok": ok,
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return round((ordered[middle - 1] + ordered[middle]) / 2, 3)
+
+
 def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """wa-sender's throughput as a multiple of each other system measured in the same run."""
     ours = runs.get("wa-sender")
