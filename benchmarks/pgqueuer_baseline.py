@@ -44,6 +44,7 @@ from daemon.core.payload import (
     encode_body,
     encode_callback_data,
 )
+from daemon.engine import eventloop
 from daemon.loadtest.latency import SecondlyRecorder
 
 ENTRYPOINT = "send_template"
@@ -185,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--request-timeout-s", type=float, default=10.0)
     p.add_argument("--latency-out", type=Path, default=None)
     p.add_argument("--result", type=Path, default=None)
+    # As PgQueuer's own CLI (`pgq run`): uvloop when installed. The harness passes the
+    # daemon's choice, so both run on the same loop.
+    p.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
     args = parser.parse_args(argv)
     dsn = os.environ.get("DATABASE_URL")
     if not dsn:
@@ -196,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.latency_out.open("a", encoding="utf-8") if args.latency_out else None
         recorder = SecondlyRecorder(out)
         try:
-            result = asyncio.run(work(args, dsn, recorder))
+            result = eventloop.run(work(args, dsn, recorder), args.event_loop)
         finally:
             recorder.close()
             if out is not None:

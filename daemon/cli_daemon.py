@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 from daemon.config import Config
 from daemon.db.database import database_dsn
+from daemon.engine import eventloop
 from daemon.engine.service import check_config_for_run, default_components, run_daemon
 from daemon.logs import configure_logging
 
@@ -28,7 +28,10 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
             from daemon.cli import ensure_embedded_schema
 
             ensure_embedded_schema(dsn)
-        return asyncio.run(run_daemon(config, dsn, components=default_components(config)))
+        return eventloop.run(
+            run_daemon(config, dsn, components=default_components(config)),
+            config.runtime.event_loop,
+        )
 
 
 def add_demo_parser(commands: Any) -> None:

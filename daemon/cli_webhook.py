@@ -15,6 +15,7 @@ from daemon.config import Config, with_overrides
 from daemon.db.database import database_dsn
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
+from daemon.engine import eventloop
 from daemon.engine.reconciler import Reconciler, reconciler_tasks
 from daemon.engine.service import cancel_all
 from daemon.engine.systemd import SystemdNotifier
@@ -55,7 +56,7 @@ def cmd_webhook(args: argparse.Namespace, config: Config) -> int:
             from daemon.cli import ensure_embedded_schema
 
             ensure_embedded_schema(dsn)
-        return asyncio.run(run_webhook(config, dsn))
+        return eventloop.run(run_webhook(config, dsn), config.runtime.event_loop)
 
 
 async def run_webhook(

@@ -101,6 +101,12 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class RuntimeConfig:
+    # auto: uvloop when it is installed (a dependency on Linux and macOS), else asyncio's own.
+    event_loop: str = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     whatsapp: WhatsAppConfig = field(default_factory=WhatsAppConfig)
@@ -110,6 +116,7 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 SECRET_KEYS = frozenset(
@@ -119,6 +126,7 @@ _CHOICES: Mapping[tuple[str, str], frozenset[str]] = {
     ("recovery", "unknown_outcome"): frozenset({"reconcile", "error", "retry"}),
     ("logging", "format"): frozenset({"auto", "json", "console"}),
     ("logging", "level"): frozenset({"debug", "info", "warning", "error"}),
+    ("runtime", "event_loop"): frozenset({"auto", "uvloop", "asyncio"}),
 }
 
 
@@ -165,6 +173,7 @@ def _section_class(f: dataclasses.Field[Any]) -> type:
             LimitsConfig,
             LoggingConfig,
             MetricsConfig,
+            RuntimeConfig,
         )
     }[f.type]
 

@@ -4,6 +4,7 @@ daemons on one database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from pathlib import Path
@@ -123,6 +124,12 @@ async def test_sigterm_drains_and_exits_0_with_systemd_notifications(
     joined = "\n".join(messages)
     assert "READY=1" in joined and "STOPPING=1" in joined and "WATCHDOG=1" in joined
     assert joined.index("READY=1") < joined.index("STOPPING=1")
+    started = [
+        json.loads(line)
+        for line in (tmp_path / "daemon.log").read_text().splitlines()
+        if '"daemon_started"' in line
+    ]
+    assert started and started[0]["event_loop"] == "uvloop"  # runtime.event_loop = auto
 
 
 @pytest.mark.timeout(180)

@@ -174,7 +174,12 @@ async def run_daemon(
         start("claim", sender.run(stop))
         claim = tasks.pop("claim")
         notifier.ready("sending")
-        log.info("daemon_started", daemon_id=daemon_id, rate=config.sender.rate_per_second)
+        log.info(
+            "daemon_started",
+            daemon_id=daemon_id,
+            rate=config.sender.rate_per_second,
+            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
+        )
 
         await stop.wait()
         notifier.stopping()

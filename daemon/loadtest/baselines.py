@@ -75,6 +75,8 @@ async def run_floor(ctx: Context) -> dict[str, Any]:
         str(latency_path),
         "--result",
         str(result_path),
+        "--event-loop",
+        options.event_loop,
     ]
     env = clean_env({"WA_SENDER_WHATSAPP_ACCESS_TOKEN": TOKEN})
     stop_sampling = asyncio.Event()
@@ -166,6 +168,8 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
             str(latency_path),
             "--result",
             str(result_path),
+            "--event-loop",
+            options.event_loop,
         ]
         stop_sampling = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []

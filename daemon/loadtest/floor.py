@@ -25,6 +25,7 @@ import aiohttp
 from yarl import URL
 
 from daemon.core.payload import build_template_message, encode_body, encode_callback_data
+from daemon.engine import eventloop
 from daemon.loadtest.latency import SecondlyRecorder
 from daemon.loadtest.seeding import (
     TEMPLATE,
@@ -111,13 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--request-timeout-s", type=float, default=10.0)
     parser.add_argument("--latency-out", type=Path, default=None)
     parser.add_argument("--result", type=Path, default=None)
+    parser.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV, "test-token")
     out = args.latency_out.open("a", encoding="utf-8") if args.latency_out else None
     recorder = SecondlyRecorder(out)
     started = time.time()
     try:
-        counts = asyncio.run(
+        counts = eventloop.run(
             push(
                 args.base_url,
                 token,
@@ -127,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.max_connections,
                 args.request_timeout_s,
                 recorder,
-            )
+            ),
+            args.event_loop,
         )
     finally:
         recorder.close()

@@ -73,6 +73,12 @@ class LoadtestOptions:
             raise LoadtestError("a system is named twice")
 
     @property
+    def event_loop(self) -> str:
+        """The daemon's runtime.event_loop (`--set` may change it); the floor and PgQueuer
+        run on the same loop."""
+        return dict(self.settings).get("runtime.event_loop", "auto")
+
+    @property
     def daemon_rate(self) -> float:
         return self.rate if self.rate > 0 else UNLIMITED_RATE
 

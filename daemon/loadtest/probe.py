@@ -13,13 +13,13 @@ and a SIGKILLed daemon loses at most its last second. The cost is one dict updat
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from daemon.config import load_config
+from daemon.engine import eventloop
 from daemon.engine.sender import Work
 from daemon.engine.service import check_config_for_run, default_components, run_daemon
 from daemon.errors import WaSenderError
@@ -44,13 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 recorder.observe(latency_s * 1000.0, time.time())
 
             try:
-                return asyncio.run(
+                return eventloop.run(
                     run_daemon(
                         config,
                         config.database.url,
                         components=default_components(config),
                         on_send=on_send,
-                    )
+                    ),
+                    config.runtime.event_loop,
                 )
             finally:
                 recorder.close()
