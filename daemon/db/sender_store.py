@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import orjson
 
 from daemon.core.decide import Decision
 from daemon.core.model import Campaign, CampaignId, ContactId
@@ -106,19 +107,26 @@ async def record_results(conn: asyncpg.Connection, results: Sequence[SendResult]
 
 
 async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
-    rows = await conn.fetch(
-        query("record_results"),
-        [r.contact_id for r in results],
-        [r.attempt for r in results],
-        [r.decision.state.value for r in results],
-        [r.wamid for r in results],
-        [r.wa_id for r in results],
-        [r.message_status for r in results],
-        [r.decision.error_code for r in results],
-        [r.decision.error_title for r in results],
-        [r.decision.next_attempt_at for r in results],
-        [r.at for r in results],
+    # One JSON text parameter: asyncpg's encoding of ten typed arrays cost 3.7 us of the
+    # daemon's CPU per result, orjson 1.5 us, for the same work on the server.
+    batch = orjson.dumps(
+        [
+            {
+                "id": r.contact_id,
+                "attempt": r.attempt,
+                "state": r.decision.state.value,
+                "wamid": r.wamid,
+                "wa_id": r.wa_id,
+                "message_status": r.message_status,
+                "error_code": r.decision.error_code,
+                "error_title": r.decision.error_title,
+                "next_attempt_at": r.decision.next_attempt_at,
+                "at": r.at,
+            }
+            for r in results
+        ]
     )
+    rows = await conn.fetch(query("record_results"), batch.decode())
     return len(rows)
 
 

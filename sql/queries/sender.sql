@@ -31,7 +31,7 @@ WHERE id = ANY(ARRAY(
 RETURNING id, campaign_id, phone, params, attempts, attempts - unknown_attempts AS counted_attempts;
 
 -- name: record_results
--- One flush of send results. A result counts only for the attempt it belongs to; an accepted
+-- One flush of send results, $1 a JSON array of {id, attempt, state, wamid, ...} objects. A result counts only for the attempt it belongs to; an accepted
 -- send also lands when a receipt or lease recovery moved the contact on meanwhile (its wamid,
 -- wa_id and message_status are kept; a receipt's later state is not moved back).
 UPDATE contacts AS c
@@ -53,10 +53,9 @@ SET state = CASE
     claimed_by = NULL,
     lease_until = NULL,
     updated_at = now()
-FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::int[], $8::text[], $9::timestamptz[], $10::timestamptz[])
-     AS r(id, attempt, state, wamid, wa_id, message_status, error_code, error_title,
-          next_attempt_at, at)
+FROM json_to_recordset($1::text::json)
+     AS r(id bigint, attempt int, state text, wamid text, wa_id text, message_status text,
+          error_code int, error_title text, next_attempt_at timestamptz, at timestamptz)
 WHERE c.id = r.id
   AND c.attempts = r.attempt
   AND (c.state = 'in_progress' OR r.state = 'sent')
