@@ -42,7 +42,7 @@ def test_the_loop_choice_is_checked_when_the_config_loads() -> None:
     config = load_config(None, {"WA_SENDER_RUNTIME_EVENT_LOOP": "asyncio"})
     assert config.runtime.event_loop == "asyncio"
     assert load_config(None, {}).runtime.event_loop == "auto"
-    with pytest.raises(ConfigError, match="runtime.event_loop"):
+    with pytest.raises(ConfigError, match=r"runtime\.event_loop"):
         load_config(None, {"WA_SENDER_RUNTIME_EVENT_LOOP": "tokio"})
 
 
