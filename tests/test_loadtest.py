@@ -3,12 +3,20 @@ the floor and a chaos run as separate processes against the mock, on the test se
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import psutil
 import pytest
 
 from daemon.cli import main
@@ -332,6 +340,61 @@ def test_rounds_interleave_the_systems_and_take_the_median_ratio(
         assert runs["wa-sender"]["states"] == {"sent": 1000}
         assert runs["floor"]["throughput"]["accepted"] == 1000
     assert "median of 2 rounds" in capsys.readouterr().out
+
+
+def _loadtest_databases(dsn: str) -> set[str]:
+    async def names() -> set[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'loadtest_%'"
+            )
+            return {r[0] for r in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(names())
+
+
+def _drop_databases(dsn: str, names: set[str]) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for name in names:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def test_a_harness_killed_outright_takes_its_processes_with_it(
+    on_test_server: str, tmp_path: Path
+) -> None:
+    before = _loadtest_databases(on_test_server)
+    harness = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "loadtest", "--contacts", "300000", "--quiet"],
+        env={**os.environ, "DATABASE_URL": on_test_server},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        children: list[psutil.Process] = []
+        while time.monotonic() < deadline:  # the mock and a daemon are up: sending
+            children = psutil.Process(harness.pid).children()
+            if any("daemon.loadtest.probe" in " ".join(c.cmdline()) for c in children):
+                break
+            time.sleep(0.2)
+        assert len(children) >= 2, [c.cmdline() for c in children]
+        harness.send_signal(signal.SIGKILL)
+        harness.wait(10)
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+        _drop_databases(on_test_server, _loadtest_databases(on_test_server) - before)
 
 
 def test_chaos_run_ends_with_every_contact_final_and_no_lost_result(

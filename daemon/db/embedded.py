@@ -318,7 +318,7 @@ class EmbeddedPostgres:
             # Its own session: a Ctrl-C meant for the daemon must not stop the database it
             # still needs while draining.
             start_new_session=True,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
             **self._as_user(),
         )
 
@@ -468,13 +468,14 @@ def _link(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """A preexec_fn (runs after the user switch, which would clear it) that sets PDEATHSIG."""
+def die_with_parent(parent: int, sig: signal.Signals = signal.SIGINT) -> Callable[[], None]:
+    """A preexec_fn (runs after the user switch, which would clear it) that sets PDEATHSIG:
+    the child gets `sig` when the thread that forked it exits (Linux; elsewhere a no-op)."""
     prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
     def preexec() -> None:
         if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, int(signal.SIGINT))
+            prctl(_PR_SET_PDEATHSIG, int(sig))
         if os.getppid() != parent:  # the owner died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
 

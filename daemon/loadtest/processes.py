@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daemon.db.embedded import die_with_parent
+
 _POLL_S = 0.02
 
 
@@ -73,8 +75,9 @@ def spawn(
             stdout=subprocess.PIPE if stdout_pipe else log,
             stderr=log,
             # Own process group: a Ctrl-C in the terminal reaches the harness only, which then
-            # stops its children in order.
+            # stops its children in order; a harness killed outright takes them with it.
             start_new_session=True,
+            preexec_fn=die_with_parent(os.getpid(), signal.SIGTERM),
         )
     return Child(name, popen, log_path, time.time())
 
