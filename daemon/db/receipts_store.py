@@ -98,13 +98,17 @@ async def reconcile_batch(
     suppress_codes: Collection[int] = SUPPRESS_CODES,
     backoff: tuple[float, float, float] = (BACKOFF_FACTOR, BACKOFF_MIN_S, BACKOFF_MAX_S),
 ) -> ReconcileResult:
-    """Apply one batch of due pending receipts to their contacts (one statement)."""
+    """Apply one batch of due pending receipts to their contacts: their ids, then one statement
+    that plans with that many receipts."""
     factor, floor_s, ceiling_s = backoff
     async with conn.transaction():
         await conn.execute(query("custom_plans"))
+        ids = [r["id"] for r in await conn.fetch(query("due_receipt_ids"), batch_size)]
+        if not ids:
+            return ReconcileResult()
         row = await conn.fetchrow(
             query("reconcile_receipts"),
-            batch_size,
+            ids,
             sorted(suppress_codes),
             SUPPRESS_REASON,
             orphan_after_s,
