@@ -319,6 +319,10 @@ def test_floor_posts_every_body_without_a_database(tmp_path: Path) -> None:
     assert list(report["runs"]) == ["floor"]
     floor = report["runs"]["floor"]
     assert floor["throughput"]["accepted"] == 2000
+    per_number = floor["throughput"]["per_number"]
+    assert len(per_number) == 2
+    assert sum(n["accepted"] for n in per_number.values()) == 2000
+    assert all(n["sends_per_s"] > 0 for n in per_number.values())
     assert floor["invariants"]["duplicated_contacts"] == 0
     assert floor["invariants"]["not_accepted"] == 0
     assert floor["latency_ms"]["send"]["count"] == 2000

@@ -120,6 +120,14 @@ def render(report: dict[str, Any]) -> str:
     for (label, _), row in zip(ROWS, cells, strict=True):
         values = "  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True))
         lines.append(label.ljust(label_width) + values)
+    for name in names:
+        per_number = runs[name].get("throughput", {}).get("per_number") or {}
+        if per_number:
+            each = ", ".join(
+                f"{number} {_num(f.get('sends_per_s_sustained'), 1)}"
+                for number, f in per_number.items()
+            )
+            lines.append(f"{name} sustained sends/s per number: {each}")
     by_round = report.get("ratios_by_round")
     if by_round:
         lines.insert(1, f"(the round shown: its ratio is the median of {len(by_round)} rounds)")

@@ -107,7 +107,27 @@ def build(data: RunData) -> dict[str, Any]:
         "notes": data.notes,
     }
     result["throughput"]["receipts_per_s"] = result["receipts"]["applied_per_s"]
+    result["throughput"]["per_number"] = _per_number(data.accepted, t0)
     return result
+
+
+def _per_number(accepted: AcceptedLog, t0: float) -> dict[str, dict[str, Any]]:
+    """Each sending number's own rate, from the mock's log (`--numbers` above 1)."""
+    times: dict[str, list[float]] = {}
+    for number, at in zip(accepted.phone_number_id, accepted.accepted_at, strict=True):
+        times.setdefault(number, []).append(at)
+    if len(times) < 2:
+        return {}
+    out = {}
+    for number, number_times in sorted(times.items()):
+        figures = analysis.throughput(number_times, t0)
+        out[number] = {
+            "accepted": figures["count"],
+            "sends_per_s": figures["per_s"],
+            "sends_per_s_sustained": figures["sustained_per_s"],
+            "slowest_full_second": figures.get("min_full_second"),
+        }
+    return out
 
 
 def _receipts(
