@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=None, help="per scenario")
     parser.add_argument("--only", choices=sorted(SCENARIOS), default=None)
     parser.add_argument("--timeout", type=float, default=900.0, help="per scenario, seconds")
-    parser.add_argument("--json", type=Path, default=Path("sender_bench.json"))
+    parser.add_argument("--json", type=Path, default=Path("out/sender_bench.json"))
     args = parser.parse_args(argv)
     results: dict[str, Any] = {}
     ok = True
@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" send p50/p99 {latency.get('p50')}/{latency.get('p99')} ms",
             flush=True,
         )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"figures written to {args.json}")
     return 0 if ok else 1
