@@ -344,21 +344,22 @@ class Sender:
 
     def _fence_clear(self, work: Work) -> bool:
         """The common case, checked without a coroutine: heartbeat fresh, claim well in lease."""
-        now = time.monotonic()
         return (
-            not self._claims_in_doubt
-            and now - self._last_heartbeat <= FENCE_AFTER_S
-            and now - work.claimed_at <= self._lease_margin
+            time.monotonic() - self._last_heartbeat <= FENCE_AFTER_S
+            and not self._needs_renewal(work)
         )
+
+    def _needs_renewal(self, work: Work) -> bool:
+        return self._claims_in_doubt or time.monotonic() - work.claimed_at > self._lease_margin
 
     async def _fence(self, work: Work) -> None:
         """Fencing: never send a claim another daemon may have recovered. Waits while the
         database is away, then renews the queued claims; those lost end up in `_lost`."""
         while time.monotonic() - self._last_heartbeat > FENCE_AFTER_S:
             await asyncio.sleep(0.1)
-        if self._claims_in_doubt or time.monotonic() - work.claimed_at > self._lease_margin:
+        if self._needs_renewal(work):
             async with self._fence_lock:
-                if self._claims_in_doubt or time.monotonic() - work.claimed_at > self._lease_margin:
+                if self._needs_renewal(work):  # another dispatcher may have renewed meanwhile
                     await self._renew_queued_claims(work)
 
     async def _renew_queued_claims(self, current: Work) -> None:
