@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--result", type=Path, default=None)
     # As PgQueuer's own CLI (`pgq run`): uvloop when installed. The harness passes the
     # daemon's choice, so both run on the same loop.
-    p.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
+    p.add_argument("--event-loop", default="auto", choices=eventloop.EVENT_LOOPS)
     args = parser.parse_args(argv)
     dsn = os.environ.get("DATABASE_URL")
     if not dsn:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.engine.eventloop import EVENT_LOOPS
 from daemon.errors import ConfigError
 
 
@@ -126,7 +127,7 @@ _CHOICES: Mapping[tuple[str, str], frozenset[str]] = {
     ("recovery", "unknown_outcome"): frozenset({"reconcile", "error", "retry"}),
     ("logging", "format"): frozenset({"auto", "json", "console"}),
     ("logging", "level"): frozenset({"debug", "info", "warning", "error"}),
-    ("runtime", "event_loop"): frozenset({"auto", "uvloop", "asyncio"}),
+    ("runtime", "event_loop"): frozenset(EVENT_LOOPS),
 }
 
 

@@ -11,6 +11,8 @@ from daemon.errors import ConfigError
 
 T = TypeVar("T")
 
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # runtime.event_loop, and the baselines' --event-loop
+
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The factory for `asyncio.Runner` (None: asyncio's default loop)."""

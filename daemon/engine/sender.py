@@ -344,9 +344,8 @@ class Sender:
 
     def _fence_clear(self, work: Work) -> bool:
         """The common case, checked without a coroutine: heartbeat fresh, claim well in lease."""
-        return (
-            time.monotonic() - self._last_heartbeat <= FENCE_AFTER_S
-            and not self._needs_renewal(work)
+        return time.monotonic() - self._last_heartbeat <= FENCE_AFTER_S and not self._needs_renewal(
+            work
         )
 
     def _needs_renewal(self, work: Work) -> bool:

@@ -30,7 +30,7 @@ from daemon.loadtest.harness import (
     read_latency,
 )
 from daemon.loadtest.mockproc import TOKEN, fetch_accepted, fetch_stats, start_mock
-from daemon.loadtest.options import LoadtestError
+from daemon.loadtest.options import LoadtestError, LoadtestOptions
 from daemon.loadtest.processes import clean_env, spawn, stop, try_reap, wait_exit
 from daemon.loadtest.seeding import fresh_database, prepare_database
 
@@ -69,14 +69,7 @@ async def run_floor(ctx: Context) -> dict[str, Any]:
         str(options.numbers),
         "--concurrency",
         str(options.effective_concurrency),
-        "--max-connections",
-        str(options.effective_max_connections),
-        "--latency-out",
-        str(latency_path),
-        "--result",
-        str(result_path),
-        "--event-loop",
-        options.event_loop,
+        *_measured_flags(options, latency_path, result_path),
     ]
     env = clean_env({"WA_SENDER_WHATSAPP_ACCESS_TOKEN": TOKEN})
     stop_sampling = asyncio.Event()
@@ -162,14 +155,7 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
             str(batch_size),
             "--max-tasks",
             str(max_tasks),
-            "--max-connections",
-            str(options.effective_max_connections),
-            "--latency-out",
-            str(latency_path),
-            "--result",
-            str(result_path),
-            "--event-loop",
-            options.event_loop,
+            *_measured_flags(options, latency_path, result_path),
         ]
         stop_sampling = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
@@ -247,6 +233,21 @@ async def _watch_until_exit(
         stats = await fetch_stats(session, mock.base_url)
         accepted = await fetch_accepted(session, mock.base_url)
     return watch, t_done, info, stats, accepted
+
+
+def _measured_flags(options: LoadtestOptions, latency_path: Path, result_path: Path) -> list[str]:
+    """What every baseline process shares with the daemon (connection limit, event loop), and
+    where it writes its per-second latency and its result."""
+    return [
+        "--max-connections",
+        str(options.effective_max_connections),
+        "--latency-out",
+        str(latency_path),
+        "--result",
+        str(result_path),
+        "--event-loop",
+        options.event_loop,
+    ]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

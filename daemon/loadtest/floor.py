@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--request-timeout-s", type=float, default=10.0)
     parser.add_argument("--latency-out", type=Path, default=None)
     parser.add_argument("--result", type=Path, default=None)
-    parser.add_argument("--event-loop", default="auto", choices=("auto", "uvloop", "asyncio"))
+    parser.add_argument("--event-loop", default="auto", choices=eventloop.EVENT_LOOPS)
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV, "test-token")
     out = args.latency_out.open("a", encoding="utf-8") if args.latency_out else None
