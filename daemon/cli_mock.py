@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
+from daemon.engine import eventloop
+from daemon.errors import ConfigError
 from daemon.whatsapp.mock import run_mock_server
 from daemon.whatsapp.mock_config import (
     DEFAULT_TOKEN,
@@ -85,6 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"accepted bearer token (else env {TOKEN_ENV}, else {DEFAULT_TOKEN!r})",
     )
     server.add_argument("--no-validate", action="store_true", help="skip schema validation")
+    server.add_argument(
+        "--event-loop",
+        choices=eventloop.EVENT_LOOPS,
+        default="auto",
+        help="auto: uvloop when installed",
+    )
     server.add_argument("--seed", type=int, default=None, help="seed of every random draw")
     server.add_argument("--log-requests", action="store_true", help="log each request outcome")
     server.add_argument(
@@ -234,7 +241,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"mock-api listening on {url}", flush=True)
 
     try:
-        asyncio.run(run_mock_server(config, args.host, args.port, on_ready=ready))
+        eventloop.run(
+            run_mock_server(config, args.host, args.port, on_ready=ready), args.event_loop
+        )
+    except ConfigError as exc:
+        print(f"wa-sender mock-api: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         where = f"{args.host}:{args.port}"
         print(f"wa-sender mock-api: cannot serve on {where}: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ import copy
 import json
 import random
 import re
+import sys
 import time
 import tracemalloc
 from collections import Counter
@@ -985,6 +986,29 @@ def test_cli_rejects_contradicting_flags(capsys: pytest.CaptureFixture[str]) -> 
     assert "webhook_url" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _parse("--error-rate", "2")
+
+
+@pytest.mark.parametrize(("choice", "module"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_cli_serves_on_the_chosen_event_loop(
+    monkeypatch: pytest.MonkeyPatch, choice: str, module: str
+) -> None:
+    loops: list[str] = []
+
+    async def serve(*args: object, **kwargs: object) -> None:
+        loops.append(type(asyncio.get_running_loop()).__module__)
+
+    monkeypatch.setattr(cli_mock, "run_mock_server", serve)
+    assert cli_mock.run(_parse("--port", "0", "--event-loop", choice)) == 0
+    assert loops[0].split(".")[0] == module
+
+
+def test_cli_without_uvloop_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # import uvloop -> ImportError
+    assert cli_mock.run(_parse("--port", "0", "--event-loop", "uvloop")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "uvloop is not installed" in err
 
 
 async def test_drain_raises_when_a_receipt_task_crashed(

@@ -22,7 +22,9 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         if choice == "uvloop":
-            raise ConfigError("runtime.event_loop is uvloop, but uvloop is not installed") from None
+            raise ConfigError(
+                "the event loop is set to uvloop, but uvloop is not installed"
+            ) from None
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory

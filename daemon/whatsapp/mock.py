@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import random
 import signal
 import time
@@ -20,6 +19,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -75,7 +75,7 @@ class MockApi:
 
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = orjson.loads(raw)
         except ValueError:
             return self._invalid(RequestProblem(100, "Unable to parse the request body as JSON."))
         problem = self.validator.check(body) if self.validator else basic_problem(body)
@@ -187,7 +187,7 @@ class MockApi:
 
     def _json(self, payload: dict[str, Any], status: int) -> web.Response:
         return web.Response(
-            body=json.dumps(payload, separators=(",", ":")).encode(),
+            body=orjson.dumps(payload),
             status=status,
             content_type=_JSON,
         )
@@ -229,7 +229,7 @@ class MockApi:
             await response.write(b"[")
         for start in range(max(0, since), end, _NDJSON_CHUNK):
             lines = [
-                json.dumps(message.as_json())
+                orjson.dumps(message.as_json()).decode()
                 for message in log_[start : min(end, start + _NDJSON_CHUNK)]
             ]
             if ndjson:
