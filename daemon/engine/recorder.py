@@ -33,6 +33,9 @@ class ResultRecorder:
         self._max_batch = max_batch
         self._pending: list[SendResult] = []
         self._wake = asyncio.Event()
+        # One flush at a time: `close` must wait for a write `run` has in progress, or the
+        # caller would cancel `run` (and that write) once `close` returned.
+        self._flushing = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -62,13 +65,14 @@ class ResultRecorder:
             await self.flush()
 
     async def flush(self) -> None:
-        while self._pending:
-            batch, self._pending = (
-                self._pending[: self._max_batch],
-                self._pending[self._max_batch :],
-            )
-            await self._write(batch)
-        self._idle.set()
+        async with self._flushing:
+            while self._pending:
+                batch, self._pending = (
+                    self._pending[: self._max_batch],
+                    self._pending[self._max_batch :],
+                )
+                await self._write(batch)
+            self._idle.set()
 
     async def _write(self, batch: list[SendResult]) -> None:
         async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="record_results"):
@@ -83,7 +87,8 @@ class ResultRecorder:
         await self._idle.wait()
 
     async def close(self) -> None:
-        """Final flush; shielded so that a cancelled shutdown still writes every result."""
+        """Final flush, after any flush in progress; shielded so that a cancelled shutdown still
+        writes every result."""
         self._closing = True
         self._wake.set()
         await asyncio.shield(self.flush())
