@@ -19,6 +19,9 @@ class Decision:
     suppress: bool = False
 
 
+_SENT = Decision(ContactState.SENT)  # the common case, one immutable value for every send
+
+
 def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime) -> Decision:
     """The contact's next state after attempt number `attempt` (1-based) ended with `outcome`.
 
@@ -27,7 +30,7 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime) -
     """
     kind = outcome.kind
     if kind is OutcomeKind.ACCEPTED:
-        return Decision(ContactState.SENT)
+        return _SENT
     if kind is OutcomeKind.PERMANENT:
         return Decision(
             ContactState.SENDING_FAILED,
