@@ -99,6 +99,31 @@ def _sent_total(exposition: str) -> float:
     )
 
 
+async def test_at_a_low_rate_idle_workers_hold_no_claimed_contacts(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """64 send workers at 20 msg/s: one waits for the next token holding one contact, the
+    others hold nothing. So the daemon holds about half a second of sending claimed (what a
+    crash strands, what a pause releases), not a contact per worker."""
+    cid = await campaign_with_contacts(conn, tmp_path, 300)
+    async with start_mock_server(MockConfig()) as mock:
+        config = daemon_config(
+            mock.base_url, sender={"rate_per_second": 20.0, "burst": 2.0, "concurrency": 64}
+        )
+        async with running_daemon(config, db_dsn):
+            await change_campaign_state(conn, cid, CampaignCommand.START)
+            while len(mock.state.accepted) < 20:
+                await asyncio.sleep(0.05)
+            held = []
+            for _ in range(10):
+                counts = await state_counts(conn, cid)
+                held.append(counts.get("in_progress", 0))
+                await asyncio.sleep(0.1)
+    # The queue holds 0.5 s at 20/s (10 contacts), plus the one waiting for its token and the
+    # one being sent; a contact taken by every idle worker would make it 70 or more.
+    assert 0 < max(held) <= 14, held
+
+
 async def test_operator_pause_stops_sending_and_gives_queued_contacts_back(
     db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
