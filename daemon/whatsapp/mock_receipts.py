@@ -9,11 +9,11 @@ real platform where webhooks arrive out of order but carry the event time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import heapq
 import hmac
 import json
+import math
 import random
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -73,7 +73,10 @@ class ReceiptSender:
         self._idle = asyncio.Event()
         self._idle.set()
         self._crash_event = asyncio.Event()
-        self._wakeup = asyncio.Event()
+        # The scheduler sleeps until `_wake_at` (the earliest due status or batch flush); a new
+        # status wakes it only when due sooner, not on every accepted message.
+        self._wake_at = math.inf
+        self._waiter: asyncio.Future[None] | None = None
         self._batches: asyncio.Queue[list[PlannedStatus]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
@@ -100,7 +103,12 @@ class ReceiptSender:
         now = asyncio.get_running_loop().time()
         for status in self.plan(message, now):
             self._push(status)
-        self._wakeup.set()
+        if self._heap and self._heap[0].due < self._wake_at:
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def plan(self, message: AcceptedMessage, now: float) -> list[PlannedStatus]:
         """The statuses of one message, with posting times from ``now`` (loop clock)."""
@@ -247,10 +255,14 @@ class ReceiptSender:
             wake_at = flush_at if buffer else None
             if heap and (wake_at is None or heap[0].due < wake_at):
                 wake_at = heap[0].due
-            self._wakeup.clear()
-            timeout = None if wake_at is None else max(0.0, wake_at - loop.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            self._wake_at = math.inf if wake_at is None else wake_at
+            self._waiter = loop.create_future()
+            timer = None if wake_at is None else loop.call_at(wake_at, self._wake)
+            try:
+                await self._waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
 
     async def _post_loop(self) -> None:
         while True:
