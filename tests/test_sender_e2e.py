@@ -6,9 +6,12 @@ import asyncio
 from pathlib import Path
 
 import asyncpg
+import pytest
+from structlog.testing import capture_logs
 
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
+from daemon.engine.sender import Sender, Work
 from daemon.whatsapp.mock import start_mock_server
 from daemon.whatsapp.mock_config import FaultConfig, MockConfig
 from tests.helpers.daemon import (
@@ -97,6 +100,35 @@ def _sent_total(exposition: str) -> float:
         for line in exposition.splitlines()
         if line.startswith("wa_sender_sends_total{") and 'outcome="accepted"' in line
     )
+
+
+async def test_a_worker_that_fails_gives_its_contact_back_and_keeps_sending(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while a worker checks its contact: logged, the contact released (not stuck
+    in_progress until the daemon restarts), the worker goes on."""
+    cid = await campaign_with_contacts(conn, tmp_path, 200)
+    cleared_now = Sender._cleared_now
+    calls = 0
+
+    def fails_twice(self: Sender, work: Work) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls in (5, 6):
+            raise RuntimeError("a bug")
+        return cleared_now(self, work)
+
+    monkeypatch.setattr(Sender, "_cleared_now", fails_twice)
+    async with start_mock_server(MockConfig()) as mock:
+        config = daemon_config(mock.base_url, sender={"concurrency": 2})
+        with capture_logs() as logs:
+            async with running_daemon(config, db_dsn):
+                await change_campaign_state(conn, cid, CampaignCommand.START)
+                counts = await wait_until_final(conn, cid, timeout_s=20)
+    assert counts == {"sent": 200}
+    assert mock.state.duplicated_callback_data() == {}
+    failures = [e for e in logs if e["event"] == "send_worker_failed"]
+    assert len(failures) == 2 and "a bug" in failures[0]["error"]
 
 
 async def test_at_a_low_rate_idle_workers_hold_no_claimed_contacts(

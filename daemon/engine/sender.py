@@ -43,6 +43,8 @@ FENCE_AFTER_S = DEAD_AFTER_S * 0.6
 # the next token became a busy loop (0.9 of a core at 1,000 msg/s). Sleeping a little longer
 # costs no rate: the bucket keeps the tokens that accrue meanwhile (up to the burst).
 MIN_RATE_SLEEP_S = 0.001
+# A worker whose taking or checking failed (a bug) waits this long before it tries again.
+WORKER_FAILURE_PAUSE_S = 0.1
 
 
 @dataclass(slots=True)
@@ -305,21 +307,16 @@ class Sender:
         assert me is not None
         low_water = self._capacity(phone_number_id) // 2
         while not self._stopping:
-            # Held from here until its send starts: a shutdown meanwhile releases it unsent.
-            work = self._take_now(me, phone_number_id, queue) or await self._take_paced(
-                me, phone_number_id, queue
-            )
-            if queue.qsize() <= low_water:
-                self._room.set()
-            await self._slots.acquire()
             try:
-                cleared = self._cleared_now(work) or await self._cleared_to_send(work, queue)
-            except BaseException:
-                self._slots.release()
-                raise
-            del self._in_hand[me]
-            if not cleared:
-                self._slots.release()
+                work = await self._next_to_send(me, phone_number_id, queue, low_water)
+            except Exception as exc:  # a bug: give the contact back, keep the worker
+                log.error("send_worker_failed", worker=me.get_name(), error=repr(exc))
+                held = self._in_hand.pop(me, None)
+                if held is not None:
+                    await self._release([held.contact.id])
+                await asyncio.sleep(WORKER_FAILURE_PAUSE_S)
+                continue
+            if work is None:
                 continue
             # No await between the last check and the request: shutdown now waits for us.
             self._inflight[me] = work
@@ -333,6 +330,32 @@ class Sender:
             del self._inflight[me]
             if not self._inflight:
                 self._none_inflight.set()
+
+    async def _next_to_send(
+        self,
+        me: asyncio.Task[None],
+        phone_number_id: str,
+        queue: asyncio.Queue[Work],
+        low_water: int,
+    ) -> Work | None:
+        """The next contact, paced, holding a send slot and cleared to go; None (no slot held)
+        when it is not to be sent. Held in `_in_hand` meanwhile: a shutdown releases it."""
+        work = self._take_now(me, phone_number_id, queue) or await self._take_paced(
+            me, phone_number_id, queue
+        )
+        if queue.qsize() <= low_water:
+            self._room.set()
+        await self._slots.acquire()
+        try:
+            cleared = self._cleared_now(work) or await self._cleared_to_send(work, queue)
+        except BaseException:
+            self._slots.release()
+            raise
+        del self._in_hand[me]
+        if not cleared:
+            self._slots.release()
+            return None
+        return work
 
     def _take_now(
         self, me: asyncio.Task[None], phone_number_id: str, queue: asyncio.Queue[Work]
