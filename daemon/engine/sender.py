@@ -307,16 +307,26 @@ class Sender:
         assert me is not None
         low_water = self._capacity(phone_number_id) // 2
         while not self._stopping:
+            # Inline, not a helper coroutine: at full speed a coroutine per message costs.
             try:
-                work = await self._next_to_send(me, phone_number_id, queue, low_water)
+                # Held from here until its send starts: a shutdown meanwhile releases it.
+                work = self._take_now(me, phone_number_id, queue) or await self._take_paced(
+                    me, phone_number_id, queue
+                )
+                if queue.qsize() <= low_water:
+                    self._room.set()
+                await self._slots.acquire()
+                try:
+                    cleared = self._cleared_now(work) or await self._cleared_to_send(work, queue)
+                except BaseException:
+                    self._slots.release()
+                    raise
             except Exception as exc:  # a bug: give the contact back, keep the worker
-                log.error("send_worker_failed", worker=me.get_name(), error=repr(exc))
-                held = self._in_hand.pop(me, None)
-                if held is not None:
-                    await self._release([held.contact.id])
-                await asyncio.sleep(WORKER_FAILURE_PAUSE_S)
+                await self._worker_failed(me, exc)
                 continue
-            if work is None:
+            del self._in_hand[me]
+            if not cleared:
+                self._slots.release()
                 continue
             # No await between the last check and the request: shutdown now waits for us.
             self._inflight[me] = work
@@ -331,31 +341,12 @@ class Sender:
             if not self._inflight:
                 self._none_inflight.set()
 
-    async def _next_to_send(
-        self,
-        me: asyncio.Task[None],
-        phone_number_id: str,
-        queue: asyncio.Queue[Work],
-        low_water: int,
-    ) -> Work | None:
-        """The next contact, paced, holding a send slot and cleared to go; None (no slot held)
-        when it is not to be sent. Held in `_in_hand` meanwhile: a shutdown releases it."""
-        work = self._take_now(me, phone_number_id, queue) or await self._take_paced(
-            me, phone_number_id, queue
-        )
-        if queue.qsize() <= low_water:
-            self._room.set()
-        await self._slots.acquire()
-        try:
-            cleared = self._cleared_now(work) or await self._cleared_to_send(work, queue)
-        except BaseException:
-            self._slots.release()
-            raise
-        del self._in_hand[me]
-        if not cleared:
-            self._slots.release()
-            return None
-        return work
+    async def _worker_failed(self, me: asyncio.Task[None], exc: Exception) -> None:
+        log.error("send_worker_failed", worker=me.get_name(), error=repr(exc))
+        held = self._in_hand.pop(me, None)
+        if held is not None:
+            await self._release([held.contact.id])
+        await asyncio.sleep(WORKER_FAILURE_PAUSE_S)
 
     def _take_now(
         self, me: asyncio.Task[None], phone_number_id: str, queue: asyncio.Queue[Work]
