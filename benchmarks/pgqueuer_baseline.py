@@ -26,7 +26,6 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -46,6 +45,7 @@ from daemon.core.payload import (
 )
 from daemon.engine import eventloop
 from daemon.loadtest.latency import SecondlyRecorder
+from daemon.loadtest.options import add_measured_arguments
 
 ENTRYPOINT = "send_template"
 ENQUEUE_CHUNK = 10_000
@@ -181,14 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--base-url", required=True)
     p.add_argument("--batch-size", type=int, default=200)
     p.add_argument("--max-tasks", type=int, default=400, help="max_concurrent_tasks (0: none)")
-    p.add_argument("--max-connections", type=int, default=100)
     p.add_argument("--pool-size", type=int, default=10)
-    p.add_argument("--request-timeout-s", type=float, default=10.0)
-    p.add_argument("--latency-out", type=Path, default=None)
-    p.add_argument("--result", type=Path, default=None)
-    # As PgQueuer's own CLI (`pgq run`): uvloop when installed. The harness passes the
-    # daemon's choice, so both run on the same loop.
-    p.add_argument("--event-loop", default="auto", choices=eventloop.EVENT_LOOPS)
+    # As PgQueuer's own CLI (`pgq run`): uvloop when installed (--event-loop auto). The harness
+    # passes the daemon's choice, so both run on the same loop.
+    add_measured_arguments(p)
     args = parser.parse_args(argv)
     dsn = os.environ.get("DATABASE_URL")
     if not dsn:

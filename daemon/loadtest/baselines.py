@@ -30,7 +30,7 @@ from daemon.loadtest.harness import (
     read_latency,
 )
 from daemon.loadtest.mockproc import TOKEN, fetch_accepted, fetch_stats, start_mock
-from daemon.loadtest.options import LoadtestError, LoadtestOptions
+from daemon.loadtest.options import LoadtestError, measured_flags
 from daemon.loadtest.processes import clean_env, spawn, stop, try_reap, wait_exit
 from daemon.loadtest.seeding import fresh_database, prepare_database
 
@@ -69,16 +69,15 @@ async def run_floor(ctx: Context) -> dict[str, Any]:
         str(options.numbers),
         "--concurrency",
         str(options.effective_concurrency),
-        *_measured_flags(options, latency_path, result_path),
+        *measured_flags(options, latency_path, result_path),
     ]
     env = clean_env({"WA_SENDER_WHATSAPP_ACCESS_TOKEN": TOKEN})
     stop_sampling = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     try:
-        child = spawn("floor", argv, env=env, log_path=run_dir / "floor.log")
-        ctx.children.append(child)
-        sampler.watch_child("sender", child)
-        tasks.append(asyncio.create_task(sampler.run(stop_sampling), name="sampler"))
+        child = _spawn_measured(
+            ctx, sampler, stop_sampling, tasks, "floor", argv, env, run_dir / "floor.log"
+        )
         t0 = time.time()
         watch, t_done, info, stats, accepted = await _watch_until_exit(
             ctx, mock, "floor", t0, child, pending=None, dsn=None, stop_timeout_s=10
@@ -155,15 +154,21 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
             str(batch_size),
             "--max-tasks",
             str(max_tasks),
-            *_measured_flags(options, latency_path, result_path),
+            *measured_flags(options, latency_path, result_path),
         ]
         stop_sampling = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         try:
-            worker = spawn("pgqueuer-worker", argv, env=env, log_path=run_dir / "worker.log")
-            ctx.children.append(worker)
-            sampler.watch_child("sender", worker)
-            tasks.append(asyncio.create_task(sampler.run(stop_sampling), name="sampler"))
+            worker = _spawn_measured(
+                ctx,
+                sampler,
+                stop_sampling,
+                tasks,
+                "pgqueuer-worker",
+                argv,
+                env,
+                run_dir / "worker.log",
+            )
             t0 = time.time()
 
             async def pending(conn: asyncpg.Connection) -> int:
@@ -204,6 +209,25 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
     return results.build(data)
 
 
+def _spawn_measured(
+    ctx: Context,
+    sampler: Any,
+    stop_sampling: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    log_path: Path,
+) -> Any:
+    """Start the baseline's sending process, measured as "sender" like the daemon, and the
+    sampler (added to `tasks`, stopped by `stop_sampling`)."""
+    child = spawn(name, argv, env=env, log_path=log_path)
+    ctx.children.append(child)
+    sampler.watch_child("sender", child)
+    tasks.append(asyncio.create_task(sampler.run(stop_sampling), name="sampler"))
+    return child
+
+
 async def _watch_until_exit(
     ctx: Context,
     mock: Any,
@@ -233,21 +257,6 @@ async def _watch_until_exit(
         stats = await fetch_stats(session, mock.base_url)
         accepted = await fetch_accepted(session, mock.base_url)
     return watch, t_done, info, stats, accepted
-
-
-def _measured_flags(options: LoadtestOptions, latency_path: Path, result_path: Path) -> list[str]:
-    """What every baseline process shares with the daemon (connection limit, event loop), and
-    where it writes its per-second latency and its result."""
-    return [
-        "--max-connections",
-        str(options.effective_max_connections),
-        "--latency-out",
-        str(latency_path),
-        "--result",
-        str(result_path),
-        "--event-loop",
-        options.event_loop,
-    ]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -19,7 +19,6 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import aiohttp
 from yarl import URL
@@ -27,6 +26,7 @@ from yarl import URL
 from daemon.core.payload import build_template_message, encode_body, encode_callback_data
 from daemon.engine import eventloop
 from daemon.loadtest.latency import SecondlyRecorder
+from daemon.loadtest.options import add_measured_arguments
 from daemon.loadtest.seeding import (
     TEMPLATE,
     params_for,
@@ -108,11 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, required=True)
     parser.add_argument("--numbers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--max-connections", type=int, default=100)
-    parser.add_argument("--request-timeout-s", type=float, default=10.0)
-    parser.add_argument("--latency-out", type=Path, default=None)
-    parser.add_argument("--result", type=Path, default=None)
-    parser.add_argument("--event-loop", default="auto", choices=eventloop.EVENT_LOOPS)
+    add_measured_arguments(parser)
     args = parser.parse_args(argv)
     token = os.environ.get(TOKEN_ENV, "test-token")
     out = args.latency_out.open("a", encoding="utf-8") if args.latency_out else None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.engine import eventloop
 from daemon.errors import WaSenderError
 
 SYSTEMS = ("wa-sender", "floor", "pgqueuer")
@@ -131,3 +133,27 @@ class LoadtestOptions:
             "probe": self.probe,
             "seed": self.seed,
         }
+
+
+def measured_flags(options: LoadtestOptions, latency_path: Path, result_path: Path) -> list[str]:
+    """What every baseline process shares with the daemon (connection limit, event loop), and
+    where it writes its per-second latency and its result (see `add_measured_arguments`)."""
+    return [
+        "--max-connections",
+        str(options.effective_max_connections),
+        "--latency-out",
+        str(latency_path),
+        "--result",
+        str(result_path),
+        "--event-loop",
+        options.event_loop,
+    ]
+
+
+def add_measured_arguments(parser: argparse.ArgumentParser) -> None:
+    """The baseline process's side of `measured_flags` (plus its request timeout)."""
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
+    parser.add_argument("--request-timeout-s", type=float, default=10.0)
+    parser.add_argument("--latency-out", type=Path, default=None)
+    parser.add_argument("--result", type=Path, default=None)
+    parser.add_argument("--event-loop", default="auto", choices=eventloop.EVENT_LOOPS)
