@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -361,3 +362,17 @@ def test_transport_errors_are_transient(kind: str) -> None:
     assert outcome.kind is K.TRANSIENT
     assert outcome.error_title == f"transport error: {kind}"
     assert outcome.http_status is None
+
+
+def test_a_mapping_that_is_not_a_dict_reads_like_one() -> None:
+    """The fast path checks for dicts first; any other Mapping takes the general one."""
+    body = MappingProxyType(
+        {
+            "contacts": [MappingProxyType({"input": "1", "wa_id": "1"})],
+            "messages": [MappingProxyType({"id": "wamid.X"})],
+        }
+    )
+    outcome = classify_response(200, body, attempt=1)
+    assert (outcome.kind, outcome.wamid, outcome.wa_id) == (K.ACCEPTED, "wamid.X", "1")
+    error = MappingProxyType({"error": MappingProxyType({"code": 131026, "message": "x"})})
+    assert classify_response(200, error, attempt=1).kind is K.PERMANENT
