@@ -28,6 +28,7 @@ from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.engine.recorder import ResultRecorder
+from daemon.engine.slots import Slots
 from daemon.engine.upkeep import DEAD_AFTER_S
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
@@ -64,7 +65,9 @@ class SenderStats:
     rate_wait_s: float = 0.0
 
     def count(self, kind: OutcomeKind) -> None:
-        self.outcomes[kind.value] = self.outcomes.get(kind.value, 0) + 1
+        # The member itself is the key: a StrEnum hashes and compares as its value, and
+        # reading `.value` goes through a Python-level property on every send.
+        self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
 
 SendObserver = Callable[[Work, Outcome, float], None]
@@ -95,7 +98,7 @@ class Sender:
         self._queues: dict[str, asyncio.Queue[Work]] = {}
         self._pacing: dict[str, asyncio.Lock] = {}  # one worker per number waits for a token
         # Sends in flight, daemon-wide: uncontended with one number (as many workers as slots).
-        self._slots = asyncio.Semaphore(config.sender.concurrency)
+        self._slots = Slots(config.sender.concurrency)
         self._workers: list[asyncio.Task[None]] = []
         self._in_hand: dict[asyncio.Task[None], Work] = {}  # worker -> taken, not yet sending
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
@@ -315,18 +318,19 @@ class Sender:
                 )
                 if queue.qsize() <= low_water:
                     self._room.set()
-                await self._slots.acquire()
+                if not self._slots.try_take():
+                    await self._slots.take()
                 try:
                     cleared = self._cleared_now(work) or await self._cleared_to_send(work, queue)
                 except BaseException:
-                    self._slots.release()
+                    self._slots.give()
                     raise
             except Exception as exc:  # a bug: give the contact back, keep the worker
                 await self._worker_failed(me, exc)
                 continue
             del self._in_hand[me]
             if not cleared:
-                self._slots.release()
+                self._slots.give()
                 continue
             # No await between the last check and the request: shutdown now waits for us.
             self._inflight[me] = work
@@ -336,7 +340,7 @@ class Sender:
             except Exception as exc:  # a bug; the contact's lease recovers it
                 log.error("send_task_failed", error=repr(exc), contact_id=work.contact.id)
             finally:
-                self._slots.release()
+                self._slots.give()
             del self._inflight[me]
             if not self._inflight:
                 self._none_inflight.set()
@@ -451,15 +455,18 @@ class Sender:
             took = time.monotonic() - started
             for observe in self.send_observers:
                 observe(work, outcome, took)
-        self.stats.count(outcome.kind)
-        bucket = self._limiters.bucket(campaign.phone_number_id)
-        loop_now = asyncio.get_running_loop().time()
-        if outcome.kind is OutcomeKind.THROTTLED:
-            bucket.on_throttled(loop_now)
-        elif outcome.kind is OutcomeKind.ACCEPTED:
-            bucket.on_success(loop_now)
+        kind = outcome.kind
+        self.stats.count(kind)
+        if kind is OutcomeKind.ACCEPTED:
             self.stats.sent += 1
-        if outcome.kind is OutcomeKind.FATAL:
+            bucket = self._limiters.bucket(campaign.phone_number_id)
+            if bucket.effective_rate < bucket.configured_rate:  # recovering from a slow-down
+                bucket.on_success(asyncio.get_running_loop().time())
+        elif kind is OutcomeKind.THROTTLED:
+            self._limiters.bucket(campaign.phone_number_id).on_throttled(
+                asyncio.get_running_loop().time()
+            )
+        elif kind is OutcomeKind.FATAL:
             await self._halt_campaign(campaign, outcome)
             await self._release([contact.id])
             return
@@ -477,7 +484,7 @@ class Sender:
                 outcome.message_status,
             )
         )
-        if outcome.kind is not OutcomeKind.ACCEPTED:
+        if kind is not OutcomeKind.ACCEPTED:
             log.info(
                 "send_failed",
                 campaign_id=campaign.id,
