@@ -11,11 +11,14 @@ import orjson
 
 from daemon.core.decide import Decision
 from daemon.core.model import Campaign, CampaignId, ContactId
+from daemon.core.states import ContactState
 from daemon.db.campaigns import add_suppressions, campaign_from_record
 from daemon.db.sql import query
 
 
-@dataclass(frozen=True, slots=True)
+# ClaimedContact and SendResult are made once per send: not frozen, since a frozen dataclass
+# sets every field through object.__setattr__ (several times slower). Treat them as immutable.
+@dataclass(slots=True)
 class ClaimedContact:
     id: ContactId
     campaign_id: CampaignId
@@ -28,7 +31,7 @@ class ClaimedContact:
     counted_attempt: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SendResult:
     contact_id: ContactId
     attempt: int
@@ -55,17 +58,8 @@ async def claim_contacts(
     rows = await conn.fetch(
         query("claim_contacts"), campaign_id, daemon_id, lease_s, limit, after_id
     )
-    return [
-        ClaimedContact(
-            ContactId(r["id"]),
-            CampaignId(r["campaign_id"]),
-            r["phone"],
-            r["params"],
-            r["attempts"],
-            r["counted_attempts"],
-        )
-        for r in rows
-    ]
+    # The columns come in the fields' order (RETURNING id, campaign_id, phone, params, ...).
+    return [ClaimedContact(*r) for r in rows]
 
 
 async def claim_within_limit(
@@ -109,23 +103,24 @@ async def record_results(conn: asyncpg.Connection, results: Sequence[SendResult]
 async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
     # One JSON text parameter: asyncpg's encoding of ten typed arrays cost 3.7 us of the
     # daemon's CPU per result, orjson 1.5 us, for the same work on the server.
-    batch = orjson.dumps(
-        [
-            {
-                "id": r.contact_id,
-                "attempt": r.attempt,
-                "state": r.decision.state.value,
-                "wamid": r.wamid,
-                "wa_id": r.wa_id,
-                "message_status": r.message_status,
-                "error_code": r.decision.error_code,
-                "error_title": r.decision.error_title,
-                "next_attempt_at": r.decision.next_attempt_at,
-                "at": r.at,
-            }
-            for r in results
-        ]
-    )
+    items = []
+    for r in results:
+        decision = r.decision
+        item = {
+            "id": r.contact_id,
+            "attempt": r.attempt,
+            "state": decision.state,  # orjson writes an enum as its value
+            "wamid": r.wamid,
+            "wa_id": r.wa_id,
+            "message_status": r.message_status,
+            "at": r.at,
+        }
+        if decision.state is not ContactState.SENT:  # a missing key reads as NULL
+            item["error_code"] = decision.error_code
+            item["error_title"] = decision.error_title
+            item["next_attempt_at"] = decision.next_attempt_at
+        items.append(item)
+    batch = orjson.dumps(items)
     rows = await conn.fetch(query("record_results"), batch.decode())
     return len(rows)
 

@@ -74,7 +74,7 @@ class SendMetrics(Collector):
         self._sum = 0.0
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
-        labels = (outcome.kind.value, code_class(outcome))
+        labels = (outcome.kind, code_class(outcome))  # the StrEnum member is its value
         self._counts[labels] = self._counts.get(labels, 0) + 1
         self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._sum += seconds
@@ -137,7 +137,7 @@ class Metrics:
 
     def on_send(self, work: Work, outcome: Outcome, seconds: float) -> None:
         """A `SendObserver` for `run_daemon(on_send=...)`."""
-        self.observe_send(outcome, seconds)
+        self.sends.observe(outcome, seconds)
 
     def on_receipts_stored(self, rows: Sequence[ReceiptRow]) -> None:
         """A `ReceiptObserver` of the web component: the rows of one stored webhook POST."""
