@@ -39,6 +39,8 @@ class AcceptedMessage(NamedTuple):
 
 def wa_id_of(to: str) -> str:
     """WhatsApp's canonical id for a recipient as sent: its digits (``+1-631…`` -> ``1631…``)."""
+    if to.isascii() and to.isdigit():  # already canonical: the common case, without a loop
+        return to
     digits = "".join(ch for ch in to if ch.isdigit() and ch.isascii())
     return digits or to
 
@@ -61,7 +63,7 @@ class WamidFactory:
             + f"{seq:010X}".encode()
             + b"\x00"
         )
-        return WAMID_PREFIX + base64.b64encode(raw).decode()
+        return WAMID_PREFIX + binascii.b2a_base64(raw, newline=False).decode("ascii")
 
     def seq_of(self, wamid: str) -> int | None:
         """The sequence number of a wamid this factory made, else None."""
@@ -127,7 +129,18 @@ class MessageLog(Sequence[AcceptedMessage]):
         self._callback.append(callback)
         self._at.append(at)
         self._mono.append(mono)
-        return self[seq]
+        wa_id = wa_id_of(to)
+        return AcceptedMessage(
+            seq,
+            self._wamids.make(wa_id, seq),
+            phone_number_id,
+            to,
+            wa_id,
+            callback,
+            template,
+            at,
+            mono,
+        )
 
     def __len__(self) -> int:
         return len(self._to)
