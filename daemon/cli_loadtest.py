@@ -108,8 +108,8 @@ def add_parser(commands: Any) -> None:
         "--rounds",
         type=int,
         default=1,
-        help="run the systems this many times, interleaved; ratios are the median of the"
-        " rounds' ratios (default 1)",
+        help="run the systems this many times, interleaved (every other round in reverse"
+        " order); ratios are the median of the rounds' ratios (default 1)",
     )
     p.add_argument(
         "--timeout",

@@ -28,6 +28,7 @@ from daemon.loadtest.analysis import (
     result_consistency,
     throughput,
 )
+from daemon.loadtest.harness import round_order
 from daemon.loadtest.latency import Histogram, SecondlyRecorder, read_secondly
 from daemon.loadtest.options import LoadtestError, LoadtestOptions
 from daemon.loadtest.report import render
@@ -329,6 +330,13 @@ def test_floor_posts_every_body_without_a_database(tmp_path: Path) -> None:
     assert "postgres" not in floor["resources"]
     assert report["ratios"] == {}
     assert floor["mock"]["accepted"] == 2000
+
+
+def test_every_other_round_runs_the_systems_in_reverse_order() -> None:
+    systems = ["wa-sender", "floor", "pgqueuer"]
+    assert round_order(systems, 1) == systems
+    assert round_order(systems, 2) == ["pgqueuer", "floor", "wa-sender"]
+    assert round_order(systems, 3) == systems
 
 
 def test_rounds_interleave_the_systems_and_take_the_median_ratio(
