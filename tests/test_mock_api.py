@@ -476,26 +476,6 @@ async def test_healthz(http: aiohttp.ClientSession) -> None:
         assert await resp.json() == {"status": "ok"}
 
 
-async def test_routing_answers_unknown_paths_and_methods_like_a_router(
-    http: aiohttp.ClientSession,
-) -> None:
-    async with start_mock_server() as mock:
-        base = mock.base_url
-        for path in ("/nope", f"/v23.0/{PHONE_ID}/messages/extra", f"/23.0/{PHONE_ID}/messages"):
-            async with http.post(base + path, json=TYPICAL) as resp:
-                assert resp.status == 404, path
-        async with http.get(mock.messages_url(PHONE_ID)) as resp:
-            assert resp.status == 404  # the send endpoint takes POST only
-        async with http.delete(base + "/_mock/control") as resp:
-            assert resp.status == 405
-            assert resp.headers["Allow"] == "GET,POST"
-        async with http.head(base + "/healthz") as resp:
-            assert resp.status == 200
-        async with http.post(base + "/v23.0/123/messages", json=TYPICAL) as resp:
-            assert resp.status == 200
-        assert mock.state.stats()["accepted_by_phone_number_id"] == {"123": 1}
-
-
 # -- error catalogue ------------------------------------------------------------------------
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
-import re
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +41,6 @@ DEFAULT_API_VERSION = "v23.0"
 _FBTRACE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _JSON = "application/json"
 _NDJSON_CHUNK = 2000
-# POST /{version}/{phone_number_id}/messages; aiohttp gives the path percent-decoded.
-_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-_MESSAGES_PATH = re.compile(r"/v\d+\.\d+/([^/]+)/messages")
 
 
 class MockApi:
@@ -64,39 +60,10 @@ class MockApi:
         self.started_at = time.time()
         self._ids = random.Random(f"{seed}:ids")
         self._auth = f"Bearer {config.token}".encode()
-        self._routes: dict[str, dict[str, _Handler]] = {
-            "/healthz": {"GET": self.healthz},
-            "/_mock/stats": {"GET": self.get_stats},
-            "/_mock/messages": {"GET": self.get_messages},
-            "/_mock/control": {"GET": self.get_control, "POST": self.post_control},
-        }
-
-    # -- routing -------------------------------------------------------------------------
-
-    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Every request. aiohttp's low-level server with this one dispatcher, not an
-        Application and its router: resolving the send route and running the application's
-        machinery cost about a tenth of the mock's CPU per message, CPU that a load test on
-        one machine takes from the system under test."""
-        method, path = request.method, request.path
-        if method == "POST" and (match := _MESSAGES_PATH.fullmatch(path)) is not None:
-            return await self.send_message(request, match[1])
-        routes = self._routes.get(path)
-        if routes is None:
-            return web.Response(status=404, text="404: Not Found")
-        handler = routes.get("GET" if method == "HEAD" else method)
-        if handler is None:
-            allowed = ",".join(sorted(routes))
-            return web.Response(
-                status=405, text="405: Method Not Allowed", headers={"Allow": allowed}
-            )
-        return await handler(request)
 
     # -- the Cloud API endpoint ----------------------------------------------------------
 
-    async def send_message(
-        self, request: web.BaseRequest, phone_number_id: str
-    ) -> web.StreamResponse:
+    async def send_message(self, request: web.Request) -> web.StreamResponse:
         state = self.state
         state.outcomes["requests"] += 1
         if self.faults.has_latency:
@@ -125,6 +92,7 @@ class MockApi:
             state.outcomes["forced"] += 1
             return self._error(forced)
 
+        phone_number_id = request.match_info["phone_number_id"]
         loop = asyncio.get_running_loop()
         if not self.limiter.unlimited and not self.limiter.allow(phone_number_id, loop.time()):
             state.outcomes["rate_limited"] += 1
@@ -151,7 +119,7 @@ class MockApi:
         }
         return self._json(payload, 200)
 
-    def _authorized(self, request: web.BaseRequest) -> bool:
+    def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization")
         if header is None:
             token = request.query.get("access_token")
@@ -211,7 +179,7 @@ class MockApi:
         spec = error_spec(code)
         return self._json(error_envelope(code, self._fbtrace_id(), details), spec.http_status)
 
-    def _drop(self, request: web.BaseRequest) -> web.Response:
+    def _drop(self, request: web.Request) -> web.Response:
         # Close the socket without an answer; aiohttp then fails to write the placeholder
         # response below and swallows that ConnectionError.
         request.protocol.force_close()
@@ -229,7 +197,7 @@ class MockApi:
 
     # -- harness endpoints ---------------------------------------------------------------
 
-    async def healthz(self, request: web.BaseRequest) -> web.Response:
+    async def healthz(self, request: web.Request) -> web.Response:
         return self._json({"status": "ok"}, 200)
 
     def stats(self) -> dict[str, Any]:
@@ -240,10 +208,10 @@ class MockApi:
             "uptime_s": round(time.time() - self.started_at, 3),
         }
 
-    async def get_stats(self, request: web.BaseRequest) -> web.Response:
+    async def get_stats(self, request: web.Request) -> web.Response:
         return self._json(self.stats(), 200)
 
-    async def get_messages(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def get_messages(self, request: web.Request) -> web.StreamResponse:
         """Accepted messages from ``since`` (seq), as a JSON array or NDJSON, streamed."""
         try:
             since = int(request.query.get("since", "0"))
@@ -274,10 +242,10 @@ class MockApi:
         await response.write_eof()
         return response
 
-    async def get_control(self, request: web.BaseRequest) -> web.Response:
+    async def get_control(self, request: web.Request) -> web.Response:
         return self._json(self._control_view(), 200)
 
-    async def post_control(self, request: web.BaseRequest) -> web.Response:
+    async def post_control(self, request: web.Request) -> web.Response:
         """``{"fail_all": code|null, "force_errors": {to: code|null}, "clear_forced": bool}``."""
         try:
             command = await request.json()
@@ -319,20 +287,60 @@ def _optional_code(value: object) -> int | None:
     return value
 
 
+API_KEY = web.AppKey("mock_api", MockApi)
+STATE_KEY = web.AppKey("mock_state", MockState)
+RECEIPTS_KEY = web.AppKey("mock_receipts", ReceiptSender)
+
+
+def build_mock_app(config: MockConfig) -> web.Application:
+    """The mock Cloud API as an aiohttp application (receipt tasks owned by cleanup_ctx)."""
+    api = MockApi(config)
+    app = web.Application()
+    app[API_KEY] = api
+    app[STATE_KEY] = api.state
+    app[RECEIPTS_KEY] = api.receipts
+    app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/messages", api.send_message)
+    app.router.add_get("/healthz", api.healthz)
+    app.router.add_get("/_mock/stats", api.get_stats)
+    app.router.add_get("/_mock/messages", api.get_messages)
+    app.router.add_get("/_mock/control", api.get_control)
+    app.router.add_post("/_mock/control", api.post_control)
+    app.on_shutdown.append(_release_hanging_requests)
+    app.cleanup_ctx.append(_receipts_lifecycle)
+    return app
+
+
+async def _release_hanging_requests(app: web.Application) -> None:
+    app[API_KEY].closing.set()
+
+
+async def _receipts_lifecycle(app: web.Application) -> AsyncIterator[None]:
+    receipts = app[RECEIPTS_KEY]
+    await receipts.start()
+    try:
+        yield
+    finally:
+        await receipts.stop()
+
+
 @dataclass(frozen=True)
 class RunningMock:
     """A mock server listening on loopback; ``base_url`` has no trailing slash."""
 
     base_url: str
-    api: MockApi
+    app: web.Application
+
+    @property
+    def api(self) -> MockApi:
+        return self.app[API_KEY]
 
     @property
     def state(self) -> MockState:
-        return self.api.state
+        return self.app[STATE_KEY]
 
     @property
     def receipts(self) -> ReceiptSender:
-        return self.api.receipts
+        return self.app[RECEIPTS_KEY]
 
     @property
     def config(self) -> MockConfig:
@@ -351,24 +359,17 @@ async def start_mock_server(
     shutdown_timeout: float = 5.0,
 ) -> AsyncIterator[RunningMock]:
     """Serve a mock on ``host:port`` (port 0: an ephemeral one) for the ``async with`` body."""
-    api = MockApi(config or MockConfig())
-    runner = web.ServerRunner(
-        web.Server(api.handle, access_log=None), shutdown_timeout=shutdown_timeout
-    )
+    app = build_mock_app(config or MockConfig())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    await api.receipts.start()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield RunningMock(base_url=f"http://{url_host}:{bound_port}", api=api)
+        yield RunningMock(base_url=f"http://{url_host}:{bound_port}", app=app)
     finally:
-        api.closing.set()  # requests hanging on purpose (timeout faults) answer now
-        try:
-            await runner.cleanup()
-        finally:
-            await api.receipts.stop()
+        await runner.cleanup()
 
 
 async def run_mock_server(
