@@ -887,6 +887,33 @@ async def test_receipt_posts_are_retried_then_given_up(
         assert stats["dropped"] == 1 and stats["pending"] == 0
 
 
+async def test_statuses_due_within_a_window_go_in_posts_of_batch_size_when_it_closes(
+    http: aiohttp.ClientSession, receiver: Receiver
+) -> None:
+    """The scheduler sleeps until the window closes: a few wake-ups, not one per status."""
+    receipts = fast_receipts(
+        receiver.url,
+        delivered_rate=0.0,
+        sent_delay_s=(0.0, 0.05),
+        flush_interval_s=0.2,
+        batch_size=10,
+    )
+    async with start_mock_server(MockConfig(receipts=receipts)) as mock:
+        await asyncio.gather(*(send(http, mock, body_to(f"16505552{n:03d}")) for n in range(25)))
+        async with asyncio.timeout(5):
+            await mock.receipts.drain()
+        wakeups = mock.receipts.wakeups
+    sizes = sorted(
+        len(change["value"]["statuses"])
+        for payload in receiver.payloads()
+        for entry in payload["entry"]
+        for change in entry["changes"]
+    )
+    assert sum(sizes) == 25 and max(sizes) <= 10
+    assert len(sizes) <= 4  # one window, maybe two: its batches of 10 and what is left
+    assert wakeups <= 12, wakeups
+
+
 async def test_one_post_can_hold_several_entries_and_changes(
     http: aiohttp.ClientSession, receiver: Receiver
 ) -> None:

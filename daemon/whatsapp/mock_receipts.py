@@ -73,9 +73,12 @@ class ReceiptSender:
         self._idle = asyncio.Event()
         self._idle.set()
         self._crash_event = asyncio.Event()
-        # The scheduler sleeps until `_wake_at` (the earliest due status or batch flush); a new
-        # status wakes it only when due sooner, not on every accepted message.
+        # The scheduler sleeps until `_wake_at`: the earliest due status, which opens a window
+        # of flush_interval_s; what falls due in it is posted when it closes (in POSTs of at
+        # most batch_size), so the loop wakes twice per window, not once per status. A new
+        # status wakes it only when due before it would wake anyway.
         self._wake_at = math.inf
+        self.wakeups = 0  # of the scheduler: a few per window, however many statuses
         self._waiter: asyncio.Future[None] | None = None
         self._batches: asyncio.Queue[list[PlannedStatus]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -237,25 +240,29 @@ class ReceiptSender:
     async def _schedule_loop(self) -> None:
         loop = asyncio.get_running_loop()
         cfg = self.config
-        buffer: list[PlannedStatus] = []
-        flush_at = 0.0
+        flush_at: float | None = None  # the open window's end
         while True:
+            self.wakeups += 1
             now = loop.time()
             heap = self._heap
-            while heap and heap[0].due <= now:
-                if not buffer:
-                    flush_at = now + cfg.flush_interval_s
-                buffer.append(heapq.heappop(heap))
-                if len(buffer) >= cfg.batch_size:
-                    self._batches.put_nowait(buffer)
-                    buffer = []
-            if buffer and now >= flush_at:
-                self._batches.put_nowait(buffer)
-                buffer = []
-            wake_at = flush_at if buffer else None
-            if heap and (wake_at is None or heap[0].due < wake_at):
-                wake_at = heap[0].due
-            self._wake_at = math.inf if wake_at is None else wake_at
+            if flush_at is None and heap and heap[0].due <= now:
+                flush_at = now + cfg.flush_interval_s
+            if flush_at is not None and now >= flush_at:
+                due: list[PlannedStatus] = []
+                while heap and heap[0].due <= now:
+                    due.append(heapq.heappop(heap))
+                for start in range(0, len(due), cfg.batch_size):
+                    self._batches.put_nowait(due[start : start + cfg.batch_size])
+                flush_at = None
+                continue  # a status may already be due again: open the next window now
+            if flush_at is not None:
+                # What falls due meanwhile is collected when the window closes: neither the
+                # statuses already planned nor new ones need to wake the loop before that.
+                wake_at: float | None = flush_at
+                self._wake_at = -math.inf
+            else:
+                wake_at = heap[0].due if heap else None
+                self._wake_at = math.inf if wake_at is None else wake_at
             self._waiter = loop.create_future()
             timer = None if wake_at is None else loop.call_at(wake_at, self._wake)
             try:

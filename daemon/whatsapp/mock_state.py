@@ -190,7 +190,6 @@ class MessageLog(Sequence[AcceptedMessage]):
         return Counter(cb for cb in self._callback if cb is not None)
 
 
-
 class MockState:
     """Counters, accepted messages and runtime switches of one mock instance."""
 
