@@ -20,7 +20,6 @@ class Decision:
 
 
 _SENT = Decision(ContactState.SENT)  # the common case, one immutable value for every send
-_ACCEPTED = OutcomeKind.ACCEPTED  # reading a member from its class is a Python-level lookup on 3.11
 
 
 def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime) -> Decision:
@@ -30,7 +29,7 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime) -
     released unsent (see the engine), since the next contact would fail the same way.
     """
     kind = outcome.kind
-    if kind is _ACCEPTED:
+    if kind is OutcomeKind.ACCEPTED:
         return _SENT
     if kind is OutcomeKind.PERMANENT:
         return Decision(

@@ -235,15 +235,12 @@ def _accepted(document: Mapping[str, Any] | None, http_status: int) -> Outcome |
     if isinstance(contacts, list) and contacts and _is_mapping(contacts[0]):
         wa_id = _str_or_none(contacts[0].get("wa_id"))
     return Outcome(
-        _ACCEPTED,
+        OutcomeKind.ACCEPTED,
         wamid=wamid,
         wa_id=wa_id.strip() if wa_id else None,
         message_status=_str_or_none(message.get("message_status")) or "accepted",
         http_status=http_status,
     )
-
-
-_ACCEPTED = OutcomeKind.ACCEPTED  # reading a member from its class is a Python-level lookup on 3.11
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:

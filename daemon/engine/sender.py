@@ -470,9 +470,9 @@ class Sender:
         self.stats.count(kind)
         if kind is _ACCEPTED:
             self.stats.sent += 1
-            bucket = self._limiters.bucket(campaign.phone_number_id)
-            if bucket.effective_rate < bucket.configured_rate:  # recovering from a slow-down
-                bucket.on_success(asyncio.get_running_loop().time())
+            self._limiters.bucket(campaign.phone_number_id).on_success(
+                asyncio.get_running_loop().time()
+            )
         elif kind is _THROTTLED:
             self._limiters.bucket(campaign.phone_number_id).on_throttled(
                 asyncio.get_running_loop().time()
