@@ -155,7 +155,7 @@ def test_demo_runs_a_campaign_end_to_end_on_an_embedded_database(tmp_path: Path)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "imported 320, invalid 5" in out
-    assert "finished" in out and "Read" in out
+    assert "': finished\n" in out and "Read" in out
     assert "double sends: 0" in out
     assert "Progress [##############################] 100.0% (325/325 final)" in out
 

@@ -22,7 +22,7 @@ import asyncpg
 
 from daemon.config import Config, Secret, with_overrides
 from daemon.core.payload import Template
-from daemon.core.states import PENDING_STATES, CampaignCommand
+from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState
 from daemon.db import campaigns as store
 from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
@@ -143,6 +143,7 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
                 await _show_progress(conn, campaign_id, out, daemon)
                 await asyncio.wait_for(mock.receipts.drain(), 30)
                 await _wait_receipts_applied(conn, timeout_s=15)
+                await _wait_campaign_finished(conn, campaign_id, daemon, timeout_s=15)
             finally:
                 stop.set()
                 code = await asyncio.wait_for(daemon, 60)
@@ -198,6 +199,19 @@ async def _show_progress(
                 print(file=out)
             return
         await asyncio.sleep(0.2)
+
+
+async def _wait_campaign_finished(
+    conn: asyncpg.Connection, campaign_id: int, daemon: asyncio.Task[int], timeout_s: float
+) -> None:
+    """The daemon marks a campaign finished on its own check, up to a second after the last
+    contact turned final; stopping it before then would leave the campaign running."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not daemon.done():
+        progress = await store.campaign_progress(conn, campaign_id)
+        if progress.campaign.state is not CampaignState.RUNNING:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _wait_receipts_applied(conn: asyncpg.Connection, timeout_s: float) -> None:
