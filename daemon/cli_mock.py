@@ -87,6 +87,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     server.add_argument("--no-validate", action="store_true", help="skip schema validation")
     server.add_argument(
+        "--no-fast-lane",
+        action="store_true",
+        help="serve every request through aiohttp (costs the mock about twice the CPU a send)",
+    )
+    server.add_argument(
         "--event-loop",
         choices=eventloop.EVENT_LOOPS,
         default="auto",
@@ -217,6 +222,7 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
     return MockConfig(
         token=args.token or os.environ.get(TOKEN_ENV) or DEFAULT_TOKEN,
         validate=not args.no_validate,
+        fast_lane=not args.no_fast_lane,
         limit_per_second=args.limit,
         limit_burst=args.burst,
         limit_mode=args.limit_mode,

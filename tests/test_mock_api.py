@@ -33,24 +33,10 @@ from daemon.whatsapp.mock_validation import (
     load_template_schema,
 )
 from daemon.whatsapp.signature import SIGNATURE_HEADER, verify
+from tests.helpers.mock import PHONE_ID, TOKEN, TYPICAL
 
-TOKEN = "test-token"
 SECRET = "webhook-app-secret"
-PHONE_ID = "106540352242922"
 WAMID_RE = re.compile(r"^wamid\.[A-Za-z0-9+/]{40,120}={0,2}$")
-
-TYPICAL: dict[str, Any] = {
-    "messaging_product": "whatsapp",
-    "recipient_type": "individual",
-    "to": "16505551234",
-    "type": "template",
-    "biz_opaque_callback_data": "c:42:1",
-    "template": {
-        "name": "spring_sale",
-        "language": {"code": "en_US"},
-        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Anna"}]}],
-    },
-}
 
 # Official OpenAPI request example "Send Message Template Interactive" (copied verbatim).
 INTERACTIVE_SAMPLE: dict[str, Any] = {

@@ -5,6 +5,8 @@ bodies validated against the official schema, real success and error envelopes, 
 throughput limit (130429), injected latency and faults, and signed status webhooks posted back.
 Out-of-process harnesses read ``GET /_mock/stats`` and ``GET /_mock/messages`` and flip
 ``POST /_mock/control``; in-process ones use :func:`start_mock_server`. Never touches a database.
+Plain sends are answered by the fast lane (``mock_fastlane``), everything else by aiohttp; both
+serve `MockApi.answer`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from aiohttp import web
 
 from daemon.whatsapp.mock_config import MockConfig
 from daemon.whatsapp.mock_errors import error_envelope, error_spec, invalid_token_envelope
+from daemon.whatsapp.mock_fastlane import Answer, FastLanes, FastLaneSite, Unanswered
 from daemon.whatsapp.mock_faults import FaultInjector
 from daemon.whatsapp.mock_limits import ThroughputLimiter
 from daemon.whatsapp.mock_receipts import ReceiptSender
@@ -64,16 +67,53 @@ class MockApi:
     # -- the Cloud API endpoint ----------------------------------------------------------
 
     async def send_message(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp handler; connections the fast lane takes serve the same `answer`."""
+        self.arrived()
+        latency_s = self.latency_s
+        if latency_s is not None:
+            await asyncio.sleep(latency_s)
+        header = request.headers.get("Authorization")
+        if header is None:
+            token = request.query.get("access_token")
+            header = f"Bearer {token}" if token else ""
+        raw = await request.read()
+        answer = self.answer(
+            request.match_info["phone_number_id"],
+            header.encode("utf-8", "surrogateescape"),
+            raw,
+        )
+        if answer is Unanswered.HANG:
+            await self.hang()
+        if isinstance(answer, Unanswered):
+            # Close the socket without an answer; aiohttp then fails to write the placeholder
+            # response below and swallows that ConnectionError.
+            request.protocol.force_close()
+            return web.Response(status=500)
+        status, body = answer
+        return web.Response(body=body, status=status, content_type=_JSON)
+
+    @property
+    def latency_s(self) -> float | None:
+        """The latency to wait before the next answer, None for none."""
+        return self.faults.latency_s() if self.faults.has_latency else None
+
+    def arrived(self) -> None:
+        """Counted when a send request arrives, before its latency."""
+        self.state.outcomes["requests"] += 1
+
+    async def hang(self) -> None:
+        """A timeout fault: hold the request until `hang_s` passes or the mock shuts down."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), self.config.faults.hang_s)
+
+    def answer(self, phone_number_id: str, authorization: bytes, raw: bytes) -> Answer:
+        """What the API answers one send, its latency already waited: (HTTP status, JSON
+        body), or no answer at all. `authorization` is the header's value as sent."""
         state = self.state
-        state.outcomes["requests"] += 1
-        if self.faults.has_latency:
-            await asyncio.sleep(self.faults.latency_s())
-        if not self._authorized(request):
+        if not hmac.compare_digest(authorization, self._auth):
             state.outcomes["unauthorized"] += 1
             state.record_error(190)
-            return self._json(invalid_token_envelope(self._fbtrace_id()), 401)
-
-        raw = await request.read()
+            return 401, orjson.dumps(invalid_token_envelope(self._fbtrace_id()))
         try:
             body = orjson.loads(raw)
         except ValueError:
@@ -92,7 +132,6 @@ class MockApi:
             state.outcomes["forced"] += 1
             return self._error(forced)
 
-        phone_number_id = request.match_info["phone_number_id"]
         loop = asyncio.get_running_loop()
         if not self.limiter.unlimited and not self.limiter.allow(phone_number_id, loop.time()):
             state.outcomes["rate_limited"] += 1
@@ -106,10 +145,7 @@ class MockApi:
             if fault.after_accept:
                 state.outcomes["lost_responses"] += 1
                 self._accept(phone_number_id, body, loop.time())
-            if fault.kind == "timeout":
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self.closing.wait(), self.config.faults.hang_s)
-            return self._drop(request)
+            return Unanswered.HANG if fault.kind == "timeout" else Unanswered.DROP
 
         message = self._accept(phone_number_id, body, loop.time())
         payload = {
@@ -117,14 +153,7 @@ class MockApi:
             "contacts": [{"input": to, "wa_id": message.wa_id}],
             "messages": [{"id": message.wamid, "message_status": "accepted"}],
         }
-        return self._json(payload, 200)
-
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization")
-        if header is None:
-            token = request.query.get("access_token")
-            header = f"Bearer {token}" if token else ""
-        return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), self._auth)
+        return 200, orjson.dumps(payload)
 
     def _template_problem(self, body: Any) -> RequestProblem | None:
         template = body.get("template")
@@ -168,29 +197,19 @@ class MockApi:
             log.debug("mock_message_accepted", seq=message.seq, phone_number_id=phone_number_id)
         return message
 
-    def _invalid(self, problem: RequestProblem) -> web.Response:
+    def _invalid(self, problem: RequestProblem) -> tuple[int, bytes]:
         self.state.outcomes["invalid"] += 1
         return self._error(problem.code, problem.details)
 
-    def _error(self, code: int, details: str | None = None) -> web.Response:
+    def _error(self, code: int, details: str | None = None) -> tuple[int, bytes]:
         self.state.record_error(code)
         if self.config.log_requests:
             log.debug("mock_message_refused", code=code)
         spec = error_spec(code)
-        return self._json(error_envelope(code, self._fbtrace_id(), details), spec.http_status)
-
-    def _drop(self, request: web.Request) -> web.Response:
-        # Close the socket without an answer; aiohttp then fails to write the placeholder
-        # response below and swallows that ConnectionError.
-        request.protocol.force_close()
-        return web.Response(status=500)
+        return spec.http_status, orjson.dumps(error_envelope(code, self._fbtrace_id(), details))
 
     def _json(self, payload: dict[str, Any], status: int) -> web.Response:
-        return web.Response(
-            body=orjson.dumps(payload),
-            status=status,
-            content_type=_JSON,
-        )
+        return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
 
     def _fbtrace_id(self) -> str:
         return "A" + "".join(self._ids.choices(_FBTRACE_ALPHABET, k=22))
@@ -290,6 +309,9 @@ def _optional_code(value: object) -> int | None:
 API_KEY = web.AppKey("mock_api", MockApi)
 STATE_KEY = web.AppKey("mock_state", MockState)
 RECEIPTS_KEY = web.AppKey("mock_receipts", ReceiptSender)
+LANES_KEY = web.AppKey("mock_fast_lanes", FastLanes)
+# How long busy fast-lane connections get at shutdown to finish their answer.
+FAST_LANE_DRAIN_S = 5.0
 
 
 def build_mock_app(config: MockConfig) -> web.Application:
@@ -299,6 +321,7 @@ def build_mock_app(config: MockConfig) -> web.Application:
     app[API_KEY] = api
     app[STATE_KEY] = api.state
     app[RECEIPTS_KEY] = api.receipts
+    app[LANES_KEY] = FastLanes(api)
     app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/messages", api.send_message)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/_mock/stats", api.get_stats)
@@ -306,12 +329,17 @@ def build_mock_app(config: MockConfig) -> web.Application:
     app.router.add_get("/_mock/control", api.get_control)
     app.router.add_post("/_mock/control", api.post_control)
     app.on_shutdown.append(_release_hanging_requests)
+    app.on_shutdown.append(_drain_fast_lanes)  # after the release: hanging sends end first
     app.cleanup_ctx.append(_receipts_lifecycle)
     return app
 
 
 async def _release_hanging_requests(app: web.Application) -> None:
     app[API_KEY].closing.set()
+
+
+async def _drain_fast_lanes(app: web.Application) -> None:
+    await app[LANES_KEY].drain(FAST_LANE_DRAIN_S)
 
 
 async def _receipts_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -363,7 +391,11 @@ async def start_mock_server(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site: web.BaseSite
+        if app[API_KEY].config.fast_lane:
+            site = FastLaneSite(runner, app[LANES_KEY], host, port)
+        else:
+            site = web.TCPSite(runner, host, port)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host

@@ -176,6 +176,8 @@ class MockConfig:
 
     token: str = field(default=DEFAULT_TOKEN, repr=False)
     validate: bool = True
+    # Serve well-formed sends straight from the socket (mock_fastlane); off: aiohttp serves all.
+    fast_lane: bool = True
     # Messages per second per phone_number_id; None or 0 means unlimited.
     limit_per_second: float | None = None
     # Token bucket size; None means equal to limit_per_second.
