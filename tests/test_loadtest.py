@@ -309,6 +309,7 @@ def test_small_loadtest_reports_every_figure_and_holds_the_invariants(
     assert run["resources"]["mock"]["cpu_s"] > 0
     assert sum(run["series"]["sends_mock"]) == 2000
     assert sum(run["series"]["sends_db"]) == 2000
+    assert run["mock"]["fast_lane"]["served"] == 2000  # every send; the stats polls went to aiohttp
     _assert_valid_png(plot)
     out = capsys.readouterr().out
     assert "sends/s, mock side" in out and "OK" in out
@@ -330,6 +331,15 @@ def test_floor_posts_every_body_without_a_database(tmp_path: Path) -> None:
     assert "postgres" not in floor["resources"]
     assert report["ratios"] == {}
     assert floor["mock"]["accepted"] == 2000
+    assert floor["mock"]["fast_lane"]["served"] == 2000
+
+
+def test_the_mock_can_serve_every_send_through_aiohttp_instead(tmp_path: Path) -> None:
+    code, report = _run(["--floor", "--contacts", "500", "--no-mock-fast-lane"], tmp_path)
+    floor = report["runs"]["floor"]
+    assert code == 0 and floor["throughput"]["accepted"] == 500
+    assert floor["mock"]["fast_lane"] is None
+    assert report["scenario"]["mock_fast_lane"] is False
 
 
 def test_every_other_round_runs_the_systems_in_reverse_order() -> None:

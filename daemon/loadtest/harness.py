@@ -214,6 +214,7 @@ def mock_settings(options: LoadtestOptions, webhook_url: str | None = None) -> M
         error_rate=options.error_rate,
         webhook_url=webhook_url,
         seed=options.seed,
+        fast_lane=options.mock_fast_lane,
     )
 
 

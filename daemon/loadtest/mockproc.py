@@ -38,6 +38,7 @@ class MockSettings:
     error_rate: float = 0.0  # transient errors
     webhook_url: str | None = None  # receipts on when set
     seed: int | None = None
+    fast_lane: bool = True
 
 
 def mock_argv(settings: MockSettings) -> list[str]:
@@ -54,6 +55,8 @@ def mock_argv(settings: MockSettings) -> list[str]:
         argv += ["--receipts", "--webhook-url", settings.webhook_url]
     if settings.seed is not None:
         argv += ["--seed", str(settings.seed)]
+    if not settings.fast_lane:
+        argv.append("--no-fast-lane")
     return argv
 
 

@@ -30,6 +30,7 @@ class LoadtestOptions:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     receipts: bool = False
+    mock_fast_lane: bool = True
     daemons: int = 1
     numbers: int = 1
     kill_every_s: float | None = None
@@ -121,6 +122,7 @@ class LoadtestOptions:
             "latency_ms": self.latency_ms,
             "error_rate": self.error_rate,
             "receipts": self.receipts,
+            "mock_fast_lane": self.mock_fast_lane,
             "daemons": self.daemons,
             "numbers": self.numbers,
             "kill_every_s": self.kill_every_s,

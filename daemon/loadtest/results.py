@@ -100,6 +100,7 @@ def build(data: RunData) -> dict[str, Any]:
             "accepted": data.mock_stats.get("accepted"),
             "outcomes": data.mock_stats.get("outcomes", {}),
             "errors_by_code": data.mock_stats.get("errors_by_code", {}),
+            "fast_lane": data.mock_stats.get("fast_lane"),
         },
         "states": analysis.state_counts(rows) if rows is not None else None,
         "chaos": {"kills": len(data.kills), "kill_times_s": [round(k - t0, 3) for k in data.kills]},

@@ -63,6 +63,7 @@ class MockApi:
         self.started_at = time.time()
         self._ids = random.Random(f"{seed}:ids")
         self._auth = f"Bearer {config.token}".encode()
+        self.lanes = FastLanes(self)
 
     # -- the Cloud API endpoint ----------------------------------------------------------
 
@@ -225,6 +226,9 @@ class MockApi:
             "receipts": self.receipts.stats(),
             "pending": self.receipts.pending,
             "uptime_s": round(time.time() - self.started_at, 3),
+            "fast_lane": {"served": self.lanes.served, "handed_off": self.lanes.handed_off}
+            if self.config.fast_lane
+            else None,
         }
 
     async def get_stats(self, request: web.Request) -> web.Response:
@@ -321,7 +325,7 @@ def build_mock_app(config: MockConfig) -> web.Application:
     app[API_KEY] = api
     app[STATE_KEY] = api.state
     app[RECEIPTS_KEY] = api.receipts
-    app[LANES_KEY] = FastLanes(api)
+    app[LANES_KEY] = api.lanes
     app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/messages", api.send_message)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/_mock/stats", api.get_stats)
