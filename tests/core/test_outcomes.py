@@ -376,3 +376,37 @@ def test_a_mapping_that_is_not_a_dict_reads_like_one() -> None:
     assert (outcome.kind, outcome.wamid, outcome.wa_id) == (K.ACCEPTED, "wamid.X", "1")
     error = MappingProxyType({"error": MappingProxyType({"code": 131026, "message": "x"})})
     assert classify_response(200, error, attempt=1).kind is K.PERMANENT
+
+
+FAST_PATH_BODIES: list[Any] = [
+    {"messages": [{"id": "wamid.X"}]},
+    {"messages": [{"id": "wamid.X", "message_status": ""}]},
+    {"messages": [{"id": "wamid.X", "message_status": 5}]},
+    {"messages": [{"id": "wamid.X"}, {"id": "wamid.Y"}]},
+    {"contacts": [{"wa_id": "  "}], "messages": [{"id": "wamid.X"}]},
+    {"contacts": [{"wa_id": ""}], "messages": [{"id": "wamid.X"}]},
+    {"contacts": [{"wa_id": 5}], "messages": [{"id": "wamid.X"}]},
+    {"contacts": [], "messages": [{"id": "wamid.X"}]},
+    {"contacts": ["1"], "messages": [{"id": "wamid.X"}]},
+    {"contacts": {"wa_id": "1"}, "messages": [{"id": "wamid.X"}]},
+    {"error": None, "messages": [{"id": "wamid.X"}]},
+    {"error": "x", "messages": [{"id": "wamid.X"}]},
+    {"error": {"code": 131026}, "messages": [{"id": "wamid.X"}]},
+    {"code": 131026, "messages": [{"id": "wamid.X"}]},
+    {"messages": [["wamid.X"]]},
+    {"messages": [{"id": None}]},
+    [{"messages": [{"id": "wamid.X"}]}],
+]
+
+
+@pytest.mark.parametrize("http_status", [200, 201, 299])
+@pytest.mark.parametrize(
+    "body",
+    FAST_PATH_BODIES + [json.loads(sample(p.name)) for p in sorted(DATA.glob("*.json"))],
+)
+def test_a_raw_response_reads_exactly_like_its_parsed_document(http_status: int, body: Any) -> None:
+    """Raw 2xx bytes take a one-function fast path; the parsed document the general one."""
+    raw = json.dumps(body).encode()
+    assert classify_response(http_status, raw, attempt=2) == classify_response(
+        http_status, body if isinstance(body, dict) else raw, attempt=2
+    )
