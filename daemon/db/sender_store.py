@@ -123,9 +123,8 @@ async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> in
             item["error_title"] = decision.error_title
             item["next_attempt_at"] = decision.next_attempt_at
         items.append(item)
-    batch = orjson.dumps(items)
-    rows = await conn.fetch(query("record_results"), batch.decode())
-    return len(rows)
+    status: str = await conn.execute(query("record_results"), orjson.dumps(items).decode())
+    return int(status.rpartition(" ")[2])  # "UPDATE n": no row comes back to decode
 
 
 async def release_contacts(conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str) -> str:

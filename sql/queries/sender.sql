@@ -58,8 +58,7 @@ FROM json_to_recordset($1::text::json)
           error_code int, error_title text, next_attempt_at timestamptz, at timestamptz)
 WHERE c.id = r.id
   AND c.attempts = r.attempt
-  AND (c.state = 'in_progress' OR r.state = 'sent')
-RETURNING c.id;
+  AND (c.state = 'in_progress' OR r.state = 'sent');
 
 -- name: release_contacts
 -- Claimed but never sent (shutdown, campaign paused): back to where they were, attempt undone
