@@ -208,8 +208,8 @@ async def _wait_campaign_finished(
     contact turned final; stopping it before then would leave the campaign running."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and not daemon.done():
-        progress = await store.campaign_progress(conn, campaign_id)
-        if progress.campaign.state is not CampaignState.RUNNING:
+        campaign = await store.get_campaign(conn, campaign_id)
+        if campaign.state is not CampaignState.RUNNING:
             return
         await asyncio.sleep(0.1)
 
