@@ -129,7 +129,7 @@ class MessageLog(Sequence[AcceptedMessage]):
         self._callback.append(callback)
         self._at.append(at)
         self._mono.append(mono)
-        return self._message(seq, phone_number_id, to, callback, template, at, mono)
+        return self._record(seq)
 
     def __len__(self) -> int:
         return len(self._to)
@@ -154,37 +154,18 @@ class MessageLog(Sequence[AcceptedMessage]):
             yield self._record(seq)
 
     def _record(self, seq: int) -> AcceptedMessage:
-        return self._message(
-            seq,
-            self._phone_ids.values[self._phone_idx[seq]],
-            self._to[seq],
-            self._callback[seq],
-            self._templates.values[self._template_idx[seq]],
-            self._at[seq],
-            self._mono[seq],
-        )
-
-    def _message(
-        self,
-        seq: int,
-        phone_number_id: str,
-        to: str,
-        callback: str | None,
-        template: str,
-        at: float,
-        mono: float,
-    ) -> AcceptedMessage:
+        to = self._to[seq]
         wa_id = wa_id_of(to)
         return AcceptedMessage(
             seq=seq,
             wamid=self._wamids.make(wa_id, seq),
-            phone_number_id=phone_number_id,
+            phone_number_id=self._phone_ids.values[self._phone_idx[seq]],
             to=to,
             wa_id=wa_id,
-            biz_opaque_callback_data=callback,
-            template=template,
-            accepted_at=at,
-            accepted_monotonic=mono,
+            biz_opaque_callback_data=self._callback[seq],
+            template=self._templates.values[self._template_idx[seq]],
+            accepted_at=self._at[seq],
+            accepted_monotonic=self._mono[seq],
         )
 
     def find(self, wamid: str) -> AcceptedMessage | None:
