@@ -321,7 +321,7 @@ class Sender:
             try:
                 # Held from here until its send starts: a shutdown meanwhile releases it.
                 work = self._take_now(me, pacing, bucket, queue) or await self._take_paced(
-                    me, phone_number_id, queue
+                    me, pacing, bucket, queue
                 )
                 if queue.qsize() <= low_water:
                     self._room.set()
@@ -376,14 +376,17 @@ class Sender:
         return work
 
     async def _take_paced(
-        self, me: asyncio.Task[None], phone_number_id: str, queue: asyncio.Queue[Work]
+        self,
+        me: asyncio.Task[None],
+        pacing: asyncio.Lock,
+        bucket: TokenBucket,
+        queue: asyncio.Queue[Work],
     ) -> Work:
         """The next contact, once there is one and a token for it. One worker per number
         waits at a time; the others wait for it holding nothing, so a pause or a crash finds
         them empty-handed."""
-        async with self._pacing[phone_number_id]:
+        async with pacing:
             work = self._in_hand[me] = await queue.get()
-            bucket = self._limiters.bucket(phone_number_id)
             loop = asyncio.get_running_loop()
             while (delay := bucket.take(loop.time())) > 0:
                 self.stats.rate_wait_s += delay
