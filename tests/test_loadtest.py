@@ -306,13 +306,16 @@ def test_small_loadtest_reports_every_figure_and_holds_the_invariants(
         assert 0 < summary["p50"] <= summary["p90"] <= summary["p99"]
     sender = run["resources"]["sender"]
     assert sender["cpu_s"] > 0 and sender["peak_rss_mb"] > 10
+    assert 0.0 <= sender["runqueue_wait_s_during_run"] <= sender["runqueue_wait_s"]
     assert run["resources"]["mock"]["cpu_s"] > 0
+    assert run["resources"]["mock"]["runqueue_wait_s_during_run"] >= 0.0
     assert sum(run["series"]["sends_mock"]) == 2000
     assert sum(run["series"]["sends_db"]) == 2000
     assert run["mock"]["fast_lane"]["served"] == 2000  # every send; the stats polls went to aiohttp
     _assert_valid_png(plot)
     out = capsys.readouterr().out
     assert "sends/s, mock side" in out and "OK" in out
+    assert "sender run-queue wait s" in out
 
 
 def test_floor_posts_every_body_without_a_database(tmp_path: Path) -> None:

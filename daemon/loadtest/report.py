@@ -55,8 +55,20 @@ ROWS: list[Row] = [
             1,
         ),
     ),
+    (
+        "sender run-queue wait s",
+        lambda r: _pair(
+            _get(r, "resources", "sender", "runqueue_wait_s"),
+            _get(r, "resources", "sender", "runqueue_wait_s_during_run"),
+            1,
+        ),
+    ),
     ("sender peak RSS MB", lambda r: _num(_get(r, "resources", "sender", "peak_rss_mb"), 1)),
     ("mock CPU s", lambda r: _num(_get(r, "resources", "mock", "cpu_s"), 1)),
+    (
+        "mock run-queue wait s",
+        lambda r: _num(_get(r, "resources", "mock", "runqueue_wait_s_during_run"), 1),
+    ),
     ("postgres CPU s", lambda r: _num(_get(r, "resources", "postgres", "cpu_s"), 1)),
     ("harness CPU s", lambda r: _num(_get(r, "resources", "harness", "cpu_s_during_run"), 1)),
     ("other CPU on machine s", lambda r: _num(_get(r, "resources", "machine", "other_cpu_s"), 1)),
