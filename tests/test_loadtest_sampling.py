@@ -48,7 +48,7 @@ def test_two_busy_processes_sharing_one_core_each_wait_for_it() -> None:
     assert summary["runqueue_wait_s_during_run"] >= BUSY_CPU_S
 
 
-def test_a_process_alone_on_an_idle_core_hardly_waits() -> None:
+def test_a_sleeping_process_hardly_waits() -> None:
     sampler = ProcessSampler(interval_s=0.05)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
     t0 = time.time()

@@ -17,14 +17,8 @@ import pytest
 from daemon.whatsapp.client import api_session
 from daemon.whatsapp.mock import LANES_KEY, RunningMock, start_mock_server
 from daemon.whatsapp.mock_config import FaultConfig, MockConfig
-from daemon.whatsapp.mock_fastlane import (
-    MAX_BODY_BYTES,
-    MAX_HEAD_BYTES,
-    FastLanes,
-    Framing,
-    SendRequest,
-    frame,
-)
+from daemon.whatsapp.mock_fastlane import FastLanes
+from daemon.whatsapp.mock_http import MAX_BODY_BYTES, MAX_HEAD_BYTES, Framing, SendRequest, frame
 from tests.helpers.mock import PHONE_ID, TOKEN, TYPICAL
 
 
