@@ -19,7 +19,9 @@ class Decision:
     suppress: bool = False
 
 
-_SENT = Decision(ContactState.SENT)  # the common case, one immutable value for every send
+SENT = Decision(ContactState.SENT)
+"""What every accepted send decides: one immutable value (the sender's hot path uses it
+without calling `decide`)."""
 
 
 def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime) -> Decision:
@@ -30,7 +32,7 @@ def decide(outcome: Outcome, attempt: int, policy: RetryPolicy, now: datetime) -
     """
     kind = outcome.kind
     if kind is OutcomeKind.ACCEPTED:
-        return _SENT
+        return SENT
     if kind is OutcomeKind.PERMANENT:
         return Decision(
             ContactState.SENDING_FAILED,

@@ -264,7 +264,8 @@ def _as_mapping(body: bytes | Mapping[str, Any] | None) -> Mapping[str, Any] | N
         document = orjson.loads(body)
     except orjson.JSONDecodeError:  # invalid UTF-8 included
         return None
-    return document if _is_mapping(document) else None
+    # `_is_mapping`, inline: once per send.
+    return document if type(document) is dict or isinstance(document, Mapping) else None
 
 
 def _error_object(document: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -73,7 +73,11 @@ class TokenBucket:
         seconds until one will be. For a single consumer that sends right after a 0: every
         send is counted at the time it really happens, so a late wake-up (a busy event loop)
         can never let more than rate + burst through in any one second."""
-        self._advance(now)
+        # `_advance`, inline: this runs once per message.
+        elapsed = now - self._updated
+        if elapsed > 0:
+            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
+            self._updated = now
         if self._tokens >= 1:
             self._tokens -= 1
             return 0.0

@@ -45,8 +45,9 @@ class ResultRecorder:
         self.recorded = 0
 
     def add(self, result: SendResult) -> None:
+        if not self._pending:  # idle is set only with nothing pending: clear it once a batch
+            self._idle.clear()
         self._pending.append(result)
-        self._idle.clear()
         if len(self._pending) >= self._max_batch:
             self._wake.set()
 

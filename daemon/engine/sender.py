@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from daemon.config import Config
-from daemon.core.decide import decide
+from daemon.core.decide import SENT, decide
 from daemon.core.model import Campaign, CampaignId
 from daemon.core.outcomes import Outcome, OutcomeKind
 from daemon.core.payload import build_template_message, encode_body, encode_callback_data
@@ -30,6 +31,7 @@ from daemon.db.pool import CONNECTION_ERRORS
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.slots import Slots
 from daemon.engine.upkeep import DEAD_AFTER_S
+from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
@@ -100,15 +102,14 @@ class Sender:
         self._policy = RetryPolicy(
             config.sender.max_attempts, config.sender.retry_initial_s, config.sender.retry_max_s
         )
-        self._queues: dict[str, asyncio.Queue[Work]] = {}
+        self._queues: dict[str, WorkQueue[Work]] = {}
         self._pacing: dict[str, asyncio.Lock] = {}  # one worker per number waits for a token
         # Sends in flight, daemon-wide: uncontended with one number (as many workers as slots).
         self._slots = Slots(config.sender.concurrency)
         self._workers: list[asyncio.Task[None]] = []
         self._in_hand: dict[asyncio.Task[None], Work] = {}  # worker -> taken, not yet sending
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
-        self._none_inflight = asyncio.Event()
-        self._none_inflight.set()
+        self._none_inflight = asyncio.Event()  # kept only while stopping: set when it empties
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = False
@@ -139,7 +140,7 @@ class Sender:
 
     @property
     def queued(self) -> int:
-        return sum(q.qsize() for q in self._queues.values()) + len(self._in_hand)
+        return sum(len(q) for q in self._queues.values()) + len(self._in_hand)
 
     @property
     def inflight(self) -> int:
@@ -164,11 +165,12 @@ class Sender:
         await asyncio.gather(*waiting, return_exceptions=True)
         unsent = [
             *self._in_hand.values(),
-            *(w for q in self._queues.values() for w in _drain(q)),
+            *(w for q in self._queues.values() for w in q.take_all()),
         ]
         self._in_hand.clear()
         await self._release([w.contact.id for w in unsent])
         if self._inflight:
+            self._none_inflight.clear()
             waiter = asyncio.ensure_future(self._none_inflight.wait())
             await asyncio.wait([waiter], timeout=timeout_s)
             waiter.cancel()
@@ -215,7 +217,7 @@ class Sender:
                     if campaign.id not in self._sendable:
                         continue
                     capacity = self._capacity(campaign.phone_number_id)
-                    want = min(capacity - self._queue(campaign.phone_number_id).qsize(), batch)
+                    want = min(capacity - len(self._queue(campaign.phone_number_id)), batch)
                     if want < min(batch, capacity) // 2:  # refill by at least half a batch
                         full = True
                         continue
@@ -259,10 +261,10 @@ class Sender:
         self._claim_cursor[campaign.id] = max(c.id for c in claimed) if len(claimed) == limit else 0
         if claimed and campaign.hold_reason:
             await store.clear_campaign_hold(conn, campaign.id)
-        queue = self._queue(campaign.phone_number_id)
         now = time.monotonic()
-        for contact in claimed:
-            queue.put_nowait(Work(contact, campaign, now))
+        self._queue(campaign.phone_number_id).put_many(
+            [Work(contact, campaign, now) for contact in claimed]
+        )
         if claimed:
             self.stats.claimed += len(claimed)
             log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
@@ -296,10 +298,10 @@ class Sender:
 
     # -- take, pace and send ------------------------------------------------------------
 
-    def _queue(self, phone_number_id: str) -> asyncio.Queue[Work]:
+    def _queue(self, phone_number_id: str) -> WorkQueue[Work]:
         queue = self._queues.get(phone_number_id)
         if queue is None:
-            queue = self._queues[phone_number_id] = asyncio.Queue()
+            queue = self._queues[phone_number_id] = WorkQueue()
             self._pacing[phone_number_id] = asyncio.Lock()
             self._workers += [
                 asyncio.create_task(
@@ -310,20 +312,22 @@ class Sender:
             ]
         return queue
 
-    async def _send_worker(self, phone_number_id: str, queue: asyncio.Queue[Work]) -> None:
+    async def _send_worker(self, phone_number_id: str, queue: WorkQueue[Work]) -> None:
         me = asyncio.current_task()
         assert me is not None
         low_water = self._capacity(phone_number_id) // 2
         pacing = self._pacing[phone_number_id]
         bucket = self._limiters.bucket(phone_number_id)  # rate changes keep the same bucket
+        loop = asyncio.get_running_loop()  # each lookup costs a getpid() on 3.11
+        queued = queue.items
         while not self._stopping:
             # Inline, not a helper coroutine: at full speed a coroutine per message costs.
             try:
                 # Held from here until its send starts: a shutdown meanwhile releases it.
-                work = self._take_now(me, pacing, bucket, queue) or await self._take_paced(
+                work = self._take_now(me, pacing, bucket, queued, loop) or await self._take_paced(
                     me, pacing, bucket, queue
                 )
-                if queue.qsize() <= low_water:
+                if len(queued) <= low_water:
                     self._room.set()
                 if not self._slots.try_take():
                     await self._slots.take()
@@ -341,15 +345,14 @@ class Sender:
                 continue
             # No await between the last check and the request: shutdown now waits for us.
             self._inflight[me] = work
-            self._none_inflight.clear()
             try:
-                await self._send(work)
+                await self._send(work, bucket, loop)
             except Exception as exc:  # a bug; the contact's lease recovers it
                 log.error("send_task_failed", error=repr(exc), contact_id=work.contact.id)
             finally:
                 self._slots.give()
             del self._inflight[me]
-            if not self._inflight:
+            if self._stopping and not self._inflight:
                 self._none_inflight.set()
 
     async def _worker_failed(self, me: asyncio.Task[None], exc: Exception) -> None:
@@ -364,15 +367,16 @@ class Sender:
         me: asyncio.Task[None],
         pacing: asyncio.Lock,
         bucket: TokenBucket,
-        queue: asyncio.Queue[Work],
+        queued: deque[Work],
+        loop: asyncio.AbstractEventLoop,
     ) -> Work | None:
         """The next contact if it may go at once (none waiting for a token, and one there):
         taken without a coroutine, the common case at full speed."""
-        if pacing.locked() or queue.empty():
+        if pacing.locked() or not queued:
             return None
-        if bucket.take(asyncio.get_running_loop().time()) > 0:
+        if bucket.take(loop.time()) > 0:
             return None
-        work = self._in_hand[me] = queue.get_nowait()
+        work = self._in_hand[me] = queued.popleft()
         return work
 
     async def _take_paced(
@@ -380,13 +384,13 @@ class Sender:
         me: asyncio.Task[None],
         pacing: asyncio.Lock,
         bucket: TokenBucket,
-        queue: asyncio.Queue[Work],
+        queue: WorkQueue[Work],
     ) -> Work:
         """The next contact, once there is one and a token for it. One worker per number
         waits at a time; the others wait for it holding nothing, so a pause or a crash finds
         them empty-handed."""
         async with pacing:
-            work = self._in_hand[me] = await queue.get()
+            work = self._in_hand[me] = await queue.take()
             loop = asyncio.get_running_loop()
             while (delay := bucket.take(loop.time())) > 0:
                 self.stats.rate_wait_s += delay
@@ -401,20 +405,25 @@ class Sender:
             and work.contact.id not in self._lost
         )
 
-    async def _cleared_to_send(self, work: Work, queue: asyncio.Queue[Work]) -> bool:
+    async def _cleared_to_send(self, work: Work, queue: WorkQueue[Work]) -> bool:
         """Checked after pacing, which may take long at a low rate: the campaign still runs
         (else its queued contacts are released) and the claim is still ours (fencing)."""
         if work.campaign.id not in self._sendable:
-            await self._release([work.contact.id, *_take_campaign(queue, work.campaign.id)])
+            halted = queue.take_where(lambda queued: queued.campaign.id == work.campaign.id)
+            await self._release([work.contact.id, *(w.contact.id for w in halted)])
             return False
         if not self._fence_clear(work):
             await self._fence(work)
         return work.contact.id not in self._lost  # else another daemon recovered it
 
     def _fence_clear(self, work: Work) -> bool:
-        """The common case, checked without a coroutine: heartbeat fresh, claim well in lease."""
-        return time.monotonic() - self._last_heartbeat <= FENCE_AFTER_S and not self._needs_renewal(
-            work
+        """The common case, checked without a coroutine: heartbeat fresh, claim well in lease
+        (not `_needs_renewal`, which is the same test, but one call and clock reading more)."""
+        now = time.monotonic()
+        return (
+            now - self._last_heartbeat <= FENCE_AFTER_S
+            and not self._claims_in_doubt
+            and now - work.claimed_at <= self._lease_margin
         )
 
     def _needs_renewal(self, work: Work) -> bool:
@@ -432,7 +441,7 @@ class Sender:
 
     async def _renew_queued_claims(self, current: Work) -> None:
         held = [w for w in self._in_hand.values() if w is not current]
-        queued = [current, *held, *(w for q in self._queues.values() for w in _peek(q))]
+        queued = [current, *held, *(w for q in self._queues.values() for w in q.items)]
         ids = [w.contact.id for w in queued]
         kept: set[int] = set()
 
@@ -452,7 +461,7 @@ class Sender:
         if lost:
             log.warning("claims_lost", count=len(lost), kept=len(kept))
 
-    async def _send(self, work: Work) -> None:
+    async def _send(self, work: Work, bucket: TokenBucket, loop: asyncio.AbstractEventLoop) -> None:
         contact, campaign = work.contact, work.campaign
         callback = encode_callback_data(campaign.id, contact.id, contact.attempt)
         try:
@@ -471,21 +480,29 @@ class Sender:
                 observe(work, outcome, took)
         kind = outcome.kind
         self.stats.count(kind)
+        now = datetime.now(UTC)
         if kind is _ACCEPTED:
             self.stats.sent += 1
-            self._limiters.bucket(campaign.phone_number_id).on_success(
-                asyncio.get_running_loop().time()
+            bucket.on_success(loop.time())
+            decision = SENT  # what `decide` makes of every accepted send, without the call
+        else:
+            if kind is _FATAL:
+                await self._halt_campaign(campaign, outcome)
+                await self._release([contact.id])
+                return
+            if kind is _THROTTLED:
+                bucket.on_throttled(loop.time())
+            decision = decide(outcome, contact.counted_attempt, self._policy, now)
+            log.info(
+                "send_failed",
+                campaign_id=campaign.id,
+                contact_id=contact.id,
+                attempt=contact.attempt,
+                kind=outcome.kind.value,
+                code=outcome.error_code,
+                title=outcome.error_title,
+                next_state=decision.state.value,
             )
-        elif kind is _THROTTLED:
-            self._limiters.bucket(campaign.phone_number_id).on_throttled(
-                asyncio.get_running_loop().time()
-            )
-        elif kind is _FATAL:
-            await self._halt_campaign(campaign, outcome)
-            await self._release([contact.id])
-            return
-        now = datetime.now(UTC)
-        decision = decide(outcome, contact.counted_attempt, self._policy, now)
         self._recorder.add(
             store.SendResult(
                 contact.id,
@@ -498,17 +515,6 @@ class Sender:
                 outcome.message_status,
             )
         )
-        if kind is not _ACCEPTED:
-            log.info(
-                "send_failed",
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                attempt=contact.attempt,
-                kind=outcome.kind.value,
-                code=outcome.error_code,
-                title=outcome.error_title,
-                next_state=decision.state.value,
-            )
 
     # -- campaign-fatal errors ----------------------------------------------------------
 
@@ -570,31 +576,6 @@ class Sender:
 
 def _held(campaign: Campaign, now: datetime) -> bool:
     return campaign.hold_until is not None and campaign.hold_until > now
-
-
-def _peek(queue: asyncio.Queue[Work]) -> list[Work]:
-    items = _drain(queue)
-    for item in items:
-        queue.put_nowait(item)
-    return items
-
-
-def _drain(queue: asyncio.Queue[Work]) -> list[Work]:
-    items = []
-    while not queue.empty():
-        items.append(queue.get_nowait())
-    return items
-
-
-def _take_campaign(queue: asyncio.Queue[Work], campaign_id: CampaignId) -> list[int]:
-    """Remove a halted campaign's queued contacts, keeping the others in order."""
-    kept: list[Work] = []
-    taken: list[Work] = []
-    for work in _drain(queue):
-        (taken if work.campaign.id == campaign_id else kept).append(work)
-    for work in kept:
-        queue.put_nowait(work)
-    return [w.contact.id for w in taken]
 
 
 async def _first_of(events: Sequence[asyncio.Event], timeout: float) -> None:

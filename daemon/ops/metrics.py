@@ -1,7 +1,7 @@
 """Prometheus metrics of the daemon, served at `/metrics` by the daemon's web server.
 
 `Metrics` owns its own CollectorRegistry (several can live in one process, e.g. in tests).
-Wiring, in `wa-sender run`: `run_daemon(on_send=metrics.on_send)`, the web component with
+Wiring, in `wa-sender run`: `run_daemon(on_send=metrics.sends.on_send)`, the web component with
 `extra_routes=[metrics.install_routes]` and `on_stored=[metrics.on_receipts_stored]`, and
 `metrics_component(metrics)`, whose loop samples the pipeline every second and the
 per-campaign state counts of running and paused campaigns every few seconds.
@@ -30,7 +30,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from daemon.core.outcomes import Outcome
+from daemon.core.outcomes import Outcome, OutcomeKind
 from daemon.core.states import CampaignState, ContactState
 from daemon.db.campaigns import campaign_progress, list_campaigns
 from daemon.db.pool import CONNECTION_ERRORS
@@ -38,7 +38,7 @@ from daemon.logs import get_logger
 
 if TYPE_CHECKING:
     from daemon.engine.recorder import ResultRecorder
-    from daemon.engine.sender import Sender, Work
+    from daemon.engine.sender import Sender
     from daemon.engine.service import Runtime
     from daemon.whatsapp.webhook import ReceiptRow
 
@@ -49,6 +49,8 @@ CAMPAIGNS_EVERY_S = 5.0
 # Cloud API answers in 100 ms - 2 s; the default request timeout is 10 s.
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _BUCKET_LABELS = (*(repr(bound) for bound in LATENCY_BUCKETS), "+Inf")  # le="0.25", ..., "+Inf"
+_ACCEPTED = OutcomeKind.ACCEPTED
+_ACCEPTED_LABELS = (_ACCEPTED, "none")  # what `code_class` gives every accepted send
 WATCHED_CAMPAIGN_STATES = frozenset({CampaignState.RUNNING, CampaignState.PAUSED})
 
 
@@ -74,7 +76,14 @@ class SendMetrics(Collector):
         self._sum = 0.0
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
-        labels = (outcome.kind, code_class(outcome))  # the StrEnum member is its value
+        self.on_send(None, outcome, seconds)
+
+    def on_send(self, _work: object, outcome: Outcome, seconds: float) -> None:
+        """A `SendObserver`: the sender calls it on every send, with no call in between."""
+        if outcome.kind is _ACCEPTED:
+            labels = _ACCEPTED_LABELS
+        else:
+            labels = (outcome.kind, code_class(outcome))  # the StrEnum member is its value
         self._counts[labels] = self._counts.get(labels, 0) + 1
         self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._sum += seconds
@@ -133,10 +142,6 @@ class Metrics:
     # -- fed by the engine --------------------------------------------------------------
 
     def observe_send(self, outcome: Outcome, seconds: float) -> None:
-        self.sends.observe(outcome, seconds)
-
-    def on_send(self, work: Work, outcome: Outcome, seconds: float) -> None:
-        """A `SendObserver` for `run_daemon(on_send=...)`."""
         self.sends.observe(outcome, seconds)
 
     def on_receipts_stored(self, rows: Sequence[ReceiptRow]) -> None:
@@ -228,7 +233,7 @@ def metrics_component(
         runtime.extra_tasks["metrics"] = metrics_loop(
             metrics, runtime.sender, runtime.recorder, runtime.pool
         )
-        runtime.sender.send_observers.append(metrics.on_send)
+        runtime.sender.send_observers.append(metrics.sends.on_send)
         yield
 
     return component
