@@ -109,7 +109,8 @@ class Sender:
         self._workers: list[asyncio.Task[None]] = []
         self._in_hand: dict[asyncio.Task[None], Work] = {}  # worker -> taken, not yet sending
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
-        self._none_inflight = asyncio.Event()  # kept only while stopping: set when it empties
+        # Set by the last send to finish once stopping; only `shutdown` waits for it.
+        self._none_inflight = asyncio.Event()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._stopping = False
@@ -409,7 +410,7 @@ class Sender:
         """Checked after pacing, which may take long at a low rate: the campaign still runs
         (else its queued contacts are released) and the claim is still ours (fencing)."""
         if work.campaign.id not in self._sendable:
-            halted = queue.take_where(lambda queued: queued.campaign.id == work.campaign.id)
+            halted = queue.take_where(lambda other: other.campaign.id == work.campaign.id)
             await self._release([work.contact.id, *(w.contact.id for w in halted)])
             return False
         if not self._fence_clear(work):
