@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
+from daemon.config import EVENT_LOOPS
 from daemon.engine import eventloop
 from daemon.errors import ConfigError
 from daemon.whatsapp.mock import run_mock_server
@@ -93,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     server.add_argument(
         "--event-loop",
-        choices=eventloop.EVENT_LOOPS,
+        choices=EVENT_LOOPS,
         default="auto",
         help="auto: uvloop when installed",
     )
