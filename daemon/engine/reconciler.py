@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import asyncpg
 
@@ -23,10 +23,8 @@ from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sender_store import SendResult
 from daemon.engine.listener import listen
+from daemon.engine.runtime import Runtime
 from daemon.logs import get_logger
-
-if TYPE_CHECKING:
-    from daemon.engine.service import Runtime
 
 log = get_logger(__name__)
 

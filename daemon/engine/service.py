@@ -9,7 +9,6 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -20,10 +19,13 @@ from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.engine.listener import listen_for_campaign_changes
+from daemon.engine.reconciler import reconciler_component
 from daemon.engine.recorder import ResultRecorder
+from daemon.engine.runtime import Component, Runtime
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
+from daemon.engine.web import check_webhook_config, web_component
 from daemon.errors import ConfigError, WaSenderError
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
@@ -33,33 +35,11 @@ log = get_logger(__name__)
 STATUS_EVERY_S = 5.0
 
 
-@dataclass
-class Runtime:
-    """What the components built around the sender (webhook, metrics, reconciler) get."""
-
-    config: Config
-    dsn: str
-    pool: asyncpg.Pool
-    daemon_id: str
-    sender: Sender
-    recorder: ResultRecorder
-    stop: asyncio.Event
-    extra_tasks: dict[str, Coroutine[Any, Any, None]] = field(default_factory=dict)
-
-
-# Plug-ins started with the daemon, each an async context manager factory taking the Runtime
-# (the webhook server, the reconciler, metrics). Registered by their modules' owners.
-Component = Callable[[Runtime], Any]
-
-
 def default_components(config: Config) -> list[Component]:
     """The receipts reconciler, metrics, and the web server (webhook, /metrics, health).
 
     The reconciler comes first so that it stops after the web server (components are left in
     reverse order)."""
-    from daemon.engine.reconciler import reconciler_component
-    from daemon.engine.web import check_webhook_config, web_component
-
     components: list[Component] = [reconciler_component]
     extra_routes = []
     on_stored = []

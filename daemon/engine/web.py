@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import asyncpg
 from aiohttp import web
@@ -23,6 +23,7 @@ from daemon.config import Config
 from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sql import query
+from daemon.engine.runtime import Component, Runtime
 from daemon.errors import ConfigError
 from daemon.logs import get_logger
 from daemon.whatsapp.signature import SIGNATURE_HEADER
@@ -34,9 +35,6 @@ from daemon.whatsapp.webhook import (
     handshake_challenge,
     parse_webhook,
 )
-
-if TYPE_CHECKING:
-    from daemon.engine.service import Component, Runtime
 
 log = get_logger(__name__)
 

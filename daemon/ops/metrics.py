@@ -38,8 +38,8 @@ from daemon.logs import get_logger
 
 if TYPE_CHECKING:
     from daemon.engine.recorder import ResultRecorder
+    from daemon.engine.runtime import Runtime
     from daemon.engine.sender import Sender
-    from daemon.engine.service import Runtime
     from daemon.whatsapp.webhook import ReceiptRow
 
 log = get_logger(__name__)
