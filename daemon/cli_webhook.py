@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -17,7 +16,7 @@ from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.engine import eventloop
 from daemon.engine.reconciler import Reconciler, reconciler_tasks
-from daemon.engine.service import cancel_all
+from daemon.engine.runtime import TaskOwner, stop_on_signals
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.web import (
     WebDeps,
@@ -72,27 +71,9 @@ async def run_webhook(
     check_webhook_config(config)
     stop = stop or asyncio.Event()
     if install_signal_handlers:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
     notifier = SystemdNotifier()
-    failed: list[str] = []
-    tasks: dict[str, asyncio.Task[None]] = {}
-
-    def start(name: str, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro, name=name)
-        tasks[name] = task
-
-        def died(t: asyncio.Task[None]) -> None:
-            if t.cancelled():
-                return
-            error = t.exception()
-            failed.append(name)
-            log.error("task_died", task=name, error=repr(error) if error else "returned")
-            stop.set()
-
-        task.add_done_callback(died)
-
+    tasks = TaskOwner(stop)
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(
             open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
@@ -101,7 +82,7 @@ async def run_webhook(
             await require_current_schema(conn)
         reconciler = Reconciler(pool, config.webhook)
         for name, coro in reconciler_tasks(reconciler, dsn).items():
-            start(name, coro)
+            tasks.start(name, coro)
         try:
             app = build_web_app(WebDeps(config, pool, stop))
             warn_if_no_verify_token(config)
@@ -115,7 +96,7 @@ async def run_webhook(
                 notifier.stopping()
                 log.info("webhook_service_stopping")
         finally:
-            await cancel_all(list(tasks.values()))
+            await tasks.cancel_all()
         stats = reconciler.stats
         log.info(
             "webhook_service_stopped",
@@ -124,6 +105,7 @@ async def run_webhook(
             orphaned=stats.orphaned,
         )
     notifier.close()
-    if failed:
-        raise WaSenderError(f"webhook service stopped because a task failed: {', '.join(failed)}")
+    if tasks.failed:
+        failed = ", ".join(tasks.failed)
+        raise WaSenderError(f"webhook service stopped because a task failed: {failed}")
     return 0

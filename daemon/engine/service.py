@@ -5,11 +5,9 @@ order on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
 
 import asyncpg
 
@@ -21,7 +19,7 @@ from daemon.db.pool import open_pool
 from daemon.engine.listener import listen_for_campaign_changes
 from daemon.engine.reconciler import reconciler_component
 from daemon.engine.recorder import ResultRecorder
-from daemon.engine.runtime import Component, Runtime
+from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
@@ -86,13 +84,11 @@ async def run_daemon(
     """Run until SIGTERM/SIGINT (or `stop`); return the exit code."""
     check_config_for_run(config)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     if install_signal_handlers:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
     notifier = SystemdNotifier()
     daemon_id = new_daemon_id()
-    failed: list[str] = []
+    tasks = TaskOwner(stop)
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(
             open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
@@ -123,36 +119,18 @@ async def run_daemon(
         for component in components or []:
             await stack.enter_async_context(component(runtime))
 
-        tasks: dict[str, asyncio.Task[None]] = {}
-
-        def start(name: str, coro: Coroutine[Any, Any, None]) -> None:
-            task = asyncio.create_task(coro, name=name)
-            tasks[name] = task
-
-            def died(t: asyncio.Task[None]) -> None:
-                if t.cancelled() or (stop.is_set() and t.exception() is None):
-                    return
-                error = t.exception()
-                failed.append(name)
-                log.error("task_died", task=name, error=repr(error) if error else "returned")
-                stop.set()
-
-            task.add_done_callback(died)
-
-        start("recorder", recorder.run())
-
-        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat))
+        tasks.start("recorder", recorder.run())
+        tasks.start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat))
         if notifier.watchdog_interval_s:
             # The event loop is alive even while the database is away: a long outage must not
             # get the daemon killed with results still waiting in memory.
-            start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
-        start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
-        start("listener", listen_for_campaign_changes(dsn, sender.wake))
-        start("status", _status_loop(sender, notifier))
+            tasks.start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
+        tasks.start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
+        tasks.start("listener", listen_for_campaign_changes(dsn, sender.wake))
+        tasks.start("status", _status_loop(sender, notifier))
         for name, coro in runtime.extra_tasks.items():
-            start(name, coro)
-        start("claim", sender.run(stop))
-        claim = tasks.pop("claim")
+            tasks.start(name, coro)
+        claim = tasks.start("claim", sender.run(stop))
         notifier.ready("sending")
         log.info(
             "daemon_started",
@@ -169,7 +147,7 @@ async def run_daemon(
             await asyncio.wait([claim], timeout=5.0)
             claim.cancel()
         await sender.shutdown(config.sender.shutdown_timeout_s)
-        await cancel_all(list(tasks.values()))
+        await tasks.cancel_all()
         try:
             async with pool.acquire() as conn:
                 await store.forget_daemon(conn, daemon_id)
@@ -185,19 +163,10 @@ async def run_daemon(
             shutdown_s=round(time.monotonic() - started, 3),
         )
     notifier.close()
-    if failed:
-        raise WaSenderError(f"daemon stopped because a background task failed: {', '.join(failed)}")
+    if tasks.failed:
+        failed = ", ".join(tasks.failed)
+        raise WaSenderError(f"daemon stopped because a background task failed: {failed}")
     return 0
-
-
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel and wait. Cancelling again matters: on Python 3.11 `asyncio.wait_for` can swallow
-    a cancellation that lands just as its inner wait completes."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _done, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 def _host_pid() -> tuple[str, int]:
