@@ -1,6 +1,9 @@
-"""`wa-sender run`: the composition root. Wires the pool, the HTTP client, the sender, the
-upkeep loops and the optional web server (webhook, metrics); owns every task; shuts down in
-order on SIGTERM/SIGINT."""
+"""The composition root of `wa-sender run` and `wa-sender webhook`.
+
+`run_daemon` wires the pool, the HTTP client, the sender, the upkeep loops and the optional
+web server (webhook, metrics); `run_webhook` the webhook server and the reconciler alone,
+without the sender, to scale receipt intake out over several processes or hosts (one
+database). Each owns its tasks (`TaskOwner`) and shuts down in order on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -17,13 +20,20 @@ from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.engine.listener import listen_for_campaign_changes
-from daemon.engine.reconciler import reconciler_component
+from daemon.engine.reconciler import Reconciler, reconciler_component, reconciler_tasks
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
-from daemon.engine.web import check_webhook_config, web_component
+from daemon.engine.web import (
+    WebDeps,
+    build_web_app,
+    check_webhook_config,
+    serve_web_app,
+    warn_if_no_verify_token,
+    web_component,
+)
 from daemon.errors import ConfigError, WaSenderError
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
@@ -166,6 +176,59 @@ async def run_daemon(
     if tasks.failed:
         failed = ", ".join(tasks.failed)
         raise WaSenderError(f"daemon stopped because a background task failed: {failed}")
+    return 0
+
+
+async def run_webhook(
+    config: Config,
+    dsn: str,
+    *,
+    stop: asyncio.Event | None = None,
+    install_signal_handlers: bool = True,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Serve the webhook and reconcile until SIGTERM/SIGINT (or `stop`); the exit code.
+    `on_ready` gets the server's base URL once it listens."""
+    check_webhook_config(config)
+    stop = stop or asyncio.Event()
+    if install_signal_handlers:
+        stop_on_signals(stop)
+    notifier = SystemdNotifier()
+    tasks = TaskOwner(stop)
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(
+            open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
+        )
+        async with pool.acquire() as conn:
+            await require_current_schema(conn)
+        reconciler = Reconciler(pool, config.webhook)
+        for name, coro in reconciler_tasks(reconciler, dsn).items():
+            tasks.start(name, coro)
+        try:
+            app = build_web_app(WebDeps(config, pool, stop))
+            warn_if_no_verify_token(config)
+            # The server stops first (no new receipts), then the reconciler, then the pool.
+            async with serve_web_app(app, config.webhook.host, config.webhook.port) as base_url:
+                notifier.ready("receiving status webhooks")
+                log.info("webhook_service_started", url=base_url)
+                if on_ready is not None:
+                    on_ready(base_url)
+                await stop.wait()
+                notifier.stopping()
+                log.info("webhook_service_stopping")
+        finally:
+            await tasks.cancel_all()
+        stats = reconciler.stats
+        log.info(
+            "webhook_service_stopped",
+            applied=stats.applied,
+            duplicate=stats.duplicate,
+            orphaned=stats.orphaned,
+        )
+    notifier.close()
+    if tasks.failed:
+        failed = ", ".join(tasks.failed)
+        raise WaSenderError(f"webhook service stopped because a task failed: {failed}")
     return 0
 
 
