@@ -50,7 +50,6 @@ CONTACT_LABELS: Mapping[ContactState, str] = {
 PENDING_STATES = frozenset(
     {ContactState.INITIAL, ContactState.IN_PROGRESS, ContactState.RETRY_SCHEDULED}
 )
-CLAIMABLE_STATES = frozenset({ContactState.INITIAL, ContactState.RETRY_SCHEDULED})
 FINAL_STATES = frozenset(ContactState) - PENDING_STATES
 
 
@@ -78,8 +77,6 @@ E = ContactEvent
 # receipt having said so; a receipt is evidence and moves them forward.
 _UNCONFIRMED = frozenset({S.IN_PROGRESS, S.RETRY_SCHEDULED, S.ERROR, S.CANCELED_BY_ADMIN})
 _SENT_LIKE = frozenset({S.SENT, S.SUCCESSFULLY_SUBMITTED})
-
-RECEIPT_RANK: Mapping[ContactState, int] = {S.SENT: 1, S.DELIVERED: 2, S.READ: 3}
 
 _TRANSITIONS: dict[tuple[ContactState | None, ContactEvent], ContactState] = {
     (None, E.IMPORTED): S.INITIAL,
@@ -144,14 +141,6 @@ def next_state(state: ContactState | None, event: ContactEvent) -> ContactState:
     raise ForbiddenTransition(state, event)
 
 
-def is_allowed(state: ContactState | None, event: ContactEvent) -> bool:
-    try:
-        next_state(state, event)
-    except ForbiddenTransition:
-        return False
-    return True
-
-
 RECEIPT_EVENTS: Mapping[str, ContactEvent] = {
     "sent": E.RECEIPT_SENT,
     "delivered": E.RECEIPT_DELIVERED,
@@ -202,7 +191,3 @@ def campaign_next_state(state: CampaignState, command: CampaignCommand) -> Campa
     if target is None:
         raise ForbiddenCampaignTransition(state, command)
     return target
-
-
-def campaign_allowed_sources(command: CampaignCommand) -> frozenset[CampaignState]:
-    return frozenset(src for (src, cmd) in _CAMPAIGN_TRANSITIONS if cmd is command)

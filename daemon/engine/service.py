@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 import asyncpg
@@ -265,6 +265,3 @@ async def _status_loop(sender: Sender, notifier: SystemdNotifier) -> None:
                 queued=sender.queued,
                 inflight=sender.inflight,
             )
-
-
-Startable = Callable[[], Awaitable[None]]
