@@ -52,7 +52,7 @@ def default_components(config: Config) -> list[Component]:
     extra_routes = []
     on_stored = []
     if config.metrics.enabled:
-        from daemon.ops.metrics import Metrics, metrics_component
+        from daemon.engine.metrics import Metrics, metrics_component
 
         metrics = Metrics()
         components.append(metrics_component(metrics))

@@ -17,7 +17,6 @@ import bisect
 import collections
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -34,13 +33,11 @@ from daemon.core.outcomes import Outcome, OutcomeKind
 from daemon.core.states import CampaignState, ContactState
 from daemon.db.campaigns import campaign_progress, list_campaigns
 from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.recorder import ResultRecorder
+from daemon.engine.runtime import Runtime
+from daemon.engine.sender import Sender
 from daemon.logs import get_logger
-
-if TYPE_CHECKING:
-    from daemon.engine.recorder import ResultRecorder
-    from daemon.engine.runtime import Runtime
-    from daemon.engine.sender import Sender
-    from daemon.whatsapp.webhook import ReceiptRow
+from daemon.whatsapp.webhook import ReceiptRow
 
 log = get_logger(__name__)
 
