@@ -36,7 +36,7 @@ def cmd_webhook(args: argparse.Namespace, config: Config) -> int:
     configure_logging(config.logging.format, config.logging.level, stream=sys.stdout)
     with database_dsn(config.database) as dsn:
         if not config.database.url:
-            from daemon.cli import ensure_embedded_schema
+            from daemon.cli.main import ensure_embedded_schema
 
             ensure_embedded_schema(dsn)
         return eventloop.run(run_webhook(config, dsn), config.runtime.event_loop)

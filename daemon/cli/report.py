@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from daemon.cli import with_connection
+from daemon.cli.main import with_connection
 from daemon.config import Config
 from daemon.core.phones import InvalidPhone, normalize_phone
 from daemon.errors import WaSenderError

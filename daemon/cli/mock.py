@@ -267,7 +267,7 @@ def handle(args: argparse.Namespace, config: object) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m daemon.cli_mock``) until the main CLI wires it."""
+    """Standalone entry point (``python -m daemon.cli.mock``) until the main CLI wires it."""
     parser = argparse.ArgumentParser(prog="wa-sender")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -8,7 +8,6 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -290,16 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_suppression)
 
-    for register in _extra_commands():
-        register(commands)
+    from daemon.cli import loadtest, mock, report, run, webhook
+
+    run.add_parser(commands)
+    run.add_demo_parser(commands)
+    mock.add_parser(commands)
+    report.add_parser(commands)
+    webhook.add_parser(commands)
+    loadtest.add_parser(commands)
     return parser
-
-
-def _extra_commands() -> list[Callable[[Any], None]]:
-    """Commands that live in their own modules (daemon, demo, mock API, reports, load test)."""
-    from daemon import cli_extra
-
-    return cli_extra.registrars()
 
 
 def _config_path(raw: str, explicit: bool) -> Path | None:
