@@ -6,76 +6,24 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 
+from daemon.cli import loadtest, mock, report, run, webhook
+from daemon.cli.common import Handler, phone_arg, positive_int, with_connection
 from daemon.config import Config, load_config
 from daemon.core.payload import Template
-from daemon.core.phones import InvalidPhone, normalize_phone
 from daemon.core.states import CampaignCommand
 from daemon.db import campaigns as store
 from daemon.db.database import database_dsn
 from daemon.db.importer import import_contacts
-from daemon.db.migrate import apply_migrations, require_current_schema
+from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
 from daemon.errors import ConfigError, WaSenderError
 from daemon.logs import configure_logging
 from daemon.ops.render import campaign_dict, campaign_line, progress_dict, progress_table
-
-Handler = Callable[[argparse.Namespace, Config], int]
-
-
-def _phone_arg(raw: str) -> str:
-    try:
-        return normalize_phone(raw)
-    except InvalidPhone as exc:
-        raise argparse.ArgumentTypeError(f"invalid phone {raw!r}: {exc.reason}") from None
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {raw!r}")
-    return value
-
-
-def with_connection(config: Config, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
-    """Run `work` on one connection to the configured (or embedded) database."""
-    with database_dsn(config.database) as dsn:
-
-        async def main() -> int:
-            conn = await connect(dsn)
-            try:
-                await ensure_schema(conn, embedded=not config.database.url)
-                return await work(conn)
-            finally:
-                await conn.close()
-
-        return asyncio.run(main())
-
-
-def ensure_embedded_schema(dsn: str) -> None:
-    async def main() -> None:
-        conn = await connect(dsn)
-        try:
-            await apply_migrations(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(main())
-
-
-async def ensure_schema(conn: asyncpg.Connection, *, embedded: bool) -> None:
-    """The embedded database migrates itself; a configured one must be migrated on purpose."""
-    if embedded:
-        await apply_migrations(conn)
-        return
-    await require_current_schema(conn)
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
@@ -246,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_campaign_list)
     p = sub.add_parser("status", help="per-state counts with labels and progress")
-    p.add_argument("id", type=_positive_int)
+    p.add_argument("id", type=positive_int)
     p.add_argument("--json", action="store_true")
     p.add_argument(
         "--watch", action="store_true", help="refresh counts, rate and ETA until the campaign ends"
@@ -259,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         CampaignCommand.CANCEL,
     ):
         p = sub.add_parser(command.value, help=f"{command.value} a campaign")
-        p.add_argument("id", type=_positive_int)
+        p.add_argument("id", type=positive_int)
         p.set_defaults(handler=_lifecycle(command))
 
     contacts = commands.add_parser("contacts", help="import or remove contacts")
@@ -267,29 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "import", help="load a CSV (header 'phone' or 'Guest phone number' + parameter columns)"
     )
-    p.add_argument("id", type=_positive_int)
+    p.add_argument("id", type=positive_int)
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_contacts_import)
     p = sub.add_parser("remove", help="remove contacts (campaign draft or paused only)")
-    p.add_argument("id", type=_positive_int)
-    p.add_argument("phones", nargs="+", type=_phone_arg, metavar="PHONE")
+    p.add_argument("id", type=positive_int)
+    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
     p.set_defaults(handler=cmd_contacts_remove)
 
     suppression = commands.add_parser("suppression", help="the opt-out list")
     sub = suppression.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("add", help="never send to these phones")
-    p.add_argument("phones", nargs="+", type=_phone_arg, metavar="PHONE")
+    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
     p.add_argument("--reason", default="opt-out")
     p.set_defaults(handler=cmd_suppression)
     p = sub.add_parser("remove", help="allow these phones again")
-    p.add_argument("phones", nargs="+", type=_phone_arg, metavar="PHONE")
+    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
     p.set_defaults(handler=cmd_suppression)
     p = sub.add_parser("list", help="list suppressed phones")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_suppression)
-
-    from daemon.cli import loadtest, mock, report, run, webhook
 
     run.add_parser(commands)
     run.add_demo_parser(commands)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from daemon.cli.common import ensure_embedded_schema
 from daemon.config import Config
 from daemon.db.database import database_dsn
 from daemon.engine import eventloop
@@ -25,8 +26,6 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     configure_logging(config.logging.format, config.logging.level, stream=sys.stdout)
     with database_dsn(config.database) as dsn:
         if not config.database.url:
-            from daemon.cli.main import ensure_embedded_schema
-
             ensure_embedded_schema(dsn)
         return eventloop.run(
             run_daemon(config, dsn, components=default_components(config)),
@@ -52,8 +51,6 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
 
         raise ConfigError("--contacts must be 0 or more and --rate above 0")
     with database_dsn(config.database, throwaway=True) as dsn:
-        from daemon.cli.main import ensure_embedded_schema
-
         if config.database.url:
             print("using DATABASE_URL (a demo campaign will be created there)")
         ensure_embedded_schema(dsn)

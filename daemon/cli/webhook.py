@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from daemon.cli.common import ensure_embedded_schema
 from daemon.config import Config, with_overrides
 from daemon.db.database import database_dsn
 from daemon.engine import eventloop
@@ -36,7 +37,5 @@ def cmd_webhook(args: argparse.Namespace, config: Config) -> int:
     configure_logging(config.logging.format, config.logging.level, stream=sys.stdout)
     with database_dsn(config.database) as dsn:
         if not config.database.url:
-            from daemon.cli.main import ensure_embedded_schema
-
             ensure_embedded_schema(dsn)
         return eventloop.run(run_webhook(config, dsn), config.runtime.event_loop)

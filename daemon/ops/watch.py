@@ -126,7 +126,7 @@ def watch_campaign(
 ) -> int:
     """The `campaign status ID --watch` command: 0 once the campaign is over, 130 on Ctrl-C.
     `out` defaults to sys.stdout."""
-    from daemon.cli.main import with_connection  # the CLI imports this module
+    from daemon.cli.common import with_connection  # the CLI imports this module
 
     stream = sys.stdout if out is None else out
 
