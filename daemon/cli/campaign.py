@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from typing import TextIO
 
 import asyncpg
 
@@ -14,6 +16,9 @@ from daemon.core.states import CampaignCommand
 from daemon.db import campaigns as store
 from daemon.errors import ConfigError
 from daemon.ops.render import campaign_dict, campaign_line, progress_dict, progress_table
+from daemon.ops.watch import watch
+
+EXIT_INTERRUPTED = 130
 
 
 def add_parser(commands: Commands) -> None:
@@ -90,8 +95,6 @@ def cmd_campaign_status(args: argparse.Namespace, config: Config) -> int:
     if args.watch:
         if args.json:
             raise ConfigError("--watch and --json cannot be combined")
-        from daemon.ops.watch import watch_campaign
-
         return watch_campaign(config, args.id)
 
     async def work(conn: asyncpg.Connection) -> int:
@@ -114,3 +117,22 @@ def _lifecycle(command: CampaignCommand) -> Handler:
         return with_connection(config, work)
 
     return handler
+
+
+def watch_campaign(
+    config: Config, campaign_id: int, *, interval_s: float = 1.0, out: TextIO | None = None
+) -> int:
+    """The `campaign status ID --watch` command: 0 once the campaign is over, 130 on Ctrl-C.
+    `out` defaults to sys.stdout."""
+    stream = sys.stdout if out is None else out
+
+    async def work(conn: asyncpg.Connection) -> int:
+        await watch(conn, campaign_id, interval_s=interval_s, out=stream)
+        return 0
+
+    try:
+        return with_connection(config, work)
+    except KeyboardInterrupt:
+        stream.write("\n")
+        stream.flush()
+        return EXIT_INTERRUPTED
