@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from daemon.cli.common import Commands
 from daemon.config import Config
 from daemon.loadtest.options import SYSTEMS, LoadtestError, LoadtestOptions
 
@@ -32,7 +33,8 @@ def _systems(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Commands) -> None:
+    """Register `loadtest`."""
     p = commands.add_parser(
         "loadtest",
         help="run the daemon against the mock Cloud API and measure it",

@@ -13,6 +13,8 @@ import asyncpg
 from daemon.cli import (
     campaign,
     contacts,
+    demo,
+    gdpr,
     loadtest,
     migrate,
     mock,
@@ -42,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     contacts.add_parser(commands)
     suppression.add_parser(commands)
     run.add_parser(commands)
-    run.add_demo_parser(commands)
+    demo.add_parser(commands)
     mock.add_parser(commands)
     report.add_parser(commands)
+    gdpr.add_parser(commands)
     webhook.add_parser(commands)
     loadtest.add_parser(commands)
     return parser

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import fields
 
+from daemon.cli.common import Commands
 from daemon.config import EVENT_LOOPS
 from daemon.engine import eventloop
 from daemon.errors import ConfigError
@@ -61,9 +61,9 @@ def _pair(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=NUMBER") from None
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     """Register the ``mock-api`` subcommand (defaults: ``func=run``, ``handler=handle``)."""
-    parser = subparsers.add_parser(
+    parser = commands.add_parser(
         "mock-api",
         help="run the mock WhatsApp Cloud API",
         description=(
@@ -264,16 +264,3 @@ def run(args: argparse.Namespace) -> int:
 def handle(args: argparse.Namespace, config: object) -> int:
     """The main CLI's ``handler(args, config)`` form; the mock needs nothing from config."""
     return run(args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m daemon.cli.mock``) until the main CLI wires it."""
-    parser = argparse.ArgumentParser(prog="wa-sender")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

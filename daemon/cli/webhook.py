@@ -7,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from daemon.cli.common import ensure_embedded_schema
+from daemon.cli.common import Commands, ensure_embedded_schema
 from daemon.config import Config, with_overrides
 from daemon.db.database import database_dsn
 from daemon.engine import eventloop
@@ -16,7 +16,8 @@ from daemon.engine.web import check_webhook_config
 from daemon.logs import configure_logging
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Commands) -> None:
+    """Register `webhook`."""
     p = commands.add_parser(
         "webhook",
         help="the receipts webhook server and reconciler alone, to scale out (until SIGTERM)",
