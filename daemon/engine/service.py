@@ -167,7 +167,7 @@ async def run_daemon(
             "daemon_stopped",
             daemon_id=daemon_id,
             sent=sender.stats.sent,
-            claimed=sender.stats.claimed,
+            claimed=sender.claimed,
             released=sender.stats.released,
             unknown_outcome=sender.stats.unknown_outcome,
             shutdown_s=round(time.monotonic() - started, 3),
