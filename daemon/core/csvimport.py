@@ -23,6 +23,9 @@ class CsvFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ContactRow:
+    """One data row of a contacts CSV: the phone, its parameter values, and why it is invalid (None
+    when valid)."""
+
     line: int  # 1-based line of the row in the file, header is line 1
     phone: str  # normalised when valid, as written when invalid
     params: dict[str, str]
@@ -30,6 +33,7 @@ class ContactRow:
 
 
 def decode_csv_bytes(data: bytes, origin: str) -> str:
+    """The file's text (UTF-8, a BOM allowed); CsvFormatError for binary or non-UTF-8 content."""
     if b"\x00" in data[:4096]:
         raise CsvFormatError(f"{origin}: not a CSV file (binary content)")
     try:

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 
 class ContactState(StrEnum):
+    """A contact's state; the values are the database's."""
+
     INITIAL = "initial"
     INVALID_RECORD = "invalid_record"
     IN_PROGRESS = "in_progress"
@@ -27,6 +29,7 @@ class ContactState(StrEnum):
 
     @property
     def label(self) -> str:
+        """The name shown to people, e.g. "Delivery failed"."""
         return CONTACT_LABELS[self]
 
 
@@ -54,6 +57,8 @@ FINAL_STATES = frozenset(ContactState) - PENDING_STATES
 
 
 class ContactEvent(StrEnum):
+    """What can happen to a contact; `next_state` says where each event takes it."""
+
     IMPORTED = "imported"
     REJECTED_AT_IMPORT = "rejected_at_import"
     CLAIMED = "claimed"
@@ -123,6 +128,8 @@ _TRANSITIONS.pop((S.SENT, E.RECEIPT_SENT))
 
 
 class ForbiddenTransition(ValueError):
+    """A contact event its state does not allow."""
+
     def __init__(self, state: ContactState | None, event: ContactEvent) -> None:
         where = state.label if state else "(new)"
         super().__init__(f"contact in state {where!r} cannot take event {event.value!r}")
@@ -150,6 +157,8 @@ RECEIPT_EVENTS: Mapping[str, ContactEvent] = {
 
 
 class CampaignState(StrEnum):
+    """A campaign's state; the values are the database's."""
+
     DRAFT = "draft"
     RUNNING = "running"
     PAUSED = "paused"
@@ -158,6 +167,8 @@ class CampaignState(StrEnum):
 
 
 class CampaignCommand(StrEnum):
+    """What an operator (or the daemon, for `finish`) asks of a campaign."""
+
     START = "start"
     PAUSE = "pause"
     RESUME = "resume"
@@ -180,6 +191,8 @@ EDITABLE_CAMPAIGN_STATES = frozenset({CampaignState.DRAFT, CampaignState.PAUSED}
 
 
 class ForbiddenCampaignTransition(ValueError):
+    """A campaign command its state does not allow."""
+
     def __init__(self, state: CampaignState, command: CampaignCommand) -> None:
         super().__init__(f"cannot {command.value} a campaign that is {state.value}")
         self.state = state
@@ -187,6 +200,7 @@ class ForbiddenCampaignTransition(ValueError):
 
 
 def campaign_next_state(state: CampaignState, command: CampaignCommand) -> CampaignState:
+    """The state `command` takes a campaign in `state` to; ForbiddenCampaignTransition if none."""
     target = _CAMPAIGN_TRANSITIONS.get((state, command))
     if target is None:
         raise ForbiddenCampaignTransition(state, command)

@@ -71,6 +71,7 @@ class PgBinaries:
 
     @property
     def major(self) -> str:
+        """The major version, e.g. "16"."""
         return self.version.split(".")[0]
 
 
@@ -160,6 +161,7 @@ class EmbeddedPostgres:
 
     @property
     def dsn(self) -> str:
+        """The connection string of the running server."""
         if self._dsn is None:
             raise EmbeddedPostgresError("the embedded PostgreSQL is not started")
         return self._dsn

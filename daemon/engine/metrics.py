@@ -73,6 +73,7 @@ class SendMetrics(Collector):
         self._sum = 0.0
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
+        """Count one send outside the sender (tests, benchmarks)."""
         self.on_send(None, outcome, seconds)
 
     def on_send(self, _work: object, outcome: Outcome, seconds: float) -> None:
@@ -86,6 +87,7 @@ class SendMetrics(Collector):
         self._sum += seconds
 
     def collect(self) -> Iterator[Metric]:
+        """The metric families, built at scrape time."""
         sends = CounterMetricFamily(
             "wa_sender_sends",
             "Send attempts that got an answer, by outcome and error code",
@@ -106,6 +108,8 @@ class SendMetrics(Collector):
 
 
 class Metrics:
+    """Every metric of the daemon, in its own registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -139,6 +143,7 @@ class Metrics:
     # -- fed by the engine --------------------------------------------------------------
 
     def observe_send(self, outcome: Outcome, seconds: float) -> None:
+        """Count one send and its duration."""
         self.sends.observe(outcome, seconds)
 
     def on_receipts_stored(self, rows: Sequence[ReceiptRow]) -> None:
@@ -152,10 +157,12 @@ class Metrics:
                 self.receipts.labels(status).inc(n)
 
     def add_rate_limit_wait(self, seconds: float) -> None:
+        """Add time sends waited for the rate limiter."""
         if seconds > 0:
             self.rate_limit_wait.inc(seconds)
 
     def set_pipeline(self, *, queued: int, inflight: int, claimed: int) -> None:
+        """The sender's pipeline now: queued, in flight, claimed."""
         self.queued.set(queued)
         self.inflight.set(inflight)
         self.claimed.set(claimed)
@@ -173,6 +180,7 @@ class Metrics:
         self._campaign_series = series
 
     async def refresh_campaigns(self, conn: asyncpg.Connection) -> None:
+        """Read the state counts of the running and paused campaigns."""
         counts: dict[int, Mapping[ContactState, int]] = {}
         for campaign in await list_campaigns(conn):
             if campaign.state in WATCHED_CAMPAIGN_STATES:
@@ -252,4 +260,5 @@ def metrics_handler(metrics: Metrics) -> Handler:
 
 
 def add_metrics_routes(app: web.Application, metrics: Metrics, path: str = "/metrics") -> None:
+    """Serve `metrics` at `path` on the app."""
     app.router.add_get(path, metrics_handler(metrics))

@@ -49,6 +49,8 @@ _RETRYABLE: Final[tuple[type[BaseException], ...]] = (
 
 @dataclass
 class ReconcileStats:
+    """Running totals of the reconciler (rounds, batches, receipts by result)."""
+
     rounds: int = 0
     batches: int = 0
     applied: int = 0
@@ -60,6 +62,7 @@ class ReconcileStats:
     errors: int = 0
 
     def add(self, result: store.ReconcileResult) -> None:
+        """Add one batch's result."""
         self.batches += 1
         self.applied += result.applied
         self.duplicate += result.duplicate
@@ -90,6 +93,7 @@ class Reconciler:
         self.stats = ReconcileStats()
 
     def wake(self) -> None:
+        """Reconcile now: a receipt was stored (NOTIFY), or a sweep is asked for."""
         self._nothing_pending = False  # a receipt was stored (NOTIFY) or a sweep is asked for
         self._wake.set()
 

@@ -20,6 +20,9 @@ log = get_logger(__name__)
 
 
 class ResultRecorder:
+    """Writes send results in batches (every `flush_interval_s`, sooner when `max_batch` are
+    waiting), through database outages; `on_recorded` callbacks see each written batch."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -43,12 +46,14 @@ class ResultRecorder:
         self.recorded = 0
 
     def add(self, result: SendResult) -> None:
+        """Queue one result for the next batch."""
         self._pending.append(result)
         if len(self._pending) >= self._max_batch:
             self._wake.set()
 
     @property
     def backlog(self) -> int:
+        """Results waiting to be written."""
         return len(self._pending)
 
     async def run(self) -> None:
@@ -62,6 +67,7 @@ class ResultRecorder:
             await self.flush()
 
     async def flush(self) -> None:
+        """Write everything waiting now (one flush at a time)."""
         async with self._flushing:
             while self._pending:
                 batch, self._pending = (

@@ -53,6 +53,8 @@ _FATAL = OutcomeKind.FATAL
 
 @dataclass
 class SenderStats:
+    """The sender's counters since it started."""
+
     sent: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     released: int = 0
@@ -62,6 +64,7 @@ class SenderStats:
     def count(self, kind: OutcomeKind) -> None:
         # The member itself is the key: a StrEnum hashes and compares as its value, and
         # reading `.value` goes through a Python-level property on every send.
+        """Count one answer of this kind."""
         self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
 
@@ -69,6 +72,9 @@ SendObserver = Callable[[Work, Outcome, float], None]
 
 
 class Sender:
+    """Sends claimed contacts through per-number workers, paced by the rate limiters, and hands
+    every result to the recorder; `run` claims (through its Claimer), `shutdown` drains."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -120,10 +126,12 @@ class Sender:
 
     @property
     def queued(self) -> int:
+        """Contacts claimed and not yet sending."""
         return sum(len(q) for q in self._queues.values()) + len(self._in_hand)
 
     @property
     def inflight(self) -> int:
+        """Sends in flight."""
         return len(self._inflight)
 
     async def run(self, stop: asyncio.Event) -> None:

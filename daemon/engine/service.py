@@ -71,10 +71,12 @@ ARRIVAL_JITTER_S = 0.01
 
 
 def sending_burst(rate_per_second: float, burst: float) -> float:
+    """The bucket size to send with: the configured burst less the arrival jitter's share."""
     return max(1.0, burst - rate_per_second * ARRIVAL_JITTER_S)
 
 
 def check_config_for_run(config: Config) -> None:
+    """Refuse to start without an access token (one clear line)."""
     if not config.whatsapp.access_token:
         raise ConfigError(
             "whatsapp.access_token is not set: set WA_SENDER_WHATSAPP_ACCESS_TOKEN "

@@ -118,6 +118,7 @@ def check_webhook_config(config: Config) -> None:
 
 
 def warn_if_no_verify_token(config: Config) -> None:
+    """Log a warning when the webhook runs without a verify token (the GET handshake is refused)."""
     if config.webhook.enabled and not config.whatsapp.verify_token:
         log.warning("webhook_verify_token_missing", hint="the GET handshake will be refused")
 
@@ -150,10 +151,12 @@ def web_component(
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: the process answers."""
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """GET /readyz: 200 while the database answers and the daemon is not stopping, else 503."""
     deps = request.app[DEPS_KEY]
     if deps.stopping is not None and deps.stopping.is_set():
         return web.json_response({"status": "stopping"}, status=503)
@@ -179,6 +182,7 @@ async def verify_subscription(request: web.Request) -> web.Response:
 
 
 async def receive_statuses(request: web.Request) -> web.Response:
+    """POST webhook: store the statuses, then answer (counted by status code)."""
     response = await _receive_statuses(request)
     request.app[STATS_KEY].responses[response.status] += 1
     return response
