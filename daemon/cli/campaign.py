@@ -58,6 +58,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_campaign_create(args: argparse.Namespace, config: Config) -> int:
+    """`campaign create`: a draft campaign; prints its id."""
     phone_number_id = args.phone_number_id or config.whatsapp.phone_number_id
     if not phone_number_id:
         raise ConfigError(
@@ -77,6 +78,8 @@ def cmd_campaign_create(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_campaign_list(args: argparse.Namespace, config: Config) -> int:
+    """`campaign list`: one line per campaign, or JSON."""
+
     async def work(conn: asyncpg.Connection) -> int:
         found = await store.list_campaigns(conn)
         if args.json:
@@ -92,6 +95,7 @@ def cmd_campaign_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_campaign_status(args: argparse.Namespace, config: Config) -> int:
+    """`campaign status ID`: the per-state table (or JSON), or `--watch` it live."""
     if args.watch:
         if args.json:
             raise ConfigError("--watch and --json cannot be combined")

@@ -32,6 +32,8 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
+    """`contacts import ID FILE`: load a CSV; prints what was imported and why rows were not."""
+
     async def work(conn: asyncpg.Connection) -> int:
         result = await import_contacts(conn, args.id, Path(args.file))
         if args.json:
@@ -56,6 +58,8 @@ def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_contacts_remove(args: argparse.Namespace, config: Config) -> int:
+    """`contacts remove ID PHONE...`: exit code 1 when a phone could not be removed."""
+
     async def work(conn: asyncpg.Connection) -> int:
         removed, not_removed = await store.remove_contacts(conn, args.id, args.phones)
         print(f"removed {len(removed)}")

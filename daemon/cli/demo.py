@@ -22,6 +22,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    """`demo`: a generated campaign sent end to end to the local mock API."""
     from daemon.ops.demo import main_demo  # the mock API and the daemon: only for the demo
 
     if args.contacts < 0 or args.rate <= 0:

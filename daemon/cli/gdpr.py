@@ -37,6 +37,8 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_gdpr_purge(args: argparse.Namespace, config: Config) -> int:
+    """`gdpr purge --older-than DAYS`: anonymise the contacts of old campaigns."""
+
     async def work(conn: asyncpg.Connection) -> int:
         r = await gdpr.purge(conn, args.older_than)
         print(
@@ -50,6 +52,7 @@ def cmd_gdpr_purge(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_gdpr_forget(args: argparse.Namespace, config: Config) -> int:
+    """`gdpr forget PHONE`: anonymise a person everywhere and suppress the number."""
     phone = parse_phone(args.phone)
 
     async def work(conn: asyncpg.Connection) -> int:

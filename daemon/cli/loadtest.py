@@ -165,6 +165,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
+    """The LoadtestOptions the parsed flags describe."""
     systems = ("floor",) if args.floor else ("wa-sender", *args.compare)
     return LoadtestOptions(
         contacts=args.contacts,
@@ -196,6 +197,7 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
 
 
 def cmd_loadtest(args: argparse.Namespace, config: Config) -> int:
+    """`loadtest`: run, print the report; exit code 1 when an invariant failed."""
     options = options_from_args(args)
     report = run(options, quiet=args.quiet)
     print(_render(report))

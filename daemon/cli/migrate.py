@@ -19,6 +19,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    """`migrate`: apply the pending migrations and say which."""
     with database_dsn(config.database) as dsn:
 
         async def main() -> int:

@@ -78,6 +78,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The mock's flags, in groups (server, throughput, faults, receipts)."""
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")

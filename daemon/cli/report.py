@@ -26,6 +26,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_report(args: argparse.Namespace, config: Config) -> int:
+    """`report NAME`: run a SQL report and print it in the chosen format."""
     report_text(args.name)  # an unknown name fails before connecting
 
     async def work(conn: asyncpg.Connection) -> int:

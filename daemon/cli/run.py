@@ -22,6 +22,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    """`run`: the daemon until SIGTERM (the embedded database migrates itself)."""
     check_config_for_run(config)
     configure_logging(config.logging.format, config.logging.level, stream=sys.stdout)
     with database_dsn(config.database) as dsn:

@@ -29,6 +29,8 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_suppression(args: argparse.Namespace, config: Config) -> int:
+    """`suppression add|remove|list`."""
+
     async def work(conn: asyncpg.Connection) -> int:
         if args.action == "add":
             added = [p for p in args.phones if await store.add_suppression(conn, p, args.reason)]

@@ -28,6 +28,7 @@ def add_parser(commands: Commands) -> None:
 
 
 def cmd_webhook(args: argparse.Namespace, config: Config) -> int:
+    """`webhook`: the webhook server and reconciler alone, on --host/--port."""
     overrides: dict[str, Any] = {"enabled": True}
     if args.host:
         overrides["host"] = args.host

@@ -33,6 +33,7 @@ class RateWindow:
         self._samples: deque[tuple[float, int]] = deque()
 
     def add(self, at: float, done: int) -> None:
+        """One sample: `done` contacts final at time `at`."""
         self._samples.append((at, done))
         # Keep one sample at or before the window's start so the window stays `span_s` wide.
         while len(self._samples) > 2 and self._samples[1][0] <= at - self.span_s:
@@ -49,6 +50,7 @@ class RateWindow:
 
 
 def eta_seconds(pending: int, rate: float | None) -> float | None:
+    """Seconds until `pending` contacts are done at `rate` (None without a rate)."""
     if pending <= 0:
         return 0.0
     if not rate:
@@ -57,6 +59,7 @@ def eta_seconds(pending: int, rate: float | None) -> float | None:
 
 
 def progress_line(p: CampaignProgress, rate: float | None, eta_s: float | None, now: str) -> str:
+    """One line of progress, for output that is not a terminal."""
     c = p.campaign
     line = (
         f"{now} campaign {c.id} {c.state.value}: {p.done}/{p.total} final ({p.percent_done:.1f}%)"
