@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from daemon.cli_loadtest import run
+from daemon.cli.loadtest import run
 from daemon.loadtest.options import LoadtestOptions
 
 SCENARIOS: dict[str, dict[str, Any]] = {

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.engine.eventloop import EVENT_LOOPS
 from daemon.errors import ConfigError
 
 
@@ -99,6 +98,9 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = True
+
+
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # runtime.event_loop, and the baselines' --event-loop
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
-from daemon.db.embedded import EmbeddedPostgres, PgBinaries, find_binaries
+from daemon.db.embedded import EmbeddedPostgres
+from daemon.db.pgbinaries import PgBinaries, find_binaries
 from daemon.errors import EmbeddedPostgresError
 
 ROOT = Path(__file__).resolve().parents[1]

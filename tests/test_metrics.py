@@ -26,7 +26,7 @@ from daemon.core.outcomes import (
 from daemon.core.states import CampaignCommand, ContactState
 from daemon.db.campaigns import change_campaign_state
 from daemon.db.pool import open_pool
-from daemon.ops.metrics import (
+from daemon.engine.metrics import (
     Metrics,
     add_metrics_routes,
     code_class,

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from daemon import cli_mock
+from daemon.cli import mock as cli_mock
 from daemon.whatsapp.mock import RunningMock, start_mock_server
 from daemon.whatsapp.mock_config import FaultConfig, MockConfig, ReceiptConfig
 from daemon.whatsapp.mock_errors import error_envelope, error_spec

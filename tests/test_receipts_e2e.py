@@ -16,11 +16,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from daemon.cli_webhook import run_webhook
 from daemon.config import Config, Secret, with_overrides
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
-from daemon.engine.service import default_components
+from daemon.engine.service import default_components, run_webhook
 from daemon.whatsapp.mock import start_mock_server
 from daemon.whatsapp.mock_config import MockConfig, ReceiptConfig
 from daemon.whatsapp.mock_receipts import PlannedStatus

@@ -11,7 +11,8 @@ from structlog.testing import capture_logs
 
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
-from daemon.engine.sender import Sender, Work
+from daemon.engine.claimer import Work
+from daemon.engine.sender import Sender
 from daemon.whatsapp.mock import start_mock_server
 from daemon.whatsapp.mock_config import FaultConfig, MockConfig
 from tests.helpers.daemon import (

@@ -170,9 +170,9 @@ else:
     sys.exit(78)
 
 from aiohttp import ClientSession, web
-from daemon.cli import build_parser
+from daemon.cli.main import build_parser
 from daemon.db.pool import connect
-from daemon.ops.metrics import Metrics, add_metrics_routes
+from daemon.engine.metrics import Metrics, add_metrics_routes
 
 build_parser()  # imports every command's module
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from daemon.cli.campaign import watch_campaign
 from daemon.config import Config, with_overrides
 from daemon.db.campaigns import campaign_progress
 from daemon.ops.render import progress_table
-from daemon.ops.watch import RateWindow, eta_seconds, watch_campaign
+from daemon.ops.watch import RateWindow, eta_seconds
 from tests.helpers.data import campaign_with_contacts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,7 +168,7 @@ async def test_ctrl_c_stops_watching_with_exit_code_130(
     script = (
         "import sys\n"
         "from daemon.config import Config, with_overrides\n"
-        "from daemon.ops.watch import watch_campaign\n"
+        "from daemon.cli.campaign import watch_campaign\n"
         "config = with_overrides(Config(), database={'url': sys.argv[1]})\n"
         "sys.exit(watch_campaign(config, int(sys.argv[2]), interval_s=0.05))\n"
     )

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.core.phones import InvalidPhone, normalize_phone
@@ -24,26 +23,17 @@ class CsvFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ContactRow:
+    """One data row of a contacts CSV: the phone, its parameter values, and why it is invalid (None
+    when valid)."""
+
     line: int  # 1-based line of the row in the file, header is line 1
     phone: str  # normalised when valid, as written when invalid
     params: dict[str, str]
     invalid_reason: str | None = None
 
 
-@dataclass
-class ParsedContacts:
-    valid: list[ContactRow] = field(default_factory=list)
-    invalid: list[ContactRow] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return len(self.valid) + len(self.invalid)
-
-    def reasons(self) -> Counter[str]:
-        return Counter(row.invalid_reason or "" for row in self.invalid)
-
-
 def decode_csv_bytes(data: bytes, origin: str) -> str:
+    """The file's text (UTF-8, a BOM allowed); CsvFormatError for binary or non-UTF-8 content."""
     if b"\x00" in data[:4096]:
         raise CsvFormatError(f"{origin}: not a CSV file (binary content)")
     try:
@@ -132,11 +122,3 @@ def _rows(
             yield ContactRow(line, phone, params, reason)
     except csv.Error as exc:
         raise CsvFormatError(f"{origin}: not a valid CSV near line {line + 1}: {exc}") from None
-
-
-def parse_contacts(text: str, param_columns: Sequence[str], origin: str = "file") -> ParsedContacts:
-    """All rows at once, split into valid and invalid."""
-    parsed = ParsedContacts()
-    for row in iter_contacts(text, param_columns, origin):
-        (parsed.invalid if row.invalid_reason else parsed.valid).append(row)
-    return parsed

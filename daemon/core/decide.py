@@ -12,6 +12,9 @@ from daemon.core.states import ContactState
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """What becomes of a contact after one send: its next state, when to try again, the error to
+    keep, whether to suppress the number."""
+
     state: ContactState
     next_attempt_at: datetime | None = None
     error_code: int | None = None

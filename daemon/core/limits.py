@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Final
 
 WINDOW_S: Final = 24 * 3600.0
-TIERS: Final = (250, 2_000, 10_000, 100_000)
 _UNLIMITED_WORDS: Final = frozenset({"", "0", "unlimited", "tier_unlimited", "none"})
 
 

@@ -15,6 +15,8 @@ ContactId = NewType("ContactId", int)
 
 @dataclass(frozen=True)
 class Campaign:
+    """A campaign as stored: its state, template, sending number and hold or pause reason."""
+
     id: CampaignId
     name: str
     state: CampaignState
@@ -30,19 +32,24 @@ class Campaign:
 
 @dataclass(frozen=True)
 class CampaignProgress:
+    """A campaign with the number of its contacts in each state."""
+
     campaign: Campaign
     counts: dict[ContactState, int]
 
     @property
     def total(self) -> int:
+        """Every contact of the campaign."""
         return sum(self.counts.values())
 
     @property
     def done(self) -> int:
+        """Contacts in a final state (no longer pending)."""
         from daemon.core.states import PENDING_STATES
 
         return sum(n for state, n in self.counts.items() if state not in PENDING_STATES)
 
     @property
     def percent_done(self) -> float:
+        """`done` as a percentage of `total` (100 for an empty campaign)."""
         return 100.0 * self.done / self.total if self.total else 100.0

@@ -16,6 +16,9 @@ import orjson
 
 
 class OutcomeKind(StrEnum):
+    """The class of one send attempt's answer, which decides what happens to the contact (and the
+    campaign)."""
+
     ACCEPTED = "accepted"
     TRANSIENT = "transient"  # retry this contact with backoff
     THROTTLED = "throttled"  # transient, and the sender must slow down
@@ -112,6 +115,9 @@ _HTTP_THROTTLE_STATUSES: Final = frozenset({429})
 # Outcome is made per send (2.1 vs 0.3 us here). Treat it as immutable all the same.
 @dataclass(slots=True)
 class Outcome:
+    """One send attempt's answer, classified: the wamid when accepted, else the error and what it
+    means."""
+
     kind: OutcomeKind
     wamid: str | None = None
     wa_id: str | None = None

@@ -17,6 +17,8 @@ CALLBACK_DATA_MAX_CHARS: Final = 512  # Meta's limit on biz_opaque_callback_data
 
 @dataclass(frozen=True, slots=True)
 class Template:
+    """An approved template: its name, language, and the columns of its body parameters."""
+
     name: str
     language: str  # the exact locale the template was approved in, e.g. "en_US"
     param_columns: tuple[str, ...] = ()  # body parameters {{1}}, {{2}}... in order
@@ -24,6 +26,8 @@ class Template:
 
 @dataclass(frozen=True, slots=True)
 class CallbackRef:
+    """The attempt a receipt's callback data names: campaign, contact and attempt number."""
+
     campaign_id: int
     contact_id: int
     attempt: int
@@ -59,6 +63,7 @@ def encode_body(body: Mapping[str, Any]) -> bytes:
 
 
 def encode_callback_data(campaign_id: int, contact_id: int, attempt: int) -> str:
+    """The `biz_opaque_callback_data` of one attempt, read back by `decode_callback_data`."""
     return f"{CALLBACK_PREFIX}:{campaign_id}:{contact_id}:{attempt}"
 
 

@@ -22,6 +22,9 @@ THROTTLE_COOLDOWN_S: Final = 1.0
 
 
 class TokenBucket:
+    """One sending number's bucket: `rate_per_s` tokens a second up to `burst`, slowed down on
+    throttling answers and recovered gradually."""
+
     def __init__(
         self,
         rate_per_s: float,
@@ -46,18 +49,22 @@ class TokenBucket:
 
     @property
     def effective_rate(self) -> float:
+        """The rate now, after any slow-down."""
         return self._rate
 
     @property
     def configured_rate(self) -> float:
+        """The rate it was given (its share of the number's rate)."""
         return self._configured
 
     @property
     def burst(self) -> float:
+        """The bucket's size."""
         return self._burst
 
     @property
     def min_rate(self) -> float:
+        """The floor a slow-down never goes below."""
         return min(self._configured, max(MIN_RATE_PER_S, MIN_RATE_FRACTION * self._configured))
 
     def reserve(self, now: float, n: int = 1) -> float:
@@ -144,9 +151,11 @@ class RateLimiters:
 
     @property
     def share(self) -> float:
+        """This daemon's fraction of each number's rate."""
         return self._share
 
     def bucket(self, phone_number_id: str) -> TokenBucket:
+        """The bucket of a sending number, made on first use."""
         bucket = self._buckets.get(phone_number_id)
         if bucket is None:
             bucket = TokenBucket(self._rate_per_s * self._share, self._burst * self._share)
@@ -154,12 +163,14 @@ class RateLimiters:
         return bucket
 
     def set_share(self, now: float, share: float) -> None:
+        """Give every bucket `share` of the configured rate and burst (from `now`)."""
         _check_share(share)
         self._share = share
         for bucket in self._buckets.values():
             bucket.set_rate(now, self._rate_per_s * share, self._burst * share)
 
     def effective_rates(self) -> dict[str, float]:
+        """The effective rate of each number's bucket."""
         return {number: bucket.effective_rate for number, bucket in self._buckets.items()}
 
 

@@ -19,7 +19,10 @@ _PLACEHOLDER_RETRYING: Final = tenacity.Retrying()
 
 
 class WarningLogger(Protocol):
-    def warning(self, event: str, /, **kw: Any) -> Any: ...
+    """Anything that logs a warning like structlog does (this module imports no logger)."""
+
+    def warning(self, event: str, /, **kw: Any) -> Any:
+        """Log `event` with key/value pairs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,13 @@ class RetryPolicy:
             raise ValueError("need 0 <= initial_s <= max_s and jitter_s >= 0")
 
     def wait_strategy(self) -> wait_base:
+        """The waits between attempts, as a tenacity strategy."""
         return tenacity.wait_exponential_jitter(
             multiplier=self.initial_s, max=self.max_s, jitter=self.jitter_s
         )
 
     def stop_strategy(self) -> stop_base:
+        """Stop after `max_attempts`, as a tenacity strategy."""
         return tenacity.stop_after_attempt(self.max_attempts)
 
     def next_delay(self, attempt: int) -> float | None:

@@ -11,6 +11,8 @@ from enum import StrEnum
 
 
 class ContactState(StrEnum):
+    """A contact's state; the values are the database's."""
+
     INITIAL = "initial"
     INVALID_RECORD = "invalid_record"
     IN_PROGRESS = "in_progress"
@@ -27,6 +29,7 @@ class ContactState(StrEnum):
 
     @property
     def label(self) -> str:
+        """The name shown to people, e.g. "Delivery failed"."""
         return CONTACT_LABELS[self]
 
 
@@ -50,11 +53,12 @@ CONTACT_LABELS: Mapping[ContactState, str] = {
 PENDING_STATES = frozenset(
     {ContactState.INITIAL, ContactState.IN_PROGRESS, ContactState.RETRY_SCHEDULED}
 )
-CLAIMABLE_STATES = frozenset({ContactState.INITIAL, ContactState.RETRY_SCHEDULED})
 FINAL_STATES = frozenset(ContactState) - PENDING_STATES
 
 
 class ContactEvent(StrEnum):
+    """What can happen to a contact; `next_state` says where each event takes it."""
+
     IMPORTED = "imported"
     REJECTED_AT_IMPORT = "rejected_at_import"
     CLAIMED = "claimed"
@@ -78,8 +82,6 @@ E = ContactEvent
 # receipt having said so; a receipt is evidence and moves them forward.
 _UNCONFIRMED = frozenset({S.IN_PROGRESS, S.RETRY_SCHEDULED, S.ERROR, S.CANCELED_BY_ADMIN})
 _SENT_LIKE = frozenset({S.SENT, S.SUCCESSFULLY_SUBMITTED})
-
-RECEIPT_RANK: Mapping[ContactState, int] = {S.SENT: 1, S.DELIVERED: 2, S.READ: 3}
 
 _TRANSITIONS: dict[tuple[ContactState | None, ContactEvent], ContactState] = {
     (None, E.IMPORTED): S.INITIAL,
@@ -126,6 +128,8 @@ _TRANSITIONS.pop((S.SENT, E.RECEIPT_SENT))
 
 
 class ForbiddenTransition(ValueError):
+    """A contact event its state does not allow."""
+
     def __init__(self, state: ContactState | None, event: ContactEvent) -> None:
         where = state.label if state else "(new)"
         super().__init__(f"contact in state {where!r} cannot take event {event.value!r}")
@@ -144,14 +148,6 @@ def next_state(state: ContactState | None, event: ContactEvent) -> ContactState:
     raise ForbiddenTransition(state, event)
 
 
-def is_allowed(state: ContactState | None, event: ContactEvent) -> bool:
-    try:
-        next_state(state, event)
-    except ForbiddenTransition:
-        return False
-    return True
-
-
 RECEIPT_EVENTS: Mapping[str, ContactEvent] = {
     "sent": E.RECEIPT_SENT,
     "delivered": E.RECEIPT_DELIVERED,
@@ -161,6 +157,8 @@ RECEIPT_EVENTS: Mapping[str, ContactEvent] = {
 
 
 class CampaignState(StrEnum):
+    """A campaign's state; the values are the database's."""
+
     DRAFT = "draft"
     RUNNING = "running"
     PAUSED = "paused"
@@ -169,6 +167,8 @@ class CampaignState(StrEnum):
 
 
 class CampaignCommand(StrEnum):
+    """What an operator (or the daemon, for `finish`) asks of a campaign."""
+
     START = "start"
     PAUSE = "pause"
     RESUME = "resume"
@@ -191,6 +191,8 @@ EDITABLE_CAMPAIGN_STATES = frozenset({CampaignState.DRAFT, CampaignState.PAUSED}
 
 
 class ForbiddenCampaignTransition(ValueError):
+    """A campaign command its state does not allow."""
+
     def __init__(self, state: CampaignState, command: CampaignCommand) -> None:
         super().__init__(f"cannot {command.value} a campaign that is {state.value}")
         self.state = state
@@ -198,11 +200,8 @@ class ForbiddenCampaignTransition(ValueError):
 
 
 def campaign_next_state(state: CampaignState, command: CampaignCommand) -> CampaignState:
+    """The state `command` takes a campaign in `state` to; ForbiddenCampaignTransition if none."""
     target = _CAMPAIGN_TRANSITIONS.get((state, command))
     if target is None:
         raise ForbiddenCampaignTransition(state, command)
     return target
-
-
-def campaign_allowed_sources(command: CampaignCommand) -> frozenset[CampaignState]:
-    return frozenset(src for (src, cmd) in _CAMPAIGN_TRANSITIONS if cmd is command)

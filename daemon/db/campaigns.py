@@ -24,6 +24,7 @@ CAMPAIGNS_CHANNEL = "wa_sender_campaigns"
 
 
 def campaign_from_record(r: asyncpg.Record) -> Campaign:
+    """The Campaign of a `campaigns` row."""
     return Campaign(
         id=CampaignId(r["id"]),
         name=r["name"],
@@ -42,6 +43,7 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
 async def create_campaign(
     conn: asyncpg.Connection, name: str, template: Template, phone_number_id: str
 ) -> CampaignId:
+    """A new draft campaign; its id."""
     campaign_id = await conn.fetchval(
         query("create_campaign"),
         name,
@@ -56,6 +58,7 @@ async def create_campaign(
 async def get_campaign(
     conn: asyncpg.Connection, campaign_id: int, *, lock: bool = False
 ) -> Campaign:
+    """The campaign (row-locked in the transaction when `lock`); NotFoundError if there is none."""
     record = await conn.fetchrow(query("lock_campaign" if lock else "get_campaign"), campaign_id)
     if record is None:
         raise NotFoundError(f"campaign {campaign_id} does not exist")
@@ -63,10 +66,12 @@ async def get_campaign(
 
 
 async def list_campaigns(conn: asyncpg.Connection) -> list[Campaign]:
+    """Every campaign."""
     return [campaign_from_record(r) for r in await conn.fetch(query("list_campaigns"))]
 
 
 async def campaign_progress(conn: asyncpg.Connection, campaign_id: int) -> CampaignProgress:
+    """The campaign with its contacts counted by state."""
     campaign = await get_campaign(conn, campaign_id)
     counts = {state: 0 for state in ContactState}
     for r in await conn.fetch(query("campaign_state_counts"), campaign_id):
@@ -135,17 +140,21 @@ async def remove_contacts(
 
 
 async def add_suppression(conn: asyncpg.Connection, phone: str, reason: str) -> bool:
+    """Put a phone on the suppression list; False if it was there already."""
     return await conn.fetchval(query("add_suppression"), phone, reason) is not None
 
 
 async def add_suppressions(conn: asyncpg.Connection, phones: Sequence[str], reason: str) -> None:
+    """Put phones on the suppression list (those listed already stay as they are)."""
     if phones:
         await conn.execute(query("add_suppressions"), list(phones), [reason] * len(phones))
 
 
 async def remove_suppression(conn: asyncpg.Connection, phone: str) -> bool:
+    """Take a phone off the suppression list; False if it was not on it."""
     return await conn.fetchval(query("remove_suppression"), phone) is not None
 
 
 async def list_suppressions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The suppression list: phone, reason, created_at."""
     return list(await conn.fetch(query("list_suppressions")))

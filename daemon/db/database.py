@@ -12,6 +12,7 @@ from daemon.config import DatabaseConfig
 
 
 def default_state_dir() -> Path:
+    """Where the embedded PostgreSQL keeps its data by default (per user, or /var/lib for root)."""
     if os.geteuid() == 0:
         # The server runs as an unprivileged user, who cannot reach into /root.
         return Path("/var/lib/wa-sender/pgdata")
@@ -40,5 +41,6 @@ def database_dsn(config: DatabaseConfig, *, throwaway: bool = False) -> Iterator
 
 
 def with_database_name(dsn: str, name: str) -> str:
+    """`dsn` naming the database `name` instead."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + name))

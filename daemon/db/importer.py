@@ -29,6 +29,8 @@ _escape = json.encoder.encode_basestring
 
 @dataclass(frozen=True)
 class ImportResult:
+    """What an import did: rows read, contacts imported, rows invalid and why."""
+
     campaign_id: int
     rows: int
     imported: int
@@ -56,6 +58,8 @@ def params_json(params: dict[str, str]) -> JsonText:
 
 
 async def import_contacts(conn: asyncpg.Connection, campaign_id: int, path: Path) -> ImportResult:
+    """Load a contacts CSV into a draft or paused campaign, in one transaction; invalid rows are
+    kept as invalid records."""
     campaign = await get_campaign(conn, campaign_id)
     _check_editable(campaign_id, campaign.state)
     rows = open_contacts_file(path, campaign.template.param_columns)

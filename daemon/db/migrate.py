@@ -42,6 +42,7 @@ async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
 
 
 async def pending_migrations(conn: asyncpg.Connection) -> list[str]:
+    """The migrations not applied yet, as NNNN_name."""
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     done: set[int] = set()
     if exists:

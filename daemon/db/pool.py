@@ -56,6 +56,7 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection with the pool's codecs; DatabaseError when the database cannot be reached."""
     try:
         conn = await asyncpg.connect(dsn)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -71,6 +72,7 @@ class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
     open transaction is still rolled back on release."""
 
     def get_reset_query(self) -> str:
+        """No reset on release (see the class)."""
         return ""
 
 
@@ -78,6 +80,7 @@ class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
 async def open_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, close_timeout_s: float = 10.0
 ) -> AsyncIterator[asyncpg.Pool]:
+    """The pool for the body of the `async with`, closed after it within `close_timeout_s`."""
     try:
         pool = await asyncpg.create_pool(
             dsn,

@@ -28,27 +28,46 @@ class ReceiptRow(Protocol):
     """One status to store (the webhook's parsed rows; a Protocol keeps db free of whatsapp)."""
 
     @property
-    def wamid(self) -> str: ...
+    def wamid(self) -> str:
+        """The message id the status is about."""
+
     @property
-    def status(self) -> str: ...
+    def status(self) -> str:
+        """sent, delivered, read or failed."""
+
     @property
-    def status_at(self) -> datetime | None: ...
+    def status_at(self) -> datetime | None:
+        """When the status happened, as Meta says."""
+
     @property
-    def recipient_id(self) -> str | None: ...
+    def recipient_id(self) -> str | None:
+        """The recipient's WhatsApp id."""
+
     @property
-    def phone_number_id(self) -> str | None: ...
+    def phone_number_id(self) -> str | None:
+        """The sending number the status belongs to."""
+
     @property
-    def callback_data(self) -> str | None: ...
+    def callback_data(self) -> str | None:
+        """Our callback data, echoed back."""
+
     @property
-    def error_code(self) -> int | None: ...
+    def error_code(self) -> int | None:
+        """The error code of a failed status."""
+
     @property
-    def error_title(self) -> str | None: ...
+    def error_title(self) -> str | None:
+        """The error title of a failed status."""
+
     @property
-    def raw(self) -> dict[str, Any]: ...
+    def raw(self) -> dict[str, Any]:
+        """The status object as received."""
 
 
 @dataclass(frozen=True, slots=True)
 class OrphanReceipt:
+    """A receipt no contact matched within `orphan_after_s`: kept as orphaned, and logged."""
+
     id: int
     wamid: str
     status: str
@@ -59,6 +78,8 @@ class OrphanReceipt:
 
 @dataclass(frozen=True, slots=True)
 class ReconcileResult:
+    """What one reconcile batch did with the receipts it picked."""
+
     picked: int = 0
     applied: int = 0
     duplicate: int = 0
@@ -142,9 +163,11 @@ async def wake_receipts_for_wamids(conn: asyncpg.Connection, wamids: Sequence[st
 
 
 async def receipt_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Receipts by processing state."""
     return {r["processing_state"]: r["n"] for r in await conn.fetch(query("receipt_counts"))}
 
 
 async def any_pending_receipt(conn: asyncpg.Connection) -> bool:
+    """Whether any receipt still waits to be applied."""
     found: bool = await conn.fetchval(query("any_pending_receipt"))
     return found

@@ -20,6 +20,8 @@ from daemon.db.sql import query
 # sets every field through object.__setattr__ (several times slower). Treat them as immutable.
 @dataclass(slots=True)
 class ClaimedContact:
+    """A contact claimed for one send attempt."""
+
     id: ContactId
     campaign_id: CampaignId
     phone: str
@@ -33,6 +35,8 @@ class ClaimedContact:
 
 @dataclass(slots=True)
 class SendResult:
+    """One attempt's result, for `record_results`."""
+
     contact_id: ContactId
     attempt: int
     phone: str
@@ -44,6 +48,7 @@ class SendResult:
 
 
 async def running_campaigns(conn: asyncpg.Connection) -> list[Campaign]:
+    """The running campaigns (held ones too), by id."""
     return [campaign_from_record(r) for r in await conn.fetch(query("running_campaigns"))]
 
 
@@ -55,6 +60,7 @@ async def claim_contacts(
     limit: int,
     after_id: int = 0,
 ) -> list[ClaimedContact]:
+    """Claim up to `limit` due contacts of a campaign (ids above `after_id`) for `lease_s`."""
     rows = await conn.fetch(
         query("claim_contacts"), campaign_id, daemon_id, lease_s, limit, after_id
     )
@@ -128,6 +134,7 @@ async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> in
 
 
 async def release_contacts(conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str) -> str:
+    """Give back contacts claimed and never sent: back to where they were, the attempt undone."""
     result: str = await conn.execute(query("release_contacts"), list(ids), daemon_id)
     return result
 
@@ -187,41 +194,50 @@ async def expire_leases(
 async def renew_claims(
     conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str, lease_s: float
 ) -> set[int]:
+    """Extend this daemon's claims by `lease_s`; the ids still held."""
     rows = await conn.fetch(query("renew_claims"), list(ids), daemon_id, lease_s)
     return {r["id"] for r in rows}
 
 
 async def finish_campaign_if_done(conn: asyncpg.Connection, campaign_id: int) -> bool:
+    """Finish the campaign if no contact is pending; whether it was."""
     return await conn.fetchval(query("finish_campaign_if_done"), campaign_id) is not None
 
 
 async def next_retry_due(conn: asyncpg.Connection) -> datetime | None:
+    """When the next scheduled retry falls due (None if there is none)."""
     due: datetime | None = await conn.fetchval(query("next_retry_due"))
     return due
 
 
 async def pause_campaign_fatal(conn: asyncpg.Connection, campaign_id: int, reason: str) -> bool:
+    """Pause a running campaign for a campaign-fatal error; whether it was running."""
     return await conn.fetchval(query("pause_campaign_fatal"), campaign_id, reason) is not None
 
 
 async def set_campaign_hold(
     conn: asyncpg.Connection, campaign_ids: Sequence[int], reason: str, until: datetime | None
 ) -> None:
+    """Hold campaigns until `until` (None: until cleared), with the reason shown."""
     await conn.execute(query("set_campaign_hold"), list(campaign_ids), reason, until)
 
 
 async def clear_campaign_hold(conn: asyncpg.Connection, campaign_id: int) -> None:
+    """End a campaign's hold."""
     await conn.execute(query("clear_campaign_hold"), campaign_id)
 
 
 async def heartbeat(conn: asyncpg.Connection, daemon_id: str, hostname: str, pid: int) -> None:
+    """This daemon is alive (its row in daemons)."""
     await conn.execute(query("heartbeat"), daemon_id, hostname, pid)
 
 
 async def live_daemon_count(conn: asyncpg.Connection, dead_after_s: float) -> int:
+    """Daemons that heartbeated within `dead_after_s`."""
     count: int = await conn.fetchval(query("live_daemon_count"), dead_after_s)
     return count
 
 
 async def forget_daemon(conn: asyncpg.Connection, daemon_id: str) -> None:
+    """Remove this daemon's row (on a clean stop)."""
     await conn.execute(query("forget_daemon"), daemon_id)

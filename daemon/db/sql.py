@@ -19,6 +19,7 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
 def parse_named_blocks(text: str, origin: str = "<sql>") -> dict[str, str]:
+    """The `-- name: x` blocks of a SQL file, by name; ValueError for a name used twice."""
     parts = _NAME_LINE.split(text)
     blocks: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -30,6 +31,7 @@ def parse_named_blocks(text: str, origin: str = "<sql>") -> dict[str, str]:
 
 @functools.cache
 def queries() -> Mapping[str, str]:
+    """Every named query of sql/queries/*.sql (read once); ValueError for a name in two files."""
     found: dict[str, str] = {}
     for path in sorted((SQL_DIR / "queries").glob("*.sql")):
         for name, body in parse_named_blocks(path.read_text(encoding="utf-8"), str(path)).items():
@@ -40,17 +42,21 @@ def queries() -> Mapping[str, str]:
 
 
 def query(name: str) -> str:
+    """The SQL of one named query."""
     return queries()[name]
 
 
 @dataclass(frozen=True)
 class Migration:
+    """One file of sql/migrations/: its version, name and SQL."""
+
     version: int
     name: str
     sql: str
 
 
 def migrations() -> list[Migration]:
+    """The migrations in version order; ValueError for a misnamed file or a version used twice."""
     found: list[Migration] = []
     for path in sorted((SQL_DIR / "migrations").glob("*.sql")):
         match = _MIGRATION_FILE.match(path.name)
@@ -64,4 +70,5 @@ def migrations() -> list[Migration]:
 
 
 def report_path(name: str) -> Path:
+    """The file of a named SQL report."""
     return SQL_DIR / "reports" / f"{name}.sql"

@@ -8,11 +8,11 @@ import gc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from daemon.config import EVENT_LOOPS as EVENT_LOOPS  # re-exported: the loadtest options use it
 from daemon.errors import ConfigError
 
 T = TypeVar("T")
 
-EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # runtime.event_loop, and the baselines' --event-loop
 # Each request makes dozens of short-lived containers; with CPython's default of 700, young
 # collections ran every few messages and promoted in-flight requests to older generations.
 YOUNG_GC_THRESHOLD = 20_000

@@ -41,4 +41,5 @@ async def listen(dsn: str, channel: str, on_notify: Callable[[], None]) -> None:
 
 
 async def listen_for_campaign_changes(dsn: str, on_change: Callable[[], None]) -> None:
+    """Call `on_change` on every NOTIFY of a campaign started or resumed. Runs until cancelled."""
     await listen(dsn, CAMPAIGNS_CHANNEL, on_change)

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import asyncpg
 
@@ -23,10 +23,8 @@ from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sender_store import SendResult
 from daemon.engine.listener import listen
+from daemon.engine.runtime import Runtime
 from daemon.logs import get_logger
-
-if TYPE_CHECKING:
-    from daemon.engine.service import Runtime
 
 log = get_logger(__name__)
 
@@ -51,6 +49,8 @@ _RETRYABLE: Final[tuple[type[BaseException], ...]] = (
 
 @dataclass
 class ReconcileStats:
+    """Running totals of the reconciler (rounds, batches, receipts by result)."""
+
     rounds: int = 0
     batches: int = 0
     applied: int = 0
@@ -62,6 +62,7 @@ class ReconcileStats:
     errors: int = 0
 
     def add(self, result: store.ReconcileResult) -> None:
+        """Add one batch's result."""
         self.batches += 1
         self.applied += result.applied
         self.duplicate += result.duplicate
@@ -92,6 +93,7 @@ class Reconciler:
         self.stats = ReconcileStats()
 
     def wake(self) -> None:
+        """Reconcile now: a receipt was stored (NOTIFY), or a sweep is asked for."""
         self._nothing_pending = False  # a receipt was stored (NOTIFY) or a sweep is asked for
         self._wake.set()
 

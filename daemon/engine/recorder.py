@@ -20,6 +20,9 @@ log = get_logger(__name__)
 
 
 class ResultRecorder:
+    """Writes send results in batches (every `flush_interval_s`, sooner when `max_batch` are
+    waiting), through database outages; `on_recorded` callbacks see each written batch."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -36,8 +39,6 @@ class ResultRecorder:
         # One flush at a time: `close` must wait for a write `run` has in progress, or the
         # caller would cancel `run` (and that write) once `close` returned.
         self._flushing = asyncio.Lock()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._closing = False
         self.on_recorded: list[Callable[[list[SendResult]], None]] = (
             [on_recorded] if on_recorded else []
@@ -45,14 +46,14 @@ class ResultRecorder:
         self.recorded = 0
 
     def add(self, result: SendResult) -> None:
-        if not self._pending:  # idle is set only with nothing pending: clear it once a batch
-            self._idle.clear()
+        """Queue one result for the next batch."""
         self._pending.append(result)
         if len(self._pending) >= self._max_batch:
             self._wake.set()
 
     @property
     def backlog(self) -> int:
+        """Results waiting to be written."""
         return len(self._pending)
 
     async def run(self) -> None:
@@ -66,6 +67,7 @@ class ResultRecorder:
             await self.flush()
 
     async def flush(self) -> None:
+        """Write everything waiting now (one flush at a time)."""
         async with self._flushing:
             while self._pending:
                 batch, self._pending = (
@@ -73,7 +75,6 @@ class ResultRecorder:
                     self._pending[self._max_batch :],
                 )
                 await self._write(batch)
-            self._idle.set()
 
     async def _write(self, batch: list[SendResult]) -> None:
         async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="record_results"):
@@ -83,9 +84,6 @@ class ResultRecorder:
         self.recorded += len(batch)
         for callback in self.on_recorded:
             callback(batch)
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
 
     async def close(self) -> None:
         """Final flush, after any flush in progress; shielded so that a cancelled shutdown still

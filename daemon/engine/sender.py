@@ -1,7 +1,7 @@
 """The sender pipeline: claim -> rate limit -> send -> record.
 
-One claim loop fills a queue per sending phone number (never more than can be sent within a
-lease). Each number has `concurrency` long-lived send workers: a worker takes the next contact
+The claimer (`engine.claimer`) fills a queue per sending phone number and fences the claims.
+Each number has `concurrency` long-lived send workers: a worker takes the next contact
 of its number's queue and waits for that number's token bucket (one worker per number at a
 time), takes one of the `concurrency` daemon-wide send slots, checks the claim, sends, and
 hands the result to the recorder. Taking, pacing and sending in the same task, and without a
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -28,20 +28,16 @@ from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.claimer import Claimer
+from daemon.engine.claimer import Work as Work  # re-exported: the load-test probe imports it
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.slots import Slots
-from daemon.engine.upkeep import DEAD_AFTER_S
 from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
 log = get_logger(__name__)
 
-FINISH_CHECK_EVERY_S = 1.0
-QUEUE_S = 0.5
-# Sending stops when this daemon has not heartbeated for this long: past DEAD_AFTER_S other
-# daemons may recover its claims, so it must renew them before sending again.
-FENCE_AFTER_S = DEAD_AFTER_S * 0.6
 # uvloop's timers have millisecond resolution: a shorter sleep fires at once, and waiting for
 # the next token became a busy loop (0.9 of a core at 1,000 msg/s). Sleeping a little longer
 # costs no rate: the bucket keeps the tokens that accrue meanwhile (up to the burst).
@@ -55,16 +51,10 @@ _THROTTLED = OutcomeKind.THROTTLED
 _FATAL = OutcomeKind.FATAL
 
 
-@dataclass(slots=True)
-class Work:
-    contact: store.ClaimedContact
-    campaign: Campaign
-    claimed_at: float  # monotonic
-
-
 @dataclass
 class SenderStats:
-    claimed: int = 0
+    """The sender's counters since it started."""
+
     sent: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     released: int = 0
@@ -74,6 +64,7 @@ class SenderStats:
     def count(self, kind: OutcomeKind) -> None:
         # The member itself is the key: a StrEnum hashes and compares as its value, and
         # reading `.value` goes through a Python-level property on every send.
+        """Count one answer of this kind."""
         self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
 
@@ -81,6 +72,9 @@ SendObserver = Callable[[Work, Outcome, float], None]
 
 
 class Sender:
+    """Sends claimed contacts through per-number workers, paced by the rate limiters, and hands
+    every result to the recorder; `run` claims (through its Claimer), `shutdown` drains."""
+
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -111,49 +105,38 @@ class Sender:
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
         # Set by the last send to finish once stopping; only `shutdown` waits for it.
         self._none_inflight = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
         self._stopping = False
-        self._halted: set[CampaignId] = set()
-        self._sendable: set[CampaignId] = set()
-        self._claim_cursor: dict[CampaignId, int] = {}
-        self._finish_checked: dict[CampaignId, float] = {}
-        self._last_heartbeat = time.monotonic()
-        self._claims_in_doubt = False
-        self._fence_lock = asyncio.Lock()
-        self._lease_margin = config.recovery.lease_s * 0.8
-        self._lost: set[int] = set()
+        self._claims = Claimer(pool, config, daemon_id, limiters, self)
         self.stats = SenderStats()
 
     # -- public -------------------------------------------------------------------------
 
     def wake(self) -> None:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
-        self._wake.set()
+        self._claims.wake()
 
     def note_heartbeat(self) -> None:
-        """This daemon is alive in the database's eyes; after a long silence its queued claims
-        are in doubt until renewed."""
-        now = time.monotonic()
-        if now - self._last_heartbeat > FENCE_AFTER_S:
-            self._claims_in_doubt = True
-        self._last_heartbeat = now
+        """This daemon is alive in the database's eyes (see `Claimer.note_heartbeat`)."""
+        self._claims.note_heartbeat()
+
+    @property
+    def claimed(self) -> int:
+        """Contacts claimed since the start."""
+        return self._claims.claimed
 
     @property
     def queued(self) -> int:
+        """Contacts claimed and not yet sending."""
         return sum(len(q) for q in self._queues.values()) + len(self._in_hand)
 
     @property
     def inflight(self) -> int:
+        """Sends in flight."""
         return len(self._inflight)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim until `stop` is set; then drain (see `shutdown`)."""
-        async for attempt in database_retrying(
-            CONNECTION_ERRORS, log, operation="claim_loop", max_s=5.0
-        ):
-            with attempt:
-                await self._claim_loop(stop)
+        await self._claims.run(stop)
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop sending: release what is queued, let in-flight sends finish within `timeout_s`,
@@ -190,116 +173,10 @@ class Sender:
             outcomes=self.stats.outcomes,
         )
 
-    # -- claim --------------------------------------------------------------------------
+    # -- what the claimer sees (ClaimHolder) ---------------------------------------------
 
-    def _capacity(self, phone_number_id: str) -> int:
-        """Most contacts to hold queued for a number: about QUEUE_S seconds of sending (what a
-        crash strands, and how long a claimed contact waits), never more than half a lease."""
-        rate = self._limiters.bucket(phone_number_id).configured_rate
-        by_time = int(rate * QUEUE_S)
-        by_lease = int(rate * self._config.recovery.lease_s * 0.5)
-        return max(1, min(2 * self._config.sender.batch_size, by_time, by_lease))
-
-    async def _claim_loop(self, stop: asyncio.Event) -> None:
-        batch = self._config.sender.batch_size
-        while not stop.is_set():
-            self._wake.clear()
-            self._room.clear()
-            async with self._pool.acquire() as conn:
-                campaigns = await store.running_campaigns(conn)
-                now = datetime.now(UTC)
-                self._halted &= {c.id for c in campaigns}
-                # Queued contacts of a campaign paused or canceled meanwhile are released.
-                self._sendable = {
-                    c.id for c in campaigns if c.id not in self._halted and not _held(c, now)
-                }
-                claimed, full = 0, False
-                for campaign in campaigns:
-                    if campaign.id not in self._sendable:
-                        continue
-                    capacity = self._capacity(campaign.phone_number_id)
-                    want = min(capacity - len(self._queue(campaign.phone_number_id)), batch)
-                    if want < min(batch, capacity) // 2:  # refill by at least half a batch
-                        full = True
-                        continue
-                    got = await self._claim(conn, campaign, want)
-                    claimed += got
-                    if got == 0:
-                        await self._maybe_finish(conn, campaign)
-                    elif got == want:
-                        full = True
-                idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
-            if stop.is_set():
-                return
-            if claimed and not full:
-                continue  # more may be due right away
-            events = [self._wake, stop, *([self._room] if full else [])]
-            await _first_of(events, (0.2 if claimed else 1.0) if full else idle_s)
-
-    async def _claim(self, conn: asyncpg.Connection, campaign: Campaign, limit: int) -> int:
-        lease_s = self._config.recovery.lease_s
-        daily_limit = self._config.limits.daily_unique_recipients
-        after_id = self._claim_cursor.get(campaign.id, 0)
-        if daily_limit > 0:
-            claimed, quota, oldest = await store.claim_within_limit(
-                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after_id
-            )
-            if not claimed and quota <= 0:
-                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
-                reason = (
-                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
-                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
-                )
-                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
-                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
-                return 0
-        else:
-            claimed = await store.claim_contacts(
-                conn, campaign.id, self._daemon_id, lease_s, limit, after_id
-            )
-        # Walk the campaign forward; a short claim means the end was reached: start over, for
-        # retries that fell due behind the cursor and contacts released by others.
-        self._claim_cursor[campaign.id] = max(c.id for c in claimed) if len(claimed) == limit else 0
-        if claimed and campaign.hold_reason:
-            await store.clear_campaign_hold(conn, campaign.id)
-        now = time.monotonic()
-        self._queue(campaign.phone_number_id).put_many(
-            [Work(contact, campaign, now) for contact in claimed]
-        )
-        if claimed:
-            self.stats.claimed += len(claimed)
-            log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
-        return len(claimed)
-
-    async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
-        now = time.monotonic()
-        if now - self._finish_checked.get(campaign.id, 0.0) < FINISH_CHECK_EVERY_S:
-            return
-        self._finish_checked[campaign.id] = now
-        if any(w.campaign.id == campaign.id for w in self._inflight.values()):
-            return
-        if await store.finish_campaign_if_done(conn, campaign.id):
-            log.info("campaign_finished", campaign_id=campaign.id)
-
-    async def _idle_wait(self, conn: asyncpg.Connection, campaigns: list[Campaign]) -> float:
-        """Seconds to sleep when there is nothing to claim: until the next retry falls due,
-        a held campaign's hold ends, or the idle poll, whichever is first."""
-        timeout = self._config.sender.idle_poll_s
-        if not campaigns:
-            return timeout
-        now = datetime.now(UTC)
-        due = await store.next_retry_due(conn)
-        candidates = [due, *(c.hold_until for c in campaigns)]
-        for moment in candidates:
-            if moment is not None:
-                timeout = min(timeout, max(0.05, (moment - now).total_seconds()))
-        if any(c.id in self._finish_checked for c in campaigns):
-            timeout = min(timeout, FINISH_CHECK_EVERY_S)
-        return timeout
-
-    # -- take, pace and send ------------------------------------------------------------
-
-    def _queue(self, phone_number_id: str) -> WorkQueue[Work]:
+    def queue_for(self, phone_number_id: str) -> WorkQueue[Work]:
+        """The queue of a sending number, made with its send workers on first use."""
         queue = self._queues.get(phone_number_id)
         if queue is None:
             queue = self._queues[phone_number_id] = WorkQueue()
@@ -313,10 +190,21 @@ class Sender:
             ]
         return queue
 
+    def held(self) -> list[Work]:
+        """Every contact taken by a worker or queued, not yet sending."""
+        return [*self._in_hand.values(), *(w for q in self._queues.values() for w in q.items)]
+
+    def sending(self, campaign_id: CampaignId) -> bool:
+        """Whether a send of this campaign is in flight."""
+        return any(w.campaign.id == campaign_id for w in self._inflight.values())
+
+    # -- take, pace and send ------------------------------------------------------------
+
     async def _send_worker(self, phone_number_id: str, queue: WorkQueue[Work]) -> None:
         me = asyncio.current_task()
         assert me is not None
-        low_water = self._capacity(phone_number_id) // 2
+        low_water = self._claims.capacity(phone_number_id) // 2
+        room = self._claims.room
         pacing = self._pacing[phone_number_id]
         bucket = self._limiters.bucket(phone_number_id)  # rate changes keep the same bucket
         loop = asyncio.get_running_loop()  # each lookup costs a getpid() on 3.11
@@ -329,7 +217,7 @@ class Sender:
                     me, pacing, bucket, queue
                 )
                 if len(queued) <= low_water:
-                    self._room.set()
+                    room.set()
                 if not self._slots.try_take():
                     await self._slots.take()
                 try:
@@ -400,67 +288,24 @@ class Sender:
 
     def _cleared_now(self, work: Work) -> bool:
         """The common case of `_cleared_to_send`, without a coroutine."""
+        claims = self._claims
         return (
-            work.campaign.id in self._sendable
-            and self._fence_clear(work)
-            and work.contact.id not in self._lost
+            work.campaign.id in claims.sendable
+            and claims.fence_clear(work)
+            and work.contact.id not in claims.lost
         )
 
     async def _cleared_to_send(self, work: Work, queue: WorkQueue[Work]) -> bool:
         """Checked after pacing, which may take long at a low rate: the campaign still runs
         (else its queued contacts are released) and the claim is still ours (fencing)."""
-        if work.campaign.id not in self._sendable:
+        claims = self._claims
+        if work.campaign.id not in claims.sendable:
             halted = queue.take_where(lambda other: other.campaign.id == work.campaign.id)
             await self._release([work.contact.id, *(w.contact.id for w in halted)])
             return False
-        if not self._fence_clear(work):
-            await self._fence(work)
-        return work.contact.id not in self._lost  # else another daemon recovered it
-
-    def _fence_clear(self, work: Work) -> bool:
-        """The common case, checked without a coroutine: heartbeat fresh, claim well in lease
-        (not `_needs_renewal`, which is the same test, but one call and clock reading more)."""
-        now = time.monotonic()
-        return (
-            now - self._last_heartbeat <= FENCE_AFTER_S
-            and not self._claims_in_doubt
-            and now - work.claimed_at <= self._lease_margin
-        )
-
-    def _needs_renewal(self, work: Work) -> bool:
-        return self._claims_in_doubt or time.monotonic() - work.claimed_at > self._lease_margin
-
-    async def _fence(self, work: Work) -> None:
-        """Fencing: never send a claim another daemon may have recovered. Waits while the
-        database is away, then renews the queued claims; those lost end up in `_lost`."""
-        while time.monotonic() - self._last_heartbeat > FENCE_AFTER_S:
-            await asyncio.sleep(0.1)
-        if self._needs_renewal(work):
-            async with self._fence_lock:
-                if self._needs_renewal(work):  # another dispatcher may have renewed meanwhile
-                    await self._renew_queued_claims(work)
-
-    async def _renew_queued_claims(self, current: Work) -> None:
-        held = [w for w in self._in_hand.values() if w is not current]
-        queued = [current, *held, *(w for q in self._queues.values() for w in q.items)]
-        ids = [w.contact.id for w in queued]
-        kept: set[int] = set()
-
-        async def renew(conn: asyncpg.Connection) -> None:
-            nonlocal kept
-            kept = await store.renew_claims(
-                conn, ids, self._daemon_id, self._config.recovery.lease_s
-            )
-
-        await self._write(renew)
-        now = time.monotonic()
-        for work in queued:
-            work.claimed_at = now
-        lost = set(ids) - kept
-        self._lost |= lost
-        self._claims_in_doubt = False
-        if lost:
-            log.warning("claims_lost", count=len(lost), kept=len(kept))
+        if not claims.fence_clear(work):
+            await claims.fence(work)
+        return work.contact.id not in claims.lost  # else another daemon recovered it
 
     async def _send(self, work: Work, bucket: TokenBucket, loop: asyncio.AbstractEventLoop) -> None:
         contact, campaign = work.contact, work.campaign
@@ -520,10 +365,8 @@ class Sender:
     # -- campaign-fatal errors ----------------------------------------------------------
 
     async def _halt_campaign(self, campaign: Campaign, outcome: Outcome) -> None:
-        if campaign.id in self._halted:
+        if not self._claims.halt(campaign.id):
             return
-        self._halted.add(campaign.id)
-        self._sendable.discard(campaign.id)
         reason = outcome.fatal_reason or f"campaign-fatal API error {outcome.error_code}"
         async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="halt_campaign"):
             with attempt:
@@ -541,11 +384,8 @@ class Sender:
             resumes_in_s=outcome.resume_after_s,
         )
         if outcome.resume_after_s:
-            asyncio.get_running_loop().call_later(outcome.resume_after_s, self._unhalt, campaign.id)
-
-    def _unhalt(self, campaign_id: CampaignId) -> None:
-        self._halted.discard(campaign_id)
-        self.wake()  # the claim loop makes it sendable again if it is still running
+            loop = asyncio.get_running_loop()
+            loop.call_later(outcome.resume_after_s, self._claims.unhalt, campaign.id)
 
     async def _release(self, ids: list[int]) -> None:
         if not ids:
@@ -573,17 +413,3 @@ class Sender:
             with attempt:
                 async with self._pool.acquire() as conn:
                     await operation(conn)
-
-
-def _held(campaign: Campaign, now: datetime) -> bool:
-    return campaign.hold_until is not None and campaign.hold_until > now
-
-
-async def _first_of(events: Sequence[asyncio.Event], timeout: float) -> None:
-    """Wait until one of `events` is set, or `timeout` seconds."""
-    tasks = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

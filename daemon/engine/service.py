@@ -1,16 +1,16 @@
-"""`wa-sender run`: the composition root. Wires the pool, the HTTP client, the sender, the
-upkeep loops and the optional web server (webhook, metrics); owns every task; shuts down in
-order on SIGTERM/SIGINT."""
+"""The composition root of `wa-sender run` and `wa-sender webhook`.
+
+`run_daemon` wires the pool, the HTTP client, the sender, the upkeep loops and the optional
+web server (webhook, metrics); `run_webhook` the webhook server and the reconciler alone,
+without the sender, to scale receipt intake out over several processes or hosts (one
+database). Each owns its tasks (`TaskOwner`) and shuts down in order on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
@@ -20,10 +20,20 @@ from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.engine.listener import listen_for_campaign_changes
+from daemon.engine.reconciler import Reconciler, reconciler_component, reconciler_tasks
 from daemon.engine.recorder import ResultRecorder
+from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
+from daemon.engine.web import (
+    WebDeps,
+    build_web_app,
+    check_webhook_config,
+    serve_web_app,
+    warn_if_no_verify_token,
+    web_component,
+)
 from daemon.errors import ConfigError, WaSenderError
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
@@ -33,38 +43,16 @@ log = get_logger(__name__)
 STATUS_EVERY_S = 5.0
 
 
-@dataclass
-class Runtime:
-    """What the components built around the sender (webhook, metrics, reconciler) get."""
-
-    config: Config
-    dsn: str
-    pool: asyncpg.Pool
-    daemon_id: str
-    sender: Sender
-    recorder: ResultRecorder
-    stop: asyncio.Event
-    extra_tasks: dict[str, Coroutine[Any, Any, None]] = field(default_factory=dict)
-
-
-# Plug-ins started with the daemon, each an async context manager factory taking the Runtime
-# (the webhook server, the reconciler, metrics). Registered by their modules' owners.
-Component = Callable[[Runtime], Any]
-
-
 def default_components(config: Config) -> list[Component]:
     """The receipts reconciler, metrics, and the web server (webhook, /metrics, health).
 
     The reconciler comes first so that it stops after the web server (components are left in
     reverse order)."""
-    from daemon.engine.reconciler import reconciler_component
-    from daemon.engine.web import check_webhook_config, web_component
-
     components: list[Component] = [reconciler_component]
     extra_routes = []
     on_stored = []
     if config.metrics.enabled:
-        from daemon.ops.metrics import Metrics, metrics_component
+        from daemon.engine.metrics import Metrics, metrics_component
 
         metrics = Metrics()
         components.append(metrics_component(metrics))
@@ -83,10 +71,12 @@ ARRIVAL_JITTER_S = 0.01
 
 
 def sending_burst(rate_per_second: float, burst: float) -> float:
+    """The bucket size to send with: the configured burst less the arrival jitter's share."""
     return max(1.0, burst - rate_per_second * ARRIVAL_JITTER_S)
 
 
 def check_config_for_run(config: Config) -> None:
+    """Refuse to start without an access token (one clear line)."""
     if not config.whatsapp.access_token:
         raise ConfigError(
             "whatsapp.access_token is not set: set WA_SENDER_WHATSAPP_ACCESS_TOKEN "
@@ -106,13 +96,11 @@ async def run_daemon(
     """Run until SIGTERM/SIGINT (or `stop`); return the exit code."""
     check_config_for_run(config)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
     if install_signal_handlers:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop_on_signals(stop)
     notifier = SystemdNotifier()
     daemon_id = new_daemon_id()
-    failed: list[str] = []
+    tasks = TaskOwner(stop)
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(
             open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
@@ -143,36 +131,18 @@ async def run_daemon(
         for component in components or []:
             await stack.enter_async_context(component(runtime))
 
-        tasks: dict[str, asyncio.Task[None]] = {}
-
-        def start(name: str, coro: Coroutine[Any, Any, None]) -> None:
-            task = asyncio.create_task(coro, name=name)
-            tasks[name] = task
-
-            def died(t: asyncio.Task[None]) -> None:
-                if t.cancelled() or (stop.is_set() and t.exception() is None):
-                    return
-                error = t.exception()
-                failed.append(name)
-                log.error("task_died", task=name, error=repr(error) if error else "returned")
-                stop.set()
-
-            task.add_done_callback(died)
-
-        start("recorder", recorder.run())
-
-        start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat))
+        tasks.start("recorder", recorder.run())
+        tasks.start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat))
         if notifier.watchdog_interval_s:
             # The event loop is alive even while the database is away: a long outage must not
             # get the daemon killed with results still waiting in memory.
-            start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
-        start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
-        start("listener", listen_for_campaign_changes(dsn, sender.wake))
-        start("status", _status_loop(sender, notifier))
+            tasks.start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
+        tasks.start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
+        tasks.start("listener", listen_for_campaign_changes(dsn, sender.wake))
+        tasks.start("status", _status_loop(sender, notifier))
         for name, coro in runtime.extra_tasks.items():
-            start(name, coro)
-        start("claim", sender.run(stop))
-        claim = tasks.pop("claim")
+            tasks.start(name, coro)
+        claim = tasks.start("claim", sender.run(stop))
         notifier.ready("sending")
         log.info(
             "daemon_started",
@@ -189,7 +159,7 @@ async def run_daemon(
             await asyncio.wait([claim], timeout=5.0)
             claim.cancel()
         await sender.shutdown(config.sender.shutdown_timeout_s)
-        await cancel_all(list(tasks.values()))
+        await tasks.cancel_all()
         try:
             async with pool.acquire() as conn:
                 await store.forget_daemon(conn, daemon_id)
@@ -199,25 +169,69 @@ async def run_daemon(
             "daemon_stopped",
             daemon_id=daemon_id,
             sent=sender.stats.sent,
-            claimed=sender.stats.claimed,
+            claimed=sender.claimed,
             released=sender.stats.released,
             unknown_outcome=sender.stats.unknown_outcome,
             shutdown_s=round(time.monotonic() - started, 3),
         )
     notifier.close()
-    if failed:
-        raise WaSenderError(f"daemon stopped because a background task failed: {', '.join(failed)}")
+    if tasks.failed:
+        failed = ", ".join(tasks.failed)
+        raise WaSenderError(f"daemon stopped because a background task failed: {failed}")
     return 0
 
 
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel and wait. Cancelling again matters: on Python 3.11 `asyncio.wait_for` can swallow
-    a cancellation that lands just as its inner wait completes."""
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for task in pending:
-            task.cancel()
-        _done, pending = await asyncio.wait(pending, timeout=0.5)
+async def run_webhook(
+    config: Config,
+    dsn: str,
+    *,
+    stop: asyncio.Event | None = None,
+    install_signal_handlers: bool = True,
+    on_ready: Callable[[str], None] | None = None,
+) -> int:
+    """Serve the webhook and reconcile until SIGTERM/SIGINT (or `stop`); the exit code.
+    `on_ready` gets the server's base URL once it listens."""
+    check_webhook_config(config)
+    stop = stop or asyncio.Event()
+    if install_signal_handlers:
+        stop_on_signals(stop)
+    notifier = SystemdNotifier()
+    tasks = TaskOwner(stop)
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(
+            open_pool(dsn, min_size=config.database.pool_min, max_size=config.database.pool_max)
+        )
+        async with pool.acquire() as conn:
+            await require_current_schema(conn)
+        reconciler = Reconciler(pool, config.webhook)
+        for name, coro in reconciler_tasks(reconciler, dsn).items():
+            tasks.start(name, coro)
+        try:
+            app = build_web_app(WebDeps(config, pool, stop))
+            warn_if_no_verify_token(config)
+            # The server stops first (no new receipts), then the reconciler, then the pool.
+            async with serve_web_app(app, config.webhook.host, config.webhook.port) as base_url:
+                notifier.ready("receiving status webhooks")
+                log.info("webhook_service_started", url=base_url)
+                if on_ready is not None:
+                    on_ready(base_url)
+                await stop.wait()
+                notifier.stopping()
+                log.info("webhook_service_stopping")
+        finally:
+            await tasks.cancel_all()
+        stats = reconciler.stats
+        log.info(
+            "webhook_service_stopped",
+            applied=stats.applied,
+            duplicate=stats.duplicate,
+            orphaned=stats.orphaned,
+        )
+    notifier.close()
+    if tasks.failed:
+        failed = ", ".join(tasks.failed)
+        raise WaSenderError(f"webhook service stopped because a task failed: {failed}")
+    return 0
 
 
 def _host_pid() -> tuple[str, int]:
@@ -253,6 +267,3 @@ async def _status_loop(sender: Sender, notifier: SystemdNotifier) -> None:
                 queued=sender.queued,
                 inflight=sender.inflight,
             )
-
-
-Startable = Callable[[], Awaitable[None]]

@@ -13,6 +13,8 @@ from collections import deque
 
 
 class Slots:
+    """`count` slots, taken and given back in FIFO order."""
+
     def __init__(self, count: int) -> None:
         if count < 1:
             raise ValueError("need at least one slot")
@@ -21,6 +23,7 @@ class Slots:
 
     @property
     def free(self) -> int:
+        """Slots free now."""
         return self._free
 
     def try_take(self) -> bool:
@@ -31,6 +34,7 @@ class Slots:
         return False
 
     async def take(self) -> None:
+        """Take a slot, waiting in line for one if none is free."""
         if self.try_take():
             return
         waiter = asyncio.get_running_loop().create_future()
@@ -45,6 +49,7 @@ class Slots:
             raise
 
     def give(self) -> None:
+        """Give a slot back, straight to the longest waiter if there is one."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

@@ -7,6 +7,8 @@ import socket
 
 
 class SystemdNotifier:
+    """Talks to systemd when it started us (NOTIFY_SOCKET set); else every call does nothing."""
+
     def __init__(self, environ: dict[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
         address = env.get("NOTIFY_SOCKET", "")
@@ -21,9 +23,11 @@ class SystemdNotifier:
 
     @property
     def enabled(self) -> bool:
+        """Whether there is a systemd to notify."""
         return self._socket is not None
 
     def notify(self, *lines: str) -> None:
+        """Send these KEY=VALUE lines (errors are ignored)."""
         if self._socket is None:
             return
         try:
@@ -32,18 +36,23 @@ class SystemdNotifier:
             pass  # systemd gone or socket full: never let notification break the daemon
 
     def ready(self, status: str = "") -> None:
+        """READY=1, with a status line."""
         self.notify("READY=1", *([f"STATUS={status}"] if status else []))
 
     def status(self, text: str) -> None:
+        """STATUS=text."""
         self.notify(f"STATUS={text}")
 
     def watchdog(self) -> None:
+        """WATCHDOG=1: the daemon is alive."""
         self.notify("WATCHDOG=1")
 
     def stopping(self) -> None:
+        """STOPPING=1."""
         self.notify("STOPPING=1")
 
     def close(self) -> None:
+        """Close the socket."""
         if self._socket is not None:
             self._socket.close()
             self._socket = None

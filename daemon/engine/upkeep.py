@@ -26,6 +26,7 @@ DEAD_AFTER_S = 5.0
 
 
 def new_daemon_id() -> str:
+    """A daemon id unique across hosts and restarts: host:pid:random."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -54,6 +55,8 @@ async def heartbeat_loop(
 async def recovery_loop(
     pool: asyncpg.Pool, config: Config, daemon_id: str, on_recovered: Callable[[], None]
 ) -> None:
+    """Give contacts whose lease expired (or whose daemon died) the unknown-outcome policy;
+    `on_recovered` wakes the sender. Runs until cancelled."""
     every_s = max(0.5, min(5.0, config.recovery.lease_s / 4))
     recovery = config.recovery
     while True:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import asyncpg
 from aiohttp import web
@@ -23,6 +23,7 @@ from daemon.config import Config
 from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sql import query
+from daemon.engine.runtime import Component, Runtime
 from daemon.errors import ConfigError
 from daemon.logs import get_logger
 from daemon.whatsapp.signature import SIGNATURE_HEADER
@@ -34,9 +35,6 @@ from daemon.whatsapp.webhook import (
     handshake_challenge,
     parse_webhook,
 )
-
-if TYPE_CHECKING:
-    from daemon.engine.service import Component, Runtime
 
 log = get_logger(__name__)
 
@@ -120,6 +118,7 @@ def check_webhook_config(config: Config) -> None:
 
 
 def warn_if_no_verify_token(config: Config) -> None:
+    """Log a warning when the webhook runs without a verify token (the GET handshake is refused)."""
     if config.webhook.enabled and not config.whatsapp.verify_token:
         log.warning("webhook_verify_token_missing", hint="the GET handshake will be refused")
 
@@ -152,10 +151,12 @@ def web_component(
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """GET /healthz: the process answers."""
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """GET /readyz: 200 while the database answers and the daemon is not stopping, else 503."""
     deps = request.app[DEPS_KEY]
     if deps.stopping is not None and deps.stopping.is_set():
         return web.json_response({"status": "stopping"}, status=503)
@@ -181,6 +182,7 @@ async def verify_subscription(request: web.Request) -> web.Response:
 
 
 async def receive_statuses(request: web.Request) -> web.Response:
+    """POST webhook: store the statuses, then answer (counted by status code)."""
     response = await _receive_statuses(request)
     request.app[STATS_KEY].responses[response.status] += 1
     return response

@@ -19,6 +19,8 @@ T = TypeVar("T")
 
 
 class WorkQueue(Generic[T]):
+    """An unbounded FIFO: items put in batches, taken one at a time."""
+
     def __init__(self) -> None:
         # Taken from the left. Workers may `popleft` it directly when it is not empty.
         self.items: deque[T] = deque()
@@ -28,6 +30,7 @@ class WorkQueue(Generic[T]):
         return len(self.items)
 
     def put_many(self, items: Iterable[T]) -> None:
+        """Append items and wake the workers waiting for one."""
         self.items.extend(items)
         if self.items and self._waiters:
             waiters, self._waiters = self._waiters, []

@@ -1,4 +1,4 @@
-"""Live progress of one campaign (`wa-sender campaign status ID --watch`).
+"""Live progress of one campaign (`wa-sender campaign status ID --watch`, in cli.campaign).
 
 On a terminal the progress table is redrawn in place; otherwise one progress line is printed
 per refresh. Either way the final table is printed once the campaign is finished or
@@ -8,7 +8,6 @@ canceled. Ctrl-C stops watching (exit code 130); the campaign is not affected.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,7 +16,6 @@ from typing import TextIO
 
 import asyncpg
 
-from daemon.config import Config
 from daemon.core.model import CampaignProgress
 from daemon.core.states import CampaignState
 from daemon.db.campaigns import campaign_progress
@@ -25,7 +23,6 @@ from daemon.ops.render import progress_table
 
 DONE_STATES = frozenset({CampaignState.FINISHED, CampaignState.CANCELED})
 RATE_WINDOW_S = 10.0
-EXIT_INTERRUPTED = 130
 
 
 class RateWindow:
@@ -36,6 +33,7 @@ class RateWindow:
         self._samples: deque[tuple[float, int]] = deque()
 
     def add(self, at: float, done: int) -> None:
+        """One sample: `done` contacts final at time `at`."""
         self._samples.append((at, done))
         # Keep one sample at or before the window's start so the window stays `span_s` wide.
         while len(self._samples) > 2 and self._samples[1][0] <= at - self.span_s:
@@ -52,6 +50,7 @@ class RateWindow:
 
 
 def eta_seconds(pending: int, rate: float | None) -> float | None:
+    """Seconds until `pending` contacts are done at `rate` (None without a rate)."""
     if pending <= 0:
         return 0.0
     if not rate:
@@ -60,6 +59,7 @@ def eta_seconds(pending: int, rate: float | None) -> float | None:
 
 
 def progress_line(p: CampaignProgress, rate: float | None, eta_s: float | None, now: str) -> str:
+    """One line of progress, for output that is not a terminal."""
     c = p.campaign
     line = (
         f"{now} campaign {c.id} {c.state.value}: {p.done}/{p.total} final ({p.percent_done:.1f}%)"
@@ -119,24 +119,3 @@ async def watch(
     else:
         out.write(progress_table(progress) + "\n")
         out.flush()
-
-
-def watch_campaign(
-    config: Config, campaign_id: int, *, interval_s: float = 1.0, out: TextIO | None = None
-) -> int:
-    """The `campaign status ID --watch` command: 0 once the campaign is over, 130 on Ctrl-C.
-    `out` defaults to sys.stdout."""
-    from daemon.cli import with_connection  # the CLI imports this module
-
-    stream = sys.stdout if out is None else out
-
-    async def work(conn: asyncpg.Connection) -> int:
-        await watch(conn, campaign_id, interval_s=interval_s, out=stream)
-        return 0
-
-    try:
-        return with_connection(config, work)
-    except KeyboardInterrupt:
-        stream.write("\n")
-        stream.flush()
-        return EXIT_INTERRUPTED

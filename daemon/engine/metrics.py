@@ -17,7 +17,6 @@ import bisect
 import collections
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
@@ -34,13 +33,11 @@ from daemon.core.outcomes import Outcome, OutcomeKind
 from daemon.core.states import CampaignState, ContactState
 from daemon.db.campaigns import campaign_progress, list_campaigns
 from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.recorder import ResultRecorder
+from daemon.engine.runtime import Runtime
+from daemon.engine.sender import Sender
 from daemon.logs import get_logger
-
-if TYPE_CHECKING:
-    from daemon.engine.recorder import ResultRecorder
-    from daemon.engine.sender import Sender
-    from daemon.engine.service import Runtime
-    from daemon.whatsapp.webhook import ReceiptRow
+from daemon.whatsapp.webhook import ReceiptRow
 
 log = get_logger(__name__)
 
@@ -76,6 +73,7 @@ class SendMetrics(Collector):
         self._sum = 0.0
 
     def observe(self, outcome: Outcome, seconds: float) -> None:
+        """Count one send outside the sender (tests, benchmarks)."""
         self.on_send(None, outcome, seconds)
 
     def on_send(self, _work: object, outcome: Outcome, seconds: float) -> None:
@@ -89,6 +87,7 @@ class SendMetrics(Collector):
         self._sum += seconds
 
     def collect(self) -> Iterator[Metric]:
+        """The metric families, built at scrape time."""
         sends = CounterMetricFamily(
             "wa_sender_sends",
             "Send attempts that got an answer, by outcome and error code",
@@ -109,6 +108,8 @@ class SendMetrics(Collector):
 
 
 class Metrics:
+    """Every metric of the daemon, in its own registry."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -142,6 +143,7 @@ class Metrics:
     # -- fed by the engine --------------------------------------------------------------
 
     def observe_send(self, outcome: Outcome, seconds: float) -> None:
+        """Count one send and its duration."""
         self.sends.observe(outcome, seconds)
 
     def on_receipts_stored(self, rows: Sequence[ReceiptRow]) -> None:
@@ -155,10 +157,12 @@ class Metrics:
                 self.receipts.labels(status).inc(n)
 
     def add_rate_limit_wait(self, seconds: float) -> None:
+        """Add time sends waited for the rate limiter."""
         if seconds > 0:
             self.rate_limit_wait.inc(seconds)
 
     def set_pipeline(self, *, queued: int, inflight: int, claimed: int) -> None:
+        """The sender's pipeline now: queued, in flight, claimed."""
         self.queued.set(queued)
         self.inflight.set(inflight)
         self.claimed.set(claimed)
@@ -176,6 +180,7 @@ class Metrics:
         self._campaign_series = series
 
     async def refresh_campaigns(self, conn: asyncpg.Connection) -> None:
+        """Read the state counts of the running and paused campaigns."""
         counts: dict[int, Mapping[ContactState, int]] = {}
         for campaign in await list_campaigns(conn):
             if campaign.state in WATCHED_CAMPAIGN_STATES:
@@ -255,4 +260,5 @@ def metrics_handler(metrics: Metrics) -> Handler:
 
 
 def add_metrics_routes(app: web.Application, metrics: Metrics, path: str = "/metrics") -> None:
+    """Serve `metrics` at `path` on the app."""
     app.router.add_get(path, metrics_handler(metrics))

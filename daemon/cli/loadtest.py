@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from daemon.cli.common import Commands
 from daemon.config import Config
 from daemon.loadtest.options import SYSTEMS, LoadtestError, LoadtestOptions
 
@@ -32,7 +33,8 @@ def _systems(text: str) -> tuple[str, ...]:
     return names
 
 
-def add_parser(commands: Any) -> None:
+def add_parser(commands: Commands) -> None:
+    """Register `loadtest`."""
     p = commands.add_parser(
         "loadtest",
         help="run the daemon against the mock Cloud API and measure it",
@@ -163,6 +165,7 @@ def add_parser(commands: Any) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
+    """The LoadtestOptions the parsed flags describe."""
     systems = ("floor",) if args.floor else ("wa-sender", *args.compare)
     return LoadtestOptions(
         contacts=args.contacts,
@@ -194,6 +197,7 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
 
 
 def cmd_loadtest(args: argparse.Namespace, config: Config) -> int:
+    """`loadtest`: run, print the report; exit code 1 when an invariant failed."""
     options = options_from_args(args)
     report = run(options, quiet=args.quiet)
     print(_render(report))

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from dataclasses import fields
 
+from daemon.cli.common import Commands
+from daemon.config import EVENT_LOOPS
 from daemon.engine import eventloop
 from daemon.errors import ConfigError
 from daemon.whatsapp.mock import run_mock_server
@@ -60,9 +61,9 @@ def _pair(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=NUMBER") from None
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: Commands) -> None:
     """Register the ``mock-api`` subcommand (defaults: ``func=run``, ``handler=handle``)."""
-    parser = subparsers.add_parser(
+    parser = commands.add_parser(
         "mock-api",
         help="run the mock WhatsApp Cloud API",
         description=(
@@ -77,6 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The mock's flags, in groups (server, throughput, faults, receipts)."""
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
@@ -93,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     server.add_argument(
         "--event-loop",
-        choices=eventloop.EVENT_LOOPS,
+        choices=EVENT_LOOPS,
         default="auto",
         help="auto: uvloop when installed",
     )
@@ -263,16 +265,3 @@ def run(args: argparse.Namespace) -> int:
 def handle(args: argparse.Namespace, config: object) -> int:
     """The main CLI's ``handler(args, config)`` form; the mock needs nothing from config."""
     return run(args)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point (``python -m daemon.cli_mock``) until the main CLI wires it."""
-    parser = argparse.ArgumentParser(prog="wa-sender")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,98 @@
+"""What every command group shares: the database connection (and schema check) a command
+runs on, and the argument types."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeAlias
+
+import asyncpg
+
+from daemon.config import Config
+from daemon.core.phones import InvalidPhone, normalize_phone
+from daemon.db.database import database_dsn
+from daemon.db.migrate import apply_migrations, require_current_schema
+from daemon.db.pool import connect
+from daemon.errors import WaSenderError
+
+Handler = Callable[[argparse.Namespace, Config], int]
+"""A command: the parsed arguments and the loaded config in, the exit code out."""
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What a group module's `add_parser` adds its commands to."""
+
+
+def with_connection(config: Config, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
+    """Run `work` on one connection to the configured (or embedded) database."""
+    with database_dsn(config.database) as dsn:
+
+        async def main() -> int:
+            conn = await connect(dsn)
+            try:
+                await ensure_schema(conn, embedded=not config.database.url)
+                return await work(conn)
+            finally:
+                await conn.close()
+
+        return asyncio.run(main())
+
+
+def ensure_embedded_schema(dsn: str) -> None:
+    """Apply the migrations to the database at `dsn` (the embedded one migrates itself)."""
+
+    async def main() -> None:
+        conn = await connect(dsn)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(main())
+
+
+async def ensure_schema(conn: asyncpg.Connection, *, embedded: bool) -> None:
+    """The embedded database migrates itself; a configured one must be migrated on purpose."""
+    if embedded:
+        await apply_migrations(conn)
+        return
+    await require_current_schema(conn)
+
+
+def parse_phone(raw: str) -> str:
+    """The normalised phone number; WaSenderError (one line) when it is not one."""
+    try:
+        return normalize_phone(raw)
+    except InvalidPhone as exc:
+        raise WaSenderError(f"invalid phone {raw!r}: {exc.reason}") from None
+
+
+def phone_arg(raw: str) -> str:
+    """Argument type: a phone number, normalised."""
+    try:
+        return parse_phone(raw)
+    except WaSenderError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def positive_int(raw: str) -> int:
+    """Argument type: a whole number above 0 (ids, counts)."""
+    value = _whole_number(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {raw!r}")
+    return value
+
+
+def days(raw: str) -> int:
+    """Argument type: a number of days, 0 or more."""
+    value = _whole_number(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more days, got {raw!r}")
+    return value
+
+
+def _whole_number(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None

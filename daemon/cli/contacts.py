@@ -1,0 +1,70 @@
+"""`wa-sender contacts import|remove`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import asyncpg
+
+from daemon.cli.common import Commands, phone_arg, positive_int, with_connection
+from daemon.config import Config
+from daemon.db import campaigns as store
+from daemon.db.importer import import_contacts
+
+
+def add_parser(commands: Commands) -> None:
+    """Register `contacts` and its actions."""
+    contacts = commands.add_parser("contacts", help="import or remove contacts")
+    sub = contacts.add_subparsers(dest="contacts_command", required=True, metavar="ACTION")
+    p = sub.add_parser(
+        "import", help="load a CSV (header 'phone' or 'Guest phone number' + parameter columns)"
+    )
+    p.add_argument("id", type=positive_int)
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_contacts_import)
+    p = sub.add_parser("remove", help="remove contacts (campaign draft or paused only)")
+    p.add_argument("id", type=positive_int)
+    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
+    p.set_defaults(handler=cmd_contacts_remove)
+
+
+def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
+    """`contacts import ID FILE`: load a CSV; prints what was imported and why rows were not."""
+
+    async def work(conn: asyncpg.Connection) -> int:
+        result = await import_contacts(conn, args.id, Path(args.file))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "campaign_id": result.campaign_id,
+                        "rows": result.rows,
+                        "imported": result.imported,
+                        "invalid": result.invalid,
+                        "reasons": result.reasons,
+                    }
+                )
+            )
+        else:
+            print(f"imported {result.imported}, invalid {result.invalid} (of {result.rows} rows)")
+            for reason, n in sorted(result.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+                print(f"  {reason}: {n}")
+        return 0
+
+    return with_connection(config, work)
+
+
+def cmd_contacts_remove(args: argparse.Namespace, config: Config) -> int:
+    """`contacts remove ID PHONE...`: exit code 1 when a phone could not be removed."""
+
+    async def work(conn: asyncpg.Connection) -> int:
+        removed, not_removed = await store.remove_contacts(conn, args.id, args.phones)
+        print(f"removed {len(removed)}")
+        for phone, why in not_removed.items():
+            print(f"  not removed {phone}: {why}")
+        return 0 if not not_removed else 1
+
+    return with_connection(config, work)

@@ -1,0 +1,294 @@
+"""The claim side of the sender: which contacts this daemon holds, and whether it still may
+send them.
+
+One claim loop fills a queue per sending phone number, never more than can be sent within a
+lease, walking each running campaign forward and finishing those with nothing left. Fencing
+keeps the claims honest: a contact is sent only while this daemon's heartbeat is fresh and
+its claim well inside the lease; otherwise the queued claims are renewed first, and those
+another daemon recovered meanwhile are never sent (`lost`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import asyncpg
+
+from daemon.config import Config
+from daemon.core.model import Campaign, CampaignId
+from daemon.core.ratelimit import RateLimiters
+from daemon.core.retry import database_retrying
+from daemon.db import sender_store as store
+from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.upkeep import DEAD_AFTER_S
+from daemon.engine.workqueue import WorkQueue
+from daemon.logs import get_logger
+
+log = get_logger(__name__)
+
+FINISH_CHECK_EVERY_S = 1.0
+QUEUE_S = 0.5
+# Sending stops when this daemon has not heartbeated for this long: past DEAD_AFTER_S other
+# daemons may recover its claims, so it must renew them before sending again.
+FENCE_AFTER_S = DEAD_AFTER_S * 0.6
+
+
+@dataclass(slots=True)
+class Work:
+    """One claimed contact on its way to the Cloud API."""
+
+    contact: store.ClaimedContact
+    campaign: Campaign
+    claimed_at: float  # monotonic
+
+
+class ClaimHolder(Protocol):
+    """The sender, as the claimer sees it: where claimed contacts go, and what it holds."""
+
+    def queue_for(self, phone_number_id: str) -> WorkQueue[Work]:
+        """The queue of a sending number (made, with its workers, on first use)."""
+        ...
+
+    def held(self) -> list[Work]:
+        """Every contact taken or queued, not yet sending."""
+        ...
+
+    def sending(self, campaign_id: CampaignId) -> bool:
+        """Whether a send of this campaign is in flight."""
+        ...
+
+
+class Claimer:
+    """Claims contacts into the holder's queues (`run`) and fences them (`fence_clear`,
+    `fence`). `sendable` and `lost` are read on every send: the campaigns whose contacts
+    may go, and the claims another daemon recovered."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        config: Config,
+        daemon_id: str,
+        limiters: RateLimiters,
+        holder: ClaimHolder,
+    ) -> None:
+        self._pool = pool
+        self._config = config
+        self._daemon_id = daemon_id
+        self._limiters = limiters
+        self._holder = holder
+        self._wake = asyncio.Event()
+        self.room = asyncio.Event()  # set by the send workers when a queue runs low
+        self._halted: set[CampaignId] = set()
+        self.sendable: set[CampaignId] = set()
+        self._claim_cursor: dict[CampaignId, int] = {}
+        self._finish_checked: dict[CampaignId, float] = {}
+        self._last_heartbeat = time.monotonic()
+        self._claims_in_doubt = False
+        self._fence_lock = asyncio.Lock()
+        self._lease_margin = config.recovery.lease_s * 0.8
+        self.lost: set[int] = set()
+        self.claimed = 0
+
+    def wake(self) -> None:
+        """A campaign started or resumed (NOTIFY), or a retry fell due."""
+        self._wake.set()
+
+    def note_heartbeat(self) -> None:
+        """This daemon is alive in the database's eyes; after a long silence its queued claims
+        are in doubt until renewed."""
+        now = time.monotonic()
+        if now - self._last_heartbeat > FENCE_AFTER_S:
+            self._claims_in_doubt = True
+        self._last_heartbeat = now
+
+    def halt(self, campaign_id: CampaignId) -> bool:
+        """Stop sending a campaign (a campaign-fatal error); False if it was halted already."""
+        if campaign_id in self._halted:
+            return False
+        self._halted.add(campaign_id)
+        self.sendable.discard(campaign_id)
+        return True
+
+    def unhalt(self, campaign_id: CampaignId) -> None:
+        """The hold is over: the claim loop makes it sendable again if it is still running."""
+        self._halted.discard(campaign_id)
+        self.wake()
+
+    def capacity(self, phone_number_id: str) -> int:
+        """Most contacts to hold queued for a number: about QUEUE_S seconds of sending (what a
+        crash strands, and how long a claimed contact waits), never more than half a lease."""
+        rate = self._limiters.bucket(phone_number_id).configured_rate
+        by_time = int(rate * QUEUE_S)
+        by_lease = int(rate * self._config.recovery.lease_s * 0.5)
+        return max(1, min(2 * self._config.sender.batch_size, by_time, by_lease))
+
+    # -- claim --------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim until `stop` is set, through database outages."""
+        async for attempt in database_retrying(
+            CONNECTION_ERRORS, log, operation="claim_loop", max_s=5.0
+        ):
+            with attempt:
+                await self._claim_loop(stop)
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        batch = self._config.sender.batch_size
+        while not stop.is_set():
+            self._wake.clear()
+            self.room.clear()
+            async with self._pool.acquire() as conn:
+                campaigns = await store.running_campaigns(conn)
+                now = datetime.now(UTC)
+                self._halted &= {c.id for c in campaigns}
+                # Queued contacts of a campaign paused or canceled meanwhile are released.
+                self.sendable = {
+                    c.id for c in campaigns if c.id not in self._halted and not _held(c, now)
+                }
+                claimed, full = 0, False
+                for campaign in campaigns:
+                    if campaign.id not in self.sendable:
+                        continue
+                    capacity = self.capacity(campaign.phone_number_id)
+                    queued = len(self._holder.queue_for(campaign.phone_number_id))
+                    want = min(capacity - queued, batch)
+                    if want < min(batch, capacity) // 2:  # refill by at least half a batch
+                        full = True
+                        continue
+                    got = await self._claim(conn, campaign, want)
+                    claimed += got
+                    if got == 0:
+                        await self._maybe_finish(conn, campaign)
+                    elif got == want:
+                        full = True
+                idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
+            if stop.is_set():
+                return
+            if claimed and not full:
+                continue  # more may be due right away
+            events = [self._wake, stop, *([self.room] if full else [])]
+            await _first_of(events, (0.2 if claimed else 1.0) if full else idle_s)
+
+    async def _claim(self, conn: asyncpg.Connection, campaign: Campaign, limit: int) -> int:
+        lease_s = self._config.recovery.lease_s
+        daily_limit = self._config.limits.daily_unique_recipients
+        after_id = self._claim_cursor.get(campaign.id, 0)
+        if daily_limit > 0:
+            claimed, quota, oldest = await store.claim_within_limit(
+                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after_id
+            )
+            if not claimed and quota <= 0:
+                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
+                reason = (
+                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
+                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
+                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
+                return 0
+        else:
+            claimed = await store.claim_contacts(
+                conn, campaign.id, self._daemon_id, lease_s, limit, after_id
+            )
+        # Walk the campaign forward; a short claim means the end was reached: start over, for
+        # retries that fell due behind the cursor and contacts released by others.
+        self._claim_cursor[campaign.id] = max(c.id for c in claimed) if len(claimed) == limit else 0
+        if claimed and campaign.hold_reason:
+            await store.clear_campaign_hold(conn, campaign.id)
+        now = time.monotonic()
+        self._holder.queue_for(campaign.phone_number_id).put_many(
+            [Work(contact, campaign, now) for contact in claimed]
+        )
+        if claimed:
+            self.claimed += len(claimed)
+            log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
+        return len(claimed)
+
+    async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
+        now = time.monotonic()
+        if now - self._finish_checked.get(campaign.id, 0.0) < FINISH_CHECK_EVERY_S:
+            return
+        self._finish_checked[campaign.id] = now
+        if self._holder.sending(campaign.id):
+            return
+        if await store.finish_campaign_if_done(conn, campaign.id):
+            log.info("campaign_finished", campaign_id=campaign.id)
+
+    async def _idle_wait(self, conn: asyncpg.Connection, campaigns: list[Campaign]) -> float:
+        """Seconds to sleep when there is nothing to claim: until the next retry falls due,
+        a held campaign's hold ends, or the idle poll, whichever is first."""
+        timeout = self._config.sender.idle_poll_s
+        if not campaigns:
+            return timeout
+        now = datetime.now(UTC)
+        due = await store.next_retry_due(conn)
+        candidates = [due, *(c.hold_until for c in campaigns)]
+        for moment in candidates:
+            if moment is not None:
+                timeout = min(timeout, max(0.05, (moment - now).total_seconds()))
+        if any(c.id in self._finish_checked for c in campaigns):
+            timeout = min(timeout, FINISH_CHECK_EVERY_S)
+        return timeout
+
+    # -- fence --------------------------------------------------------------------------
+
+    def fence_clear(self, work: Work) -> bool:
+        """The common case, checked without a coroutine: heartbeat fresh, claim well in lease
+        (not `_needs_renewal`, which is the same test, but one call and clock reading more)."""
+        now = time.monotonic()
+        return (
+            now - self._last_heartbeat <= FENCE_AFTER_S
+            and not self._claims_in_doubt
+            and now - work.claimed_at <= self._lease_margin
+        )
+
+    def _needs_renewal(self, work: Work) -> bool:
+        return self._claims_in_doubt or time.monotonic() - work.claimed_at > self._lease_margin
+
+    async def fence(self, work: Work) -> None:
+        """Fencing: never send a claim another daemon may have recovered. Waits while the
+        database is away, then renews the queued claims; those lost end up in `lost`."""
+        while time.monotonic() - self._last_heartbeat > FENCE_AFTER_S:
+            await asyncio.sleep(0.1)
+        if self._needs_renewal(work):
+            async with self._fence_lock:
+                if self._needs_renewal(work):  # another dispatcher may have renewed meanwhile
+                    await self._renew_queued_claims(work)
+
+    async def _renew_queued_claims(self, current: Work) -> None:
+        queued = [current, *(w for w in self._holder.held() if w is not current)]
+        ids = [w.contact.id for w in queued]
+        kept: set[int] = set()
+        async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="sender_write"):
+            with attempt:
+                async with self._pool.acquire() as conn:
+                    kept = await store.renew_claims(
+                        conn, ids, self._daemon_id, self._config.recovery.lease_s
+                    )
+        now = time.monotonic()
+        for work in queued:
+            work.claimed_at = now
+        lost = set(ids) - kept
+        self.lost |= lost
+        self._claims_in_doubt = False
+        if lost:
+            log.warning("claims_lost", count=len(lost), kept=len(kept))
+
+
+def _held(campaign: Campaign, now: datetime) -> bool:
+    return campaign.hold_until is not None and campaign.hold_until > now
+
+
+async def _first_of(events: Sequence[asyncio.Event], timeout: float) -> None:
+    """Wait until one of `events` is set, or `timeout` seconds."""
+    tasks = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
