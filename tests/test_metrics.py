@@ -26,6 +26,8 @@ from daemon.core.outcomes import (
 from daemon.core.states import CampaignCommand, ContactState
 from daemon.db.campaigns import change_campaign_state
 from daemon.db.pool import open_pool
+from daemon.mockapi.config import MockConfig
+from daemon.mockapi.server import start_mock_server
 from daemon.ops.metrics import (
     Metrics,
     add_metrics_routes,
@@ -33,8 +35,6 @@ from daemon.ops.metrics import (
     metrics_component,
     metrics_loop,
 )
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import MockConfig
 from daemon.whatsapp.webhook import ReceiptRow
 from tests.helpers.daemon import daemon_config, running_daemon, wait_until_final
 from tests.helpers.data import campaign_with_contacts

@@ -21,10 +21,10 @@ from daemon.config import Config, Secret, with_overrides
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
 from daemon.engine.service import default_components
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import MockConfig, ReceiptConfig
-from daemon.whatsapp.mock_receipts import PlannedStatus
-from daemon.whatsapp.mock_state import AcceptedMessage
+from daemon.mockapi.config import MockConfig, ReceiptConfig
+from daemon.mockapi.receipts import PlannedStatus
+from daemon.mockapi.server import start_mock_server
+from daemon.mockapi.state import AcceptedMessage
 from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
 from tests.helpers.daemon import daemon_config, running_daemon, wait_until_final
 from tests.helpers.data import campaign_with_contacts

@@ -28,9 +28,9 @@ from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
 from daemon.engine.service import default_components, run_daemon
 from daemon.logs import configure_logging
+from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
+from daemon.mockapi.server import start_mock_server
 from daemon.ops.render import progress_bar, progress_table
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import FaultConfig, MockConfig, ReceiptConfig
 
 DEMO_NUMBER_ID = "106540352242922"
 # Recipients that the mock refuses for good, to show Sending failed with its code.

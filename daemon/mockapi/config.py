@@ -176,7 +176,7 @@ class MockConfig:
 
     token: str = field(default=DEFAULT_TOKEN, repr=False)
     validate: bool = True
-    # Serve well-formed sends straight from the socket (mock_fastlane); off: aiohttp serves all.
+    # Serve well-formed sends straight from the socket (mockapi.fastlane); off: aiohttp serves all.
     fast_lane: bool = True
     # Messages per second per phone_number_id; None or 0 means unlimited.
     limit_per_second: float | None = None

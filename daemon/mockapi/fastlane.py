@@ -11,7 +11,7 @@ Anything else (another method or path, a query string, a chunked body, Expect, U
 ``Connection: close``, no Host, HTTP/1.0, a malformed or oversized request) hands the connection,
 from that request's first byte, to aiohttp's own protocol, which serves it and everything
 after it exactly as it would have without the fast lane. The framing itself is pure and lives
-in ``mock_http``; this module is the connection protocol and the site that starts it.
+in ``mockapi.http``; this module is the connection protocol and the site that starts it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from daemon.whatsapp.mock_http import Framing, HttpDate, SendRequest, frame, response_bytes
+from daemon.mockapi.http import Framing, HttpDate, SendRequest, frame, response_bytes
 
 log = structlog.get_logger()
 

@@ -1,6 +1,6 @@
 """Extract the template-message request schema from Meta's OpenAPI spec (dev-only).
 
-Usage: python daemon/whatsapp/schema/extract.py SPEC.yaml [OUT.json]
+Usage: python daemon/mockapi/schema/extract.py SPEC.yaml [OUT.json]
 
 Reads ``components/schemas/TemplateMessage`` and every schema it reaches (``$ref`` and
 ``discriminator`` mappings), turns the OpenAPI dialect into plain JSON Schema 2020-12 and

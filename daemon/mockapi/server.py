@@ -5,7 +5,7 @@ bodies validated against the official schema, real success and error envelopes, 
 throughput limit (130429), injected latency and faults, and signed status webhooks posted back.
 Out-of-process harnesses read ``GET /_mock/stats`` and ``GET /_mock/messages`` and flip
 ``POST /_mock/control``; in-process ones use :func:`start_mock_server`. Never touches a database.
-Plain sends are answered by the fast lane (``mock_fastlane``), everything else by aiohttp; both
+Plain sends are answered by the fast lane (``mockapi.fastlane``), everything else by aiohttp; both
 serve `MockApi.answer`.
 """
 
@@ -25,14 +25,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from daemon.whatsapp.mock_config import MockConfig
-from daemon.whatsapp.mock_errors import error_envelope, error_spec, invalid_token_envelope
-from daemon.whatsapp.mock_fastlane import Answer, FastLanes, FastLaneSite, Unanswered
-from daemon.whatsapp.mock_faults import FaultInjector
-from daemon.whatsapp.mock_limits import ThroughputLimiter
-from daemon.whatsapp.mock_receipts import ReceiptSender
-from daemon.whatsapp.mock_state import AcceptedMessage, MockState
-from daemon.whatsapp.mock_validation import (
+from daemon.mockapi.config import MockConfig
+from daemon.mockapi.errors import error_envelope, error_spec, invalid_token_envelope
+from daemon.mockapi.fastlane import Answer, FastLanes, FastLaneSite, Unanswered
+from daemon.mockapi.faults import FaultInjector
+from daemon.mockapi.limits import ThroughputLimiter
+from daemon.mockapi.receipts import ReceiptSender
+from daemon.mockapi.state import AcceptedMessage, MockState
+from daemon.mockapi.validation import (
     RequestProblem,
     TemplateMessageValidator,
     basic_problem,

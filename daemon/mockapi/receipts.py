@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 import aiohttp
 import structlog
 
-from daemon.whatsapp.mock_config import DelayRange, ReceiptConfig
-from daemon.whatsapp.mock_errors import webhook_error
-from daemon.whatsapp.mock_state import AcceptedMessage
+from daemon.mockapi.config import DelayRange, ReceiptConfig
+from daemon.mockapi.errors import webhook_error
+from daemon.mockapi.state import AcceptedMessage
 from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger()

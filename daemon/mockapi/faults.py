@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from typing import Literal, NamedTuple
 
-from daemon.whatsapp.mock_config import FaultConfig
+from daemon.mockapi.config import FaultConfig
 
 FaultKind = Literal["drop", "timeout", "transient", "permanent", "fatal"]
 
