@@ -20,7 +20,7 @@ import aiohttp
 import asyncpg
 
 from daemon.loadtest import results
-from daemon.loadtest.harness import (
+from daemon.loadtest.context import (
     Context,
     collect_database,
     finish_tasks,
