@@ -20,6 +20,7 @@ from daemon.cli_webhook import run_webhook
 from daemon.config import Config, Secret, with_overrides
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
+from daemon.db.receipts_store import pending_receipt_count
 from daemon.engine.service import default_components
 from daemon.mockapi.config import MockConfig, ReceiptConfig
 from daemon.mockapi.receipts import PlannedStatus
@@ -64,9 +65,7 @@ def expected_outcome(kinds: set[str]) -> str:
 
 async def wait_receipts_settled(conn: asyncpg.Connection, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
-    while await conn.fetchval(
-        "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
-    ):
+    while await pending_receipt_count(conn):
         assert time.monotonic() < deadline, "receipts still pending"
         await asyncio.sleep(0.05)
 

@@ -148,3 +148,9 @@ async def receipt_counts(conn: asyncpg.Connection) -> dict[str, int]:
 async def any_pending_receipt(conn: asyncpg.Connection) -> bool:
     found: bool = await conn.fetchval(query("any_pending_receipt"))
     return found
+
+
+async def pending_receipt_count(conn: asyncpg.Connection) -> int:
+    """How many stored receipts are not applied yet (a scan: for tools, not the hot path)."""
+    count: int = await conn.fetchval(query("pending_receipts"))
+    return count

@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from daemon.db.receipts_store import receipt_counts
+from daemon.db.sql import query
 from daemon.loadtest import results
 from daemon.loadtest.analysis import ContactRows
 from daemon.loadtest.latency import Histogram, read_secondly
@@ -30,26 +32,6 @@ POLL_S = 0.5
 # many messages as there are contacts, and otherwise only now and then (permanent failures,
 # contacts out of attempts: runs that end with fewer accepted messages than contacts).
 DB_CHECK_EVERY_S = 5.0
-_CONTACT_ROWS = """
-SELECT id, state::text AS state, attempts,
-       extract(epoch FROM claimed_at)::float8 AS claimed_at,
-       extract(epoch FROM sent_at)::float8 AS sent_at,
-       wamid
-FROM contacts WHERE campaign_id = ANY($1::bigint[])
-"""
-_LAST_CHANGE = """
-SELECT extract(epoch FROM max(updated_at))::float8 FROM contacts
-WHERE campaign_id = ANY($1::bigint[])
-"""
-_RECEIPT_STATES = (
-    "SELECT processing_state, count(*) AS n FROM status_receipts GROUP BY processing_state"
-)
-_RECEIPT_TIMES = """
-SELECT extract(epoch FROM received_at)::float8 AS received_at,
-       extract(epoch FROM processed_at)::float8 AS processed_at,
-       processing_state
-FROM status_receipts
-"""
 
 
 @dataclass
@@ -180,20 +162,19 @@ async def collect_database(
     conn = await asyncpg.connect(dsn)
     try:
         rows = ContactRows()
-        for r in await conn.fetch(_CONTACT_ROWS, campaign_ids):
+        for r in await conn.fetch(query("loadtest_contact_rows"), campaign_ids):
             rows.ids.append(r["id"])
             rows.states.append(r["state"])
             rows.attempts.append(r["attempts"])
             rows.claimed_at.append(r["claimed_at"])
             rows.sent_at.append(r["sent_at"])
             rows.wamid.append(r["wamid"])
-        last_change: float | None = await conn.fetchval(_LAST_CHANGE, campaign_ids)
+        last_change: float | None = await conn.fetchval(query("loadtest_last_change"), campaign_ids)
         figures = None
         if receipts:
             figures = results.ReceiptFigures()
-            for r in await conn.fetch(_RECEIPT_STATES):
-                figures.by_state[r["processing_state"]] = r["n"]
-            for r in await conn.fetch(_RECEIPT_TIMES):
+            figures.by_state.update(await receipt_counts(conn))
+            for r in await conn.fetch(query("loadtest_receipt_times")):
                 figures.received_at.append(r["received_at"])
                 if r["processed_at"] is not None and r["processing_state"] != "pending":
                     figures.processed_at.append(r["processed_at"])

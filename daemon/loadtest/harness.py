@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from daemon.db.receipts_store import pending_receipt_count
+from daemon.db.sql import query
 from daemon.loadtest import results
 from daemon.loadtest.baselines import run_floor, run_pgqueuer
 from daemon.loadtest.context import (
@@ -50,12 +52,6 @@ from daemon.loadtest.seeding import fresh_database, prepare_database, start_camp
 WEBHOOK_PATH = "/webhook"
 # With no receipts there is nothing to wait for after a lease expires: retry soon.
 GRACE_S = "3"
-
-_PENDING_CONTACTS = """
-SELECT count(*) FROM contacts
-WHERE campaign_id = ANY($1::bigint[]) AND state IN ('initial', 'in_progress', 'retry_scheduled')
-"""
-_PENDING_RECEIPTS = "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
 
 
 Runner = Callable[[Context], Awaitable[dict[str, Any]]]
@@ -121,7 +117,7 @@ async def _server_pid(dsn: str) -> int | None:
     except (OSError, asyncpg.PostgresError):
         return None
     try:
-        backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+        backend: int = await conn.fetchval(query("backend_pid"))
     finally:
         await conn.close()
     try:
@@ -263,9 +259,9 @@ def _crashed(tasks: Iterable[asyncio.Task[None]]) -> str | None:
 
 
 async def _pending(conn: asyncpg.Connection, campaign_ids: Sequence[int], receipts: bool) -> int:
-    left: int = await conn.fetchval(_PENDING_CONTACTS, campaign_ids)
+    left: int = await conn.fetchval(query("loadtest_pending_contacts"), campaign_ids)
     if receipts and left == 0:
-        left = await conn.fetchval(_PENDING_RECEIPTS)
+        left = await pending_receipt_count(conn)
     return left
 
 
