@@ -79,6 +79,7 @@ class FaultConfig:
 
     @property
     def error_rate(self) -> float:
+        """The share of requests that get any fault (the rates are exclusive)."""
         return (
             self.transient_rate
             + self.permanent_rate
@@ -205,4 +206,5 @@ class MockConfig:
 
     @property
     def limited(self) -> bool:
+        """Whether a per-number throughput limit (130429) applies."""
         return bool(self.limit_per_second)
