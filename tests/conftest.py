@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 import structlog
 
-from daemon.db.database import with_database_name
+from daemon.db.database import create_database, drop_database, with_database_name
 from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
 
@@ -48,14 +48,14 @@ async def template_db(pg_server_dsn: str) -> AsyncIterator[str]:
     name = f"wa_tpl_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(pg_server_dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await create_database(admin, name)
         conn = await connect(with_database_name(pg_server_dsn, name))
         try:
             await apply_migrations(conn)
         finally:
             await conn.close()
         yield name
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
     finally:
         await admin.close()
 
@@ -66,9 +66,9 @@ async def db_dsn(pg_server_dsn: str, template_db: str) -> AsyncIterator[str]:
     name = f"wa_t_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
     admin = await asyncpg.connect(pg_server_dsn)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        await create_database(admin, name, template=template_db)
         yield with_database_name(pg_server_dsn, name)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await drop_database(admin, name)
     finally:
         await admin.close()
 

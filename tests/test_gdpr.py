@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from daemon.cli import main
+from daemon.mockapi.state import WamidFactory
 from daemon.ops.gdpr import ForgetResult, PurgeResult, forget, purge
 from daemon.ops.reports import run_report
-from daemon.whatsapp.mock_state import WamidFactory
 
 NOW = datetime.now(UTC)
 WAMIDS = WamidFactory(instance=7)

@@ -33,8 +33,8 @@ from daemon.engine.metrics import (
     metrics_component,
     metrics_loop,
 )
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import MockConfig
+from daemon.mockapi.config import MockConfig
+from daemon.mockapi.server import start_mock_server
 from daemon.whatsapp.webhook import ReceiptRow
 from tests.helpers.daemon import daemon_config, running_daemon, wait_until_final
 from tests.helpers.data import campaign_with_contacts

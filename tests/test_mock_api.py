@@ -21,13 +21,13 @@ import pytest
 from aiohttp import web
 
 from daemon.cli import mock as cli_mock
-from daemon.whatsapp.mock import RunningMock, start_mock_server
-from daemon.whatsapp.mock_config import FaultConfig, MockConfig, ReceiptConfig
-from daemon.whatsapp.mock_errors import error_envelope, error_spec
-from daemon.whatsapp.mock_faults import FaultInjector
-from daemon.whatsapp.mock_limits import SlidingWindow, ThroughputLimiter, TokenBucket
-from daemon.whatsapp.mock_state import MessageLog, WamidFactory, wa_id_of
-from daemon.whatsapp.mock_validation import (
+from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
+from daemon.mockapi.errors import error_envelope, error_spec
+from daemon.mockapi.faults import FaultInjector
+from daemon.mockapi.limits import SlidingWindow, ThroughputLimiter, TokenBucket
+from daemon.mockapi.server import RunningMock, start_mock_server
+from daemon.mockapi.state import MessageLog, WamidFactory, wa_id_of
+from daemon.mockapi.validation import (
     TemplateMessageValidator,
     fast_path_valid,
     load_template_schema,
@@ -1030,7 +1030,7 @@ async def test_drain_raises_when_a_receipt_task_crashed(
     def broken(self: object, batch: object) -> bytes:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("daemon.whatsapp.mock_receipts.ReceiptSender.encode", broken)
+    monkeypatch.setattr("daemon.mockapi.receipts.ReceiptSender.encode", broken)
     receipts = fast_receipts(receiver.url, delivered_rate=0.0, post_concurrency=1)
     async with start_mock_server(MockConfig(receipts=receipts)) as mock:
         await send(http, mock, TYPICAL)

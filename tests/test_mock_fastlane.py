@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from daemon.mockapi.config import FaultConfig, MockConfig
+from daemon.mockapi.fastlane import FastLanes
+from daemon.mockapi.http import MAX_BODY_BYTES, MAX_HEAD_BYTES, Framing, SendRequest, frame
+from daemon.mockapi.server import LANES_KEY, RunningMock, start_mock_server
 from daemon.whatsapp.client import api_session
-from daemon.whatsapp.mock import LANES_KEY, RunningMock, start_mock_server
-from daemon.whatsapp.mock_config import FaultConfig, MockConfig
-from daemon.whatsapp.mock_fastlane import FastLanes
-from daemon.whatsapp.mock_http import MAX_BODY_BYTES, MAX_HEAD_BYTES, Framing, SendRequest, frame
 from tests.helpers.mock import PHONE_ID, TOKEN, TYPICAL
 
 
@@ -349,7 +349,7 @@ async def test_aiohttp_serves_everything_with_the_fast_lane_off() -> None:
 async def test_a_send_still_waiting_at_the_drain_deadline_is_cut_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("daemon.whatsapp.mock.FAST_LANE_DRAIN_S", 0.2)
+    monkeypatch.setattr("daemon.mockapi.server.FAST_LANE_DRAIN_S", 0.2)
     config = MockConfig(token=TOKEN, faults=FaultConfig(latency_ms=10_000))
     started = time.perf_counter()
     async with start_mock_server(config) as mock:

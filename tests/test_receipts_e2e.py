@@ -19,11 +19,12 @@ import pytest
 from daemon.config import Config, Secret, with_overrides
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
+from daemon.db.receipts_store import pending_receipt_count
 from daemon.engine.service import default_components, run_webhook
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import MockConfig, ReceiptConfig
-from daemon.whatsapp.mock_receipts import PlannedStatus
-from daemon.whatsapp.mock_state import AcceptedMessage
+from daemon.mockapi.config import MockConfig, ReceiptConfig
+from daemon.mockapi.receipts import PlannedStatus
+from daemon.mockapi.server import start_mock_server
+from daemon.mockapi.state import AcceptedMessage
 from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
 from tests.helpers.daemon import daemon_config, running_daemon, wait_until_final
 from tests.helpers.data import campaign_with_contacts
@@ -63,9 +64,7 @@ def expected_outcome(kinds: set[str]) -> str:
 
 async def wait_receipts_settled(conn: asyncpg.Connection, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
-    while await conn.fetchval(
-        "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
-    ):
+    while await pending_receipt_count(conn):
         assert time.monotonic() < deadline, "receipts still pending"
         await asyncio.sleep(0.05)
 

@@ -617,11 +617,7 @@ async def conn_pending(pool: asyncpg.Pool) -> bool:
             "UPDATE status_receipts SET next_try_at = now() WHERE processing_state = 'pending'"
             " AND next_try_at > now()"
         )
-        return bool(
-            await conn.fetchval(
-                "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
-            )
-        )
+        return bool(await store.pending_receipt_count(conn))
 
 
 # -- the running loop ----------------------------------------------------------------------

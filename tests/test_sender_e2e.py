@@ -13,8 +13,8 @@ from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
 from daemon.engine.claimer import Work
 from daemon.engine.sender import Sender
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import FaultConfig, MockConfig
+from daemon.mockapi.config import FaultConfig, MockConfig
+from daemon.mockapi.server import start_mock_server
 from tests.helpers.daemon import (
     daemon_config,
     running_daemon,

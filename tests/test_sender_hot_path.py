@@ -18,8 +18,8 @@ import asyncpg
 
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
-from daemon.whatsapp.mock import RunningMock, start_mock_server
-from daemon.whatsapp.mock_config import MockConfig
+from daemon.mockapi.config import MockConfig
+from daemon.mockapi.server import RunningMock, start_mock_server
 from tests.helpers.daemon import daemon_config, running_daemon, wait_until_final
 from tests.helpers.data import campaign_with_contacts
 
@@ -27,7 +27,7 @@ from tests.helpers.data import campaign_with_contacts
 # made 43.8. A change that needs more on every send should say so here, with its reason.
 CALLS_PER_SEND_BUDGET = 30.0
 WATCHED = ("/daemon/", "/asyncio/queues.py", "/asyncio/locks.py")
-NOT_WATCHED = ("/daemon/whatsapp/mock", "/tests/")
+NOT_WATCHED = ("/daemon/mockapi/", "/tests/")
 
 
 def _watched(filename: str) -> bool:

@@ -14,8 +14,8 @@ import pytest
 
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import FaultConfig, MockConfig
+from daemon.mockapi.config import FaultConfig, MockConfig
+from daemon.mockapi.server import start_mock_server
 from tests.helpers.daemon import state_counts, wait_until_final
 from tests.helpers.data import campaign_with_contacts
 from tests.helpers.proc import daemon_env, start_daemon, stop_daemon
@@ -162,8 +162,8 @@ async def test_sigkill_with_receipts_resolves_unknown_outcomes_without_resending
 ) -> None:
     """Under `reconcile`, a contact whose send was cut off by a kill waits for a receipt that
     carries its attempt's callback data; the receipt proves the send, so it is not sent again."""
+    from daemon.mockapi.config import ReceiptConfig
     from daemon.ops.demo import free_port
-    from daemon.whatsapp.mock_config import ReceiptConfig
 
     contacts = 4000
     cid = await campaign_with_contacts(conn, tmp_path, contacts)

@@ -11,8 +11,7 @@ from daemon.cli.common import Commands
 from daemon.config import EVENT_LOOPS
 from daemon.engine import eventloop
 from daemon.errors import ConfigError
-from daemon.whatsapp.mock import run_mock_server
-from daemon.whatsapp.mock_config import (
+from daemon.mockapi.config import (
     DEFAULT_TOKEN,
     RECEIPT_RATE_FIELDS,
     DelayRange,
@@ -20,6 +19,7 @@ from daemon.whatsapp.mock_config import (
     MockConfig,
     ReceiptConfig,
 )
+from daemon.mockapi.server import run_mock_server
 
 TOKEN_ENV = "WA_SENDER_WHATSAPP_ACCESS_TOKEN"
 APP_SECRET_ENV = "WA_SENDER_WHATSAPP_APP_SECRET"

@@ -8,7 +8,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
+
 from daemon.config import DatabaseConfig
+from daemon.db.sql import query_with_identifiers
 
 
 def default_state_dir() -> Path:
@@ -44,3 +47,21 @@ def with_database_name(dsn: str, name: str) -> str:
     """`dsn` naming the database `name` instead."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+async def create_database(
+    admin: asyncpg.Connection, name: str, *, template: str | None = None
+) -> None:
+    """``CREATE DATABASE name`` (a copy of ``template`` when given), names quoted."""
+    if template is None:
+        await admin.execute(query_with_identifiers("create_database", database=name))
+    else:
+        sql = query_with_identifiers(
+            "create_database_from_template", database=name, template=template
+        )
+        await admin.execute(sql)
+
+
+async def drop_database(admin: asyncpg.Connection, name: str) -> None:
+    """``DROP DATABASE IF EXISTS name WITH (FORCE)``, the name quoted."""
+    await admin.execute(query_with_identifiers("drop_database", database=name))

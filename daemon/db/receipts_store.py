@@ -171,3 +171,9 @@ async def any_pending_receipt(conn: asyncpg.Connection) -> bool:
     """Whether any receipt still waits to be applied."""
     found: bool = await conn.fetchval(query("any_pending_receipt"))
     return found
+
+
+async def pending_receipt_count(conn: asyncpg.Connection) -> int:
+    """How many stored receipts are not applied yet (a scan: for tools, not the hot path)."""
+    count: int = await conn.fetchval(query("pending_receipts"))
+    return count

@@ -1,7 +1,9 @@
 """SQL lives in `sql/`: migrations in order, and the daemon's queries as named blocks.
 
 A query file holds blocks that start with a `-- name: <name>` line; the blocks of every file
-under `sql/queries/` are loaded once into one dict.
+under `sql/queries/` are loaded once into one dict. Values are `$1` parameters; the few
+statements that name a database (DDL takes no parameters) carry `{placeholders}` that
+`query_with_identifiers` fills with quoted identifiers.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def parse_named_blocks(text: str, origin: str = "<sql>") -> dict[str, str]:
@@ -42,8 +45,27 @@ def queries() -> Mapping[str, str]:
 
 
 def query(name: str) -> str:
-    """The SQL of one named query."""
+    """The named query's text (a `KeyError` for an unknown name)."""
     return queries()[name]
+
+
+def quote_ident(name: str) -> str:
+    """`name` as a quoted SQL identifier: any `"` doubled, the whole wrapped in `"`."""
+    if not name or "\x00" in name:
+        raise ValueError("an SQL identifier is a non-empty string without NUL characters")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def query_with_identifiers(name: str, /, **identifiers: str) -> str:
+    """The named query with each `{key}` replaced by `quote_ident(identifiers[key])`; every
+    placeholder must be given and every identifier used."""
+    text = query(name)
+    wanted = set(_PLACEHOLDER.findall(text))
+    if wanted != set(identifiers):
+        raise ValueError(
+            f"query {name!r} takes identifiers {sorted(wanted)}, given {sorted(identifiers)}"
+        )
+    return _PLACEHOLDER.sub(lambda m: quote_ident(identifiers[m[1]]), text)
 
 
 @dataclass(frozen=True)

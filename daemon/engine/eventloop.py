@@ -8,7 +8,6 @@ import gc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from daemon.config import EVENT_LOOPS as EVENT_LOOPS  # re-exported: the loadtest options use it
 from daemon.errors import ConfigError
 
 T = TypeVar("T")

@@ -28,8 +28,7 @@ from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
-from daemon.engine.claimer import Claimer
-from daemon.engine.claimer import Work as Work  # re-exported: the load-test probe imports it
+from daemon.engine.claimer import Claimer, Work
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.slots import Slots
 from daemon.engine.workqueue import WorkQueue

@@ -19,8 +19,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from daemon.db.sql import query
 from daemon.loadtest import results
-from daemon.loadtest.harness import (
+from daemon.loadtest.context import (
     Context,
     collect_database,
     finish_tasks,
@@ -41,11 +42,6 @@ BASELINE = Path(__file__).resolve().parents[2] / "benchmarks" / "pgqueuer_baseli
 # behind the HTTP connection limit; no cap picks the whole queue at once and requests time out.
 PGQUEUER_BATCH_SIZE = 200
 PGQUEUER_MAX_TASKS = 400
-
-_PENDING = """
-SELECT count(*) FROM contacts
-WHERE campaign_id = ANY($1::bigint[]) AND state IN ('initial', 'in_progress', 'retry_scheduled')
-"""
 
 
 async def run_floor(ctx: Context) -> dict[str, Any]:
@@ -172,7 +168,7 @@ async def run_pgqueuer(ctx: Context) -> dict[str, Any]:
             t0 = time.time()
 
             async def pending(conn: asyncpg.Connection) -> int:
-                left: int = await conn.fetchval(_PENDING, campaign_ids)
+                left: int = await conn.fetchval(query("loadtest_pending_contacts"), campaign_ids)
                 return left
 
             watch, t_done, info, stats, accepted = await _watch_until_exit(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
+from daemon.db.sql import query
 from daemon.errors import WaSenderError
 from daemon.loadtest.processes import Child, clean_env, kill, spawn, stop, try_reap
 from daemon.loadtest.sampling import ProcessSampler
@@ -94,7 +95,7 @@ class DaemonFleet:
         conn = await asyncpg.connect(self.settings.dsn)
         try:
             while True:
-                rows = await conn.fetch("SELECT pid FROM daemons WHERE pid = ANY($1)", list(pids))
+                rows = await conn.fetch(query("loadtest_registered_daemons"), list(pids))
                 if len(rows) == len(pids):
                     return
                 for child in pids.values():

@@ -16,7 +16,6 @@ import os
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,82 +23,35 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from daemon.db.receipts_store import pending_receipt_count
+from daemon.db.sql import query
 from daemon.loadtest import results
-from daemon.loadtest.analysis import ContactRows
+from daemon.loadtest.baselines import run_floor, run_pgqueuer
+from daemon.loadtest.context import (
+    Context,
+    collect_database,
+    finish_tasks,
+    finished_at,
+    mock_settings,
+    monitor,
+    read_latency,
+)
 from daemon.loadtest.fleet import DaemonFleet, DaemonSettings, chaos_loop
-from daemon.loadtest.latency import Histogram, read_secondly
 from daemon.loadtest.mockproc import (
     APP_SECRET,
     TOKEN,
-    MockProcess,
-    MockSettings,
     fetch_accepted,
     fetch_stats,
     start_mock,
 )
-from daemon.loadtest.options import LoadtestError, LoadtestOptions
-from daemon.loadtest.processes import Child, free_port, kill_now, stop
+from daemon.loadtest.options import LoadtestOptions
+from daemon.loadtest.processes import free_port, kill_now, stop
 from daemon.loadtest.progress import Progress
-from daemon.loadtest.sampling import ProcessSampler
 from daemon.loadtest.seeding import fresh_database, prepare_database, start_campaigns
 
 WEBHOOK_PATH = "/webhook"
-POLL_S = 0.5
-# Counting pending contacts costs the database a scan: done when the mock has accepted as
-# many messages as there are contacts, and otherwise only now and then (permanent failures,
-# contacts out of attempts: runs that end with fewer accepted messages than contacts).
-DB_CHECK_EVERY_S = 5.0
 # With no receipts there is nothing to wait for after a lease expires: retry soon.
 GRACE_S = "3"
-
-_PENDING_CONTACTS = """
-SELECT count(*) FROM contacts
-WHERE campaign_id = ANY($1::bigint[]) AND state IN ('initial', 'in_progress', 'retry_scheduled')
-"""
-_PENDING_RECEIPTS = "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
-_CONTACT_ROWS = """
-SELECT id, state::text AS state, attempts,
-       extract(epoch FROM claimed_at)::float8 AS claimed_at,
-       extract(epoch FROM sent_at)::float8 AS sent_at,
-       wamid
-FROM contacts WHERE campaign_id = ANY($1::bigint[])
-"""
-_LAST_CHANGE = """
-SELECT extract(epoch FROM max(updated_at))::float8 FROM contacts
-WHERE campaign_id = ANY($1::bigint[])
-"""
-_RECEIPT_STATES = (
-    "SELECT processing_state, count(*) AS n FROM status_receipts GROUP BY processing_state"
-)
-_RECEIPT_TIMES = """
-SELECT extract(epoch FROM received_at)::float8 AS received_at,
-       extract(epoch FROM processed_at)::float8 AS processed_at,
-       processing_state
-FROM status_receipts
-"""
-
-
-@dataclass
-class Context:
-    options: LoadtestOptions
-    server_dsn: str
-    log_dir: Path
-    deadline: float  # monotonic
-    progress: Progress
-    postgres_pid: int | None = None
-    children: list[Child] = field(default_factory=list)
-
-    def remaining_s(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def sampler(self, mock: MockProcess, *, database: bool) -> ProcessSampler:
-        """A sampler watching the mock, the harness itself and (``database``) the server."""
-        sampler = ProcessSampler()
-        sampler.watch_child("mock", mock.child)
-        sampler.watch_pid("harness", os.getpid(), "harness", tree=False)
-        if database and self.postgres_pid is not None:
-            sampler.watch_pid("postgres", self.postgres_pid, "postgres", tree=True)
-        return sampler
 
 
 Runner = Callable[[Context], Awaitable[dict[str, Any]]]
@@ -114,8 +66,6 @@ async def run_loadtest(
     postgres_pid: int | None = None,
 ) -> dict[str, Any]:
     """Run every system of ``options`` in turn; the report (JSON-able)."""
-    from daemon.loadtest.baselines import run_floor, run_pgqueuer
-
     runners: dict[str, Runner] = {
         "wa-sender": run_wa_sender,
         "floor": run_floor,
@@ -167,7 +117,7 @@ async def _server_pid(dsn: str) -> int | None:
     except (OSError, asyncpg.PostgresError):
         return None
     try:
-        backend: int = await conn.fetchval("SELECT pg_backend_pid()")
+        backend: int = await conn.fetchval(query("backend_pid"))
     finally:
         await conn.close()
     try:
@@ -204,18 +154,6 @@ def daemon_env(options: LoadtestOptions, base_url: str) -> dict[str, str]:
         section, _, name = key.partition(".")
         env[f"WA_SENDER_{section.upper()}_{name.upper()}"] = value
     return env
-
-
-def mock_settings(options: LoadtestOptions, webhook_url: str | None = None) -> MockSettings:
-    return MockSettings(
-        api_limit=options.api_limit,
-        api_burst=options.api_burst,
-        latency_ms=options.latency_ms,
-        error_rate=options.error_rate,
-        webhook_url=webhook_url,
-        seed=options.seed,
-        fast_lane=options.mock_fast_lane,
-    )
 
 
 async def run_wa_sender(ctx: Context) -> dict[str, Any]:
@@ -313,14 +251,6 @@ async def run_wa_sender(ctx: Context) -> dict[str, Any]:
     return results.build(data)
 
 
-def finished_at(noticed: float, last_change: float | None, completed: bool) -> float:
-    """When the last contact (or receipt) changed, read from the database: the monitor only
-    notices completion at its next poll."""
-    if completed and last_change is not None:
-        return min(noticed, last_change)
-    return noticed
-
-
 def _crashed(tasks: Iterable[asyncio.Task[None]]) -> str | None:
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
@@ -328,124 +258,11 @@ def _crashed(tasks: Iterable[asyncio.Task[None]]) -> str | None:
     return None
 
 
-async def finish_tasks(tasks: Iterable[asyncio.Task[None]]) -> None:
-    """Let stopped tasks end (bounded), cancel the rest; re-raise a task's own failure."""
-    pending = [t for t in tasks if not t.done()]
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=30)
-        for task in still:
-            task.cancel()
-        await asyncio.gather(*still, return_exceptions=True)
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise LoadtestError(f"{task.get_name()} failed: {task.exception()!r}")
-
-
 async def _pending(conn: asyncpg.Connection, campaign_ids: Sequence[int], receipts: bool) -> int:
-    left: int = await conn.fetchval(_PENDING_CONTACTS, campaign_ids)
+    left: int = await conn.fetchval(query("loadtest_pending_contacts"), campaign_ids)
     if receipts and left == 0:
-        left = await conn.fetchval(_PENDING_RECEIPTS)
+        left = await pending_receipt_count(conn)
     return left
-
-
-@dataclass
-class Watch:
-    completed: bool
-    timed_out: bool
-    throttle_series: list[tuple[float, int]]
-
-
-async def monitor(
-    ctx: Context,
-    session: aiohttp.ClientSession,
-    mock: MockProcess,
-    label: str,
-    t0: float,
-    *,
-    pending: Callable[[asyncpg.Connection], Awaitable[int]] | None,
-    dsn: str | None,
-    crashed: Callable[[], str | None],
-    finished: Callable[[], bool] | None = None,
-) -> Watch:
-    """Poll until done (nothing pending in the database, no receipt left at the mock, or the
-    process ``finished``), the deadline, or a crash; draw progress meanwhile."""
-    total = ctx.options.contacts
-    series: list[tuple[float, int]] = []
-    conn = await asyncpg.connect(dsn) if dsn else None
-    last_check = 0.0
-    last_accepted, last_t = 0, time.monotonic()
-    rate: float | None = None
-    try:
-        while True:
-            stats = await fetch_stats(session, mock.base_url)
-            now = time.monotonic()
-            accepted = int(stats.get("accepted", 0))
-            throttled = int(stats.get("errors_by_code", {}).get(results.THROTTLE_CODE, 0))
-            series.append((time.time(), throttled))
-            if now - last_t >= 1.0:
-                rate = (accepted - last_accepted) / (now - last_t)
-                last_accepted, last_t = accepted, now
-            receipts_left = int(stats.get("pending", 0))
-            extra = f"429s {throttled}" + (f"  receipts {receipts_left}" if receipts_left else "")
-            ctx.progress.update(label, accepted, total, rate, time.time() - t0, extra)
-            if (problem := crashed()) is not None:
-                raise LoadtestError(problem)
-            done = finished() if finished is not None else False
-            due = accepted >= total or now - last_check >= DB_CHECK_EVERY_S
-            if not done and conn is not None and pending is not None and due:
-                last_check = now
-                done = await pending(conn) == 0 and receipts_left == 0
-            if done:
-                return Watch(True, False, series)
-            if ctx.remaining_s() <= 0:
-                ctx.progress.note(f"   {label}: timed out")
-                return Watch(False, True, series)
-            await asyncio.sleep(POLL_S)
-    finally:
-        ctx.progress.done()
-        if conn is not None:
-            await conn.close()
-
-
-async def collect_database(
-    dsn: str, campaign_ids: Sequence[int], receipts: bool
-) -> tuple[ContactRows, results.ReceiptFigures | None, float | None]:
-    """The contact rows, the receipts (when on), and the epoch time of the last change."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = ContactRows()
-        for r in await conn.fetch(_CONTACT_ROWS, campaign_ids):
-            rows.ids.append(r["id"])
-            rows.states.append(r["state"])
-            rows.attempts.append(r["attempts"])
-            rows.claimed_at.append(r["claimed_at"])
-            rows.sent_at.append(r["sent_at"])
-            rows.wamid.append(r["wamid"])
-        last_change: float | None = await conn.fetchval(_LAST_CHANGE, campaign_ids)
-        figures = None
-        if receipts:
-            figures = results.ReceiptFigures()
-            for r in await conn.fetch(_RECEIPT_STATES):
-                figures.by_state[r["processing_state"]] = r["n"]
-            for r in await conn.fetch(_RECEIPT_TIMES):
-                figures.received_at.append(r["received_at"])
-                if r["processed_at"] is not None and r["processing_state"] != "pending":
-                    figures.processed_at.append(r["processed_at"])
-            if figures.processed_at and last_change is not None:
-                last_change = max(last_change, max(figures.processed_at))
-        return rows, figures, last_change
-    finally:
-        await conn.close()
-
-
-def read_latency(paths: Iterable[Path]) -> dict[int, Histogram]:
-    lines: list[str] = []
-    for path in paths:
-        try:
-            lines.extend(path.read_text(encoding="utf-8").splitlines())
-        except FileNotFoundError:
-            continue
-    return read_secondly(lines)
 
 
 def throttled_times(paths: Iterable[Path]) -> list[float]:

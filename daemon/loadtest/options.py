@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from daemon.engine import eventloop
+from daemon.config import EVENT_LOOPS
 from daemon.errors import WaSenderError
 
 SYSTEMS = ("wa-sender", "floor", "pgqueuer")
@@ -158,4 +158,4 @@ def add_measured_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout-s", type=float, default=10.0)
     parser.add_argument("--latency-out", type=Path, default=None)
     parser.add_argument("--result", type=Path, default=None)
-    parser.add_argument("--event-loop", default="auto", choices=eventloop.EVENT_LOOPS)
+    parser.add_argument("--event-loop", default="auto", choices=EVENT_LOOPS)

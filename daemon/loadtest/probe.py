@@ -20,7 +20,7 @@ from pathlib import Path
 
 from daemon.config import load_config
 from daemon.engine import eventloop
-from daemon.engine.sender import Work
+from daemon.engine.claimer import Work
 from daemon.engine.service import check_config_for_run, default_components, run_daemon
 from daemon.errors import WaSenderError
 from daemon.loadtest.latency import SecondlyRecorder

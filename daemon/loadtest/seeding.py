@@ -17,25 +17,15 @@ from daemon.core.model import CampaignId
 from daemon.core.payload import Template
 from daemon.core.states import CampaignCommand
 from daemon.db.campaigns import change_campaign_state, create_campaign
-from daemon.db.database import with_database_name
+from daemon.db.database import create_database, drop_database, with_database_name
 from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
+from daemon.db.sql import query
 from daemon.errors import DatabaseError
 
 TEMPLATE = Template("loadtest_offer", "en_US", ("first_name",))
 FIRST_PHONE_NUMBER_ID = 1_000_001
 PHONE_PREFIX = "1555"
-
-# $1 campaign, $2 how many, $3 offset of the first contact (phones stay unique across campaigns).
-_SEED_CONTACTS = """
-INSERT INTO contacts (campaign_id, phone, params, state, source_line)
-SELECT $1::bigint,
-       '1555' || lpad(($3::bigint + g)::text, 7, '0'),
-       jsonb_build_object('first_name', 'Name' || ($3::bigint + g)::text),
-       'initial',
-       g + 1
-FROM generate_series(0, $2::bigint - 1) AS g
-"""
 
 
 def phone_for(index: int) -> str:
@@ -66,12 +56,11 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database server: {exc}") from exc
     try:
-        # An identifier cannot be a $1 parameter; the name is ours (hex digits only).
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        await create_database(admin, name)
         try:
             yield with_database_name(server_dsn, name)
         finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await drop_database(admin, name)
     finally:
         await admin.close()
 
@@ -94,10 +83,10 @@ async def seed_campaigns(conn: asyncpg.Connection, contacts: int, numbers: int) 
     ):
         campaign_id = await create_campaign(conn, f"loadtest {k + 1}/{numbers}", TEMPLATE, number)
         if size:
-            await conn.execute(_SEED_CONTACTS, campaign_id, size, offset)
+            await conn.execute(query("loadtest_seed_contacts"), campaign_id, size, offset)
         offset += size
         campaign_ids.append(campaign_id)
-    await conn.execute("ANALYZE contacts")
+    await conn.execute(query("loadtest_analyze_contacts"))
     return campaign_ids
 
 

@@ -26,11 +26,13 @@ from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState
 from daemon.db import campaigns as store
 from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
+from daemon.db.receipts_store import pending_receipt_count
+from daemon.db.sql import query
 from daemon.engine.service import default_components, run_daemon
 from daemon.logs import configure_logging
+from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
+from daemon.mockapi.server import start_mock_server
 from daemon.ops.render import progress_bar, progress_table
-from daemon.whatsapp.mock import start_mock_server
-from daemon.whatsapp.mock_config import FaultConfig, MockConfig, ReceiptConfig
 
 DEMO_NUMBER_ID = "106540352242922"
 # Recipients that the mock refuses for good, to show Sending failed with its code.
@@ -171,14 +173,7 @@ async def _show_progress(
         if daemon.done():
             daemon.result()  # raises the daemon's error
             raise RuntimeError("the daemon stopped before the campaign finished")
-        row = await conn.fetchrow(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE state::text = ANY($2)) AS pending,"
-            " (SELECT state::text FROM campaigns WHERE id = $1) AS campaign_state,"
-            " (SELECT pause_reason FROM campaigns WHERE id = $1) AS pause_reason"
-            " FROM contacts WHERE campaign_id = $1",
-            campaign_id,
-            pending,
-        )
+        row = await conn.fetchrow(query("demo_progress"), campaign_id, pending)
         if row["campaign_state"] not in ("running", "finished"):
             print(f"\ncampaign is {row['campaign_state']}: {row['pause_reason']}", file=out)
             return
@@ -217,10 +212,7 @@ async def _wait_campaign_finished(
 async def _wait_receipts_applied(conn: asyncpg.Connection, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pending = await conn.fetchval(
-            "SELECT count(*) FROM status_receipts WHERE processing_state = 'pending'"
-        )
-        if pending == 0:
+        if await pending_receipt_count(conn) == 0:
             return
         await asyncio.sleep(0.2)
 

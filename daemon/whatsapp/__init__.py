@@ -1,0 +1,1 @@
+"""The real WhatsApp Cloud API: the send client, webhook parsing, the signature."""

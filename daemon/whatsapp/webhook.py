@@ -34,6 +34,8 @@ class WebhookPayloadError(ValueError):
 
 
 class SignatureCheck(Enum):
+    """How a webhook POST's ``X-Hub-Signature-256`` compares with its body."""
+
     VALID = "valid"
     MISSING = "missing"  # 401
     INVALID = "invalid"  # 403
@@ -57,12 +59,16 @@ class ReceiptRow:
 
 @dataclass(frozen=True, slots=True)
 class IgnoredChange:
+    """A webhook change we do not act on (its ``field``), and why."""
+
     field: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
 class ParsedWebhook:
+    """One webhook POST: the status receipts to store and the changes ignored."""
+
     receipts: list[ReceiptRow]
     ignored: list[IgnoredChange]
 

@@ -269,3 +269,7 @@ SELECT 1;
 
 -- name: receipt_counts
 SELECT processing_state, count(*) AS n FROM status_receipts GROUP BY processing_state;
+
+-- name: pending_receipts
+-- How many receipts wait to be applied (the demo and the load test wait for none).
+SELECT count(*) FROM status_receipts WHERE processing_state = 'pending';

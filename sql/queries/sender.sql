@@ -87,27 +87,17 @@ WHERE k.id = c.campaign_id
 -- memory, possibly with a result waiting for the database); its next incarnation, or another
 -- daemon, recovers them once it is gone. $7 max unknown outcomes per contact.
 -- reconcile: wait the grace period for a receipt carrying the attempt's callback data.
--- The expired attempt (number c.attempts) becomes unknown outcome c.unknown_attempts + 1 and
--- does not count against $3: SET reads the row as it was, so the counted attempts made are
--- c.attempts - c.unknown_attempts - 1. Error when they already use up $3 (max_attempts lowered
--- meanwhile), or when this is unknown outcome number $7 (a contact that kills its daemon
--- every time must not loop forever), or under the error policy.
+-- error or retry_scheduled by unknown_outcome_state (migration 0004: the expired attempt does
+-- not count against $3; error when the counted attempts are used up, at the $7-th unknown
+-- outcome, or under the error policy).
 UPDATE contacts AS c
-SET state = CASE
-        WHEN $1 = 'error'
-             OR c.attempts - c.unknown_attempts - 1 >= $3
-             OR c.unknown_attempts + 1 >= $7
-            THEN 'error'::contact_state
-        ELSE 'retry_scheduled'
-    END,
+SET state = unknown_outcome_state($1, c.attempts, c.unknown_attempts, $3, $7),
     unknown_attempts = c.unknown_attempts + 1,
     next_attempt_at = CASE WHEN $1 = 'reconcile' THEN now() + make_interval(secs => $2) ELSE now() END,
     outcome_unknown = true,
     error_title = 'outcome unknown: lease expired before the send result was recorded',
     failed_at = CASE
-        WHEN $1 = 'error'
-             OR c.attempts - c.unknown_attempts - 1 >= $3
-             OR c.unknown_attempts + 1 >= $7
+        WHEN unknown_outcome_state($1, c.attempts, c.unknown_attempts, $3, $7) = 'error'
             THEN now()
         ELSE c.failed_at
     END,
@@ -131,21 +121,13 @@ RETURNING c.id, c.state::text AS state;
 -- (same rules as expire_leases). $1 ids, $2 policy, $3 grace seconds, $4 max attempts,
 -- $5 this daemon, $6 max unknown outcomes per contact.
 UPDATE contacts AS c
-SET state = CASE
-        WHEN $2 = 'error'
-             OR c.attempts - c.unknown_attempts - 1 >= $4
-             OR c.unknown_attempts + 1 >= $6
-            THEN 'error'::contact_state
-        ELSE 'retry_scheduled'
-    END,
+SET state = unknown_outcome_state($2, c.attempts, c.unknown_attempts, $4, $6),
     unknown_attempts = c.unknown_attempts + 1,
     next_attempt_at = CASE WHEN $2 = 'reconcile' THEN now() + make_interval(secs => $3) ELSE now() END,
     outcome_unknown = true,
     error_title = 'outcome unknown: send interrupted by shutdown',
     failed_at = CASE
-        WHEN $2 = 'error'
-             OR c.attempts - c.unknown_attempts - 1 >= $4
-             OR c.unknown_attempts + 1 >= $6
+        WHEN unknown_outcome_state($2, c.attempts, c.unknown_attempts, $4, $6) = 'error'
             THEN now()
         ELSE c.failed_at
     END,

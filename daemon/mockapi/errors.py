@@ -16,6 +16,8 @@ ERROR_CODES_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/supp
 
 @dataclass(frozen=True, slots=True)
 class ErrorSpec:
+    """One Cloud API error code: its title, details, HTTP status and envelope fields."""
+
     code: int
     title: str
     details: str

@@ -5,12 +5,14 @@ from __future__ import annotations
 import random
 from typing import Literal, NamedTuple
 
-from daemon.whatsapp.mock_config import FaultConfig
+from daemon.mockapi.config import FaultConfig
 
 FaultKind = Literal["drop", "timeout", "transient", "permanent", "fatal"]
 
 
 class Fault(NamedTuple):
+    """What happens to one request instead of a normal answer."""
+
     kind: FaultKind
     code: int | None = None
     """The error code for transient/permanent/fatal faults."""
@@ -43,9 +45,11 @@ class FaultInjector:
 
     @property
     def has_latency(self) -> bool:
+        """Whether answers wait at all (fixed latency or jitter)."""
         return self._latency_s > 0 or self._jitter_s > 0
 
     def latency_s(self) -> float:
+        """This answer's delay in seconds: the fixed latency plus drawn jitter."""
         jitter = self._jitter_s
         if jitter <= 0:
             return self._latency_s
@@ -54,6 +58,7 @@ class FaultInjector:
         return self._latency_s + self.rng.uniform(0.0, jitter)
 
     def draw(self) -> Fault | None:
+        """This request's fault, or None for a normal answer."""
         if not self._bands:
             return None
         roll = self.rng.random()

@@ -21,6 +21,8 @@ _MIDDLE = b"\x15\x02\x00\x11\x18\x12"
 
 
 class AcceptedMessage(NamedTuple):
+    """One send the mock accepted, as ``GET /_mock/messages`` lists it."""
+
     seq: int
     wamid: str
     phone_number_id: str
@@ -34,6 +36,7 @@ class AcceptedMessage(NamedTuple):
     """The event loop clock, for latencies measured in the same process."""
 
     def as_json(self) -> dict[str, Any]:
+        """The message as a JSON-able dict."""
         return self._asdict()
 
 
@@ -53,6 +56,7 @@ class WamidFactory:
         self._instance_hex = f"{self.instance:08X}".encode()
 
     def make(self, wa_id: str, seq: int) -> str:
+        """The wamid of accepted message ``seq`` to ``wa_id``."""
         phone = (wa_id.encode("ascii", "ignore") or b"0")[:64]
         raw = (
             _HEAD
@@ -122,6 +126,7 @@ class MessageLog(Sequence[AcceptedMessage]):
         at: float,
         mono: float,
     ) -> AcceptedMessage:
+        """Record one accepted message; it as stored, with its sequence number and wamid."""
         seq = len(self._to)
         self._phone_idx.append(self._phone_ids.index(phone_number_id))
         self._template_idx.append(self._templates.index(template))
@@ -169,6 +174,7 @@ class MessageLog(Sequence[AcceptedMessage]):
         )
 
     def find(self, wamid: str) -> AcceptedMessage | None:
+        """The accepted message with this wamid, or None."""
         seq = self._wamids.seq_of(wamid)
         if seq is None or seq >= len(self):
             return None
@@ -197,9 +203,11 @@ class MockState:
 
     @property
     def requests(self) -> int:
+        """How many send requests arrived."""
         return self.outcomes["requests"]
 
     def count_by_callback_data(self) -> Counter[str]:
+        """How many accepted messages carried each callback data."""
         return self.accepted.count_by_callback_data()
 
     def duplicated_callback_data(self) -> dict[str, int]:
@@ -226,12 +234,14 @@ class MockState:
         at: float,
         mono: float,
     ) -> AcceptedMessage:
+        """Count and log one accepted message."""
         self.outcomes["accepted"] += 1
         self.accepted_per_second[int(at)] += 1
         self.accepted_by_number[phone_number_id] += 1
         return self.accepted.append(phone_number_id, to, callback, template, at, mono)
 
     def record_error(self, code: int) -> None:
+        """Count one send answered with error ``code``."""
         self.outcomes["errors"] += 1
         self.errors_by_code[code] += 1
 

@@ -79,6 +79,7 @@ class FaultConfig:
 
     @property
     def error_rate(self) -> float:
+        """The share of requests that get any fault (the rates are exclusive)."""
         return (
             self.transient_rate
             + self.permanent_rate
@@ -176,7 +177,7 @@ class MockConfig:
 
     token: str = field(default=DEFAULT_TOKEN, repr=False)
     validate: bool = True
-    # Serve well-formed sends straight from the socket (mock_fastlane); off: aiohttp serves all.
+    # Serve well-formed sends straight from the socket (mockapi.fastlane); off: aiohttp serves all.
     fast_lane: bool = True
     # Messages per second per phone_number_id; None or 0 means unlimited.
     limit_per_second: float | None = None
@@ -205,4 +206,5 @@ class MockConfig:
 
     @property
     def limited(self) -> bool:
+        """Whether a per-number throughput limit (130429) applies."""
         return bool(self.limit_per_second)

@@ -1,6 +1,6 @@
 """Extract the template-message request schema from Meta's OpenAPI spec (dev-only).
 
-Usage: python daemon/whatsapp/schema/extract.py SPEC.yaml [OUT.json]
+Usage: python daemon/mockapi/schema/extract.py SPEC.yaml [OUT.json]
 
 Reads ``components/schemas/TemplateMessage`` and every schema it reaches (``$ref`` and
 ``discriminator`` mappings), turns the OpenAPI dialect into plain JSON Schema 2020-12 and
@@ -121,6 +121,7 @@ def dispatch_discriminators(raw: dict[str, Any], converted: dict[str, Any]) -> N
 
 
 def apply_patches(schemas: dict[str, Any]) -> None:
+    """Meta's spec mended where the real API differs (listed in ``PATCHES``)."""
     lang = schemas["LanguageObject"]
     lang["required"] = [r for r in lang["required"] if r != "policy"]
     for name in ("TemplateComponent", "ButtonComponent"):
@@ -137,6 +138,7 @@ def _all_properties(schema: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_document(spec: dict[str, Any], source: str) -> dict[str, Any]:
+    """The self-contained JSON Schema document for a template send request."""
     raw = collect(spec["components"]["schemas"], ROOT)
     converted = {name: to_json_schema(schema) for name, schema in raw.items()}
     dispatch_discriminators(raw, converted)
@@ -161,6 +163,7 @@ def build_document(spec: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    """Command line: read the spec, write the schema; the exit code."""
     if len(argv) not in (2, 3):
         print(__doc__, file=sys.stderr)
         return 2

@@ -27,12 +27,16 @@ _HANDED_TO_AIOHTTP = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 
 
 class Framing(Enum):
+    """Why `frame` found no request: more bytes needed, or not the fast lane's shape."""
+
     NEED_MORE = "need more bytes"
     HAND_OFF = "not the fast lane's shape"
 
 
 @dataclass(slots=True)
 class SendRequest:
+    """One framed send request: its number, Authorization header and body."""
+
     phone_number_id: str
     authorization: bytes  # the header's value as sent, b"" when there is none
     body: bytes
@@ -93,6 +97,7 @@ class HttpDate:
         self._value = b""
 
     def now(self) -> bytes:
+        """The current Date header value (bytes, cached for the second)."""
         second = int(time.time())
         if second != self._second:
             self._second = second

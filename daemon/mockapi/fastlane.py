@@ -11,7 +11,7 @@ Anything else (another method or path, a query string, a chunked body, Expect, U
 ``Connection: close``, no Host, HTTP/1.0, a malformed or oversized request) hands the connection,
 from that request's first byte, to aiohttp's own protocol, which serves it and everything
 after it exactly as it would have without the fast lane. The framing itself is pure and lives
-in ``mock_http``; this module is the connection protocol and the site that starts it.
+in ``mockapi.http``; this module is the connection protocol and the site that starts it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from daemon.whatsapp.mock_http import Framing, HttpDate, SendRequest, frame, response_bytes
+from daemon.mockapi.http import Framing, HttpDate, SendRequest, frame, response_bytes
 
 log = structlog.get_logger()
 
@@ -47,11 +47,14 @@ class SendEndpoint(Protocol):
     def latency_s(self) -> float | None:
         """The latency to wait before this request's answer, None for none."""
 
-    def arrived(self) -> None: ...
+    def arrived(self) -> None:
+        """Count a send request as it arrives, before its latency."""
 
-    def answer(self, phone_number_id: str, authorization: bytes, raw: bytes) -> Answer: ...
+    def answer(self, phone_number_id: str, authorization: bytes, raw: bytes) -> Answer:
+        """(HTTP status, JSON body) for one send, its latency already waited, or no answer."""
 
-    async def hang(self) -> None: ...
+    async def hang(self) -> None:
+        """A timeout fault: hold the request until the fault's time passes or shutdown."""
 
 
 class FastLanes:
@@ -65,6 +68,8 @@ class FastLanes:
         self.handed_off = 0  # connections handed to aiohttp
 
     def factory(self, fallback: Callable[[], asyncio.Protocol]) -> Callable[[], FastLane]:
+        """The server's protocol factory: a fast lane per connection, which hands off to
+        ``fallback`` (aiohttp's protocol)."""
         return lambda: FastLane(self, fallback)
 
     async def drain(self, timeout_s: float) -> None:
@@ -97,16 +102,19 @@ class FastLane(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Register the connection with its lanes."""
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self._lanes.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection and cancel an answer still waiting."""
         self._done = True
         self._lanes.connections.discard(self)
         if self._task is not None:
             self._task.cancel()
 
     def data_received(self, data: bytes) -> None:
+        """Buffer the bytes and serve the requests they complete."""
         if self._done:
             return
         self._buffer = self._buffer + data if self._buffer else data
@@ -114,14 +122,17 @@ class FastLane(asyncio.Protocol):
             self._serve()
 
     def eof_received(self) -> bool:
-        return False  # the transport closes itself
+        """Let the transport close itself (no half-open connections)."""
+        return False
 
-    def pause_writing(self) -> None:  # the client does not read its answers: stop reading
+    def pause_writing(self) -> None:
+        """The client does not read its answers: stop reading requests."""
         if self._transport is not None:
             self._transport.pause_reading()
             self._reading_paused = True
 
     def resume_writing(self) -> None:
+        """The client reads again: read requests again."""
         if self._transport is not None and self._reading_paused:
             self._reading_paused = False
             self._transport.resume_reading()
@@ -236,6 +247,7 @@ class FastLane(asyncio.Protocol):
             self._transport.close()
 
     def abort(self) -> None:
+        """Close the connection at once, answers unsent (shutdown timeout)."""
         if self._transport is not None:
             self._transport.abort()
 
@@ -251,9 +263,11 @@ class FastLaneSite(web.BaseSite):
 
     @property
     def name(self) -> str:
+        """The site's URL, as aiohttp prints it."""
         return str(URL.build(scheme="http", host=self._host, port=self._port))
 
     async def start(self) -> None:
+        """Listen on the host and port, each connection starting in the fast lane."""
         await super().start()
         server = self._runner.server
         assert server is not None

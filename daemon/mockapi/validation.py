@@ -32,7 +32,7 @@ class RequestProblem:
 
 def load_template_schema() -> dict[str, Any]:
     """The packaged JSON Schema document for a template send request."""
-    text = (resources.files("daemon.whatsapp") / "schema" / SCHEMA_FILE).read_text("utf-8")
+    text = (resources.files("daemon.mockapi") / "schema" / SCHEMA_FILE).read_text("utf-8")
     document: dict[str, Any] = json.loads(text)
     return document
 

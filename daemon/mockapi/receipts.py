@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 import aiohttp
 import structlog
 
-from daemon.whatsapp.mock_config import DelayRange, ReceiptConfig
-from daemon.whatsapp.mock_errors import webhook_error
-from daemon.whatsapp.mock_state import AcceptedMessage
+from daemon.mockapi.config import DelayRange, ReceiptConfig
+from daemon.mockapi.errors import webhook_error
+from daemon.mockapi.state import AcceptedMessage
 from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
 
 log = structlog.get_logger()
@@ -32,6 +32,8 @@ USER_AGENT = "facebookexternalua"
 
 
 class PlannedStatus(NamedTuple):
+    """One status webhook scheduled for an accepted message."""
+
     due: float
     """Loop time at which the status is posted."""
     order: int
@@ -87,6 +89,7 @@ class ReceiptSender:
 
     @property
     def enabled(self) -> bool:
+        """Whether status webhooks are posted at all."""
         return self.config.enabled
 
     @property
@@ -95,6 +98,7 @@ class ReceiptSender:
         return self._pending
 
     def stats(self) -> dict[str, int]:
+        """The counters (generated, posted, acknowledged, dropped, ...) and the pending count."""
         return {**self.counters, "pending": self._pending}
 
     # -- planning -------------------------------------------------------------------------
@@ -202,6 +206,7 @@ class ReceiptSender:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the scheduler and the posting tasks (nothing when disabled)."""
         if not self.config.enabled:
             return
         self._session = aiohttp.ClientSession(
@@ -225,6 +230,7 @@ class ReceiptSender:
             log.error("mock_receipts_task_crashed", task=task.get_name(), exc_info=exc)
 
     async def stop(self) -> None:
+        """Cancel the tasks and close the HTTP session; statuses left are abandoned."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

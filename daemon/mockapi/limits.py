@@ -22,6 +22,7 @@ class TokenBucket:
         self.updated = now
 
     def try_take(self, now: float) -> bool:
+        """Take a token at ``now`` if one is left; whether one was."""
         elapsed = now - self.updated
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
@@ -43,6 +44,7 @@ class SlidingWindow:
         self.stamps: deque[float] = deque()
 
     def try_take(self, now: float) -> bool:
+        """Take a slot at ``now`` if the trailing window has one; whether it had."""
         horizon = now - self.window_s
         stamps = self.stamps
         while stamps and stamps[0] <= horizon:
@@ -69,9 +71,11 @@ class ThroughputLimiter:
 
     @property
     def unlimited(self) -> bool:
+        """Whether no limit applies at all."""
         return self.rate <= 0
 
     def allow(self, key: str, now: float) -> bool:
+        """Whether a request for ``key`` at ``now`` is within the limit."""
         if self.rate <= 0:
             return True
         limiter = self._limiters.get(key)

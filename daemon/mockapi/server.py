@@ -5,7 +5,7 @@ bodies validated against the official schema, real success and error envelopes, 
 throughput limit (130429), injected latency and faults, and signed status webhooks posted back.
 Out-of-process harnesses read ``GET /_mock/stats`` and ``GET /_mock/messages`` and flip
 ``POST /_mock/control``; in-process ones use :func:`start_mock_server`. Never touches a database.
-Plain sends are answered by the fast lane (``mock_fastlane``), everything else by aiohttp; both
+Plain sends are answered by the fast lane (``mockapi.fastlane``), everything else by aiohttp; both
 serve `MockApi.answer`.
 """
 
@@ -25,14 +25,14 @@ import orjson
 import structlog
 from aiohttp import web
 
-from daemon.whatsapp.mock_config import MockConfig
-from daemon.whatsapp.mock_errors import error_envelope, error_spec, invalid_token_envelope
-from daemon.whatsapp.mock_fastlane import Answer, FastLanes, FastLaneSite, Unanswered
-from daemon.whatsapp.mock_faults import FaultInjector
-from daemon.whatsapp.mock_limits import ThroughputLimiter
-from daemon.whatsapp.mock_receipts import ReceiptSender
-from daemon.whatsapp.mock_state import AcceptedMessage, MockState
-from daemon.whatsapp.mock_validation import (
+from daemon.mockapi.config import MockConfig
+from daemon.mockapi.errors import error_envelope, error_spec, invalid_token_envelope
+from daemon.mockapi.fastlane import Answer, FastLanes, FastLaneSite, Unanswered
+from daemon.mockapi.faults import FaultInjector
+from daemon.mockapi.limits import ThroughputLimiter
+from daemon.mockapi.receipts import ReceiptSender
+from daemon.mockapi.state import AcceptedMessage, MockState
+from daemon.mockapi.validation import (
     RequestProblem,
     TemplateMessageValidator,
     basic_problem,
@@ -218,9 +218,11 @@ class MockApi:
     # -- harness endpoints ---------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: always ok once listening."""
         return self._json({"status": "ok"}, 200)
 
     def stats(self) -> dict[str, Any]:
+        """Counters of requests, outcomes, receipts and the fast lane (JSON-able)."""
         return {
             **self.state.stats(),
             "receipts": self.receipts.stats(),
@@ -232,6 +234,7 @@ class MockApi:
         }
 
     async def get_stats(self, request: web.Request) -> web.Response:
+        """``GET /_mock/stats``: `stats` as JSON."""
         return self._json(self.stats(), 200)
 
     async def get_messages(self, request: web.Request) -> web.StreamResponse:
@@ -266,6 +269,7 @@ class MockApi:
         return response
 
     async def get_control(self, request: web.Request) -> web.Response:
+        """``GET /_mock/control``: the runtime switches now."""
         return self._json(self._control_view(), 200)
 
     async def post_control(self, request: web.Request) -> web.Response:
@@ -280,6 +284,7 @@ class MockApi:
         return self._json(self._control_view(), 200)
 
     def apply_control(self, command: dict[str, Any]) -> None:
+        """Apply one control command (see `post_control`); ValueError if bad."""
         unknown = set(command) - {"fail_all", "force_errors", "clear_forced"}
         if unknown:
             raise ValueError(f"unknown control fields: {sorted(unknown)}")
@@ -364,21 +369,26 @@ class RunningMock:
 
     @property
     def api(self) -> MockApi:
+        """The mock's request handlers and their state."""
         return self.app[API_KEY]
 
     @property
     def state(self) -> MockState:
+        """Counters and accepted messages."""
         return self.app[STATE_KEY]
 
     @property
     def receipts(self) -> ReceiptSender:
+        """The status webhook sender."""
         return self.app[RECEIPTS_KEY]
 
     @property
     def config(self) -> MockConfig:
+        """The configuration it runs with."""
         return self.api.config
 
     def messages_url(self, phone_number_id: str, version: str = DEFAULT_API_VERSION) -> str:
+        """The send endpoint URL for ``phone_number_id``."""
         return f"{self.base_url}/{version}/{phone_number_id}/messages"
 
 

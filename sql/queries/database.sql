@@ -1,0 +1,16 @@
+-- The server rather than a schema: databases created and dropped by name (the load test's
+-- fresh databases, the tests' per-test copies). DDL takes no $1 parameters: {database} and
+-- {template} are identifiers, filled in quoted by daemon.db.sql.query_with_identifiers.
+
+-- name: create_database
+CREATE DATABASE {database};
+
+-- name: create_database_from_template
+CREATE DATABASE {database} TEMPLATE {template};
+
+-- name: drop_database
+-- FORCE: a run that failed half-way may leave connections open.
+DROP DATABASE IF EXISTS {database} WITH (FORCE);
+
+-- name: backend_pid
+SELECT pg_backend_pid();

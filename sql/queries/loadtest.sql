@@ -1,0 +1,42 @@
+-- The load-test harness (daemon/loadtest/): seeding, watching a run, reading its figures.
+
+-- name: loadtest_seed_contacts
+-- $1 campaign, $2 how many, $3 offset of the first contact (phones stay unique across
+-- campaigns). Phones and parameters follow daemon/loadtest/seeding.py's phone_for and
+-- params_for, so every system posts the same bodies.
+INSERT INTO contacts (campaign_id, phone, params, state, source_line)
+SELECT $1::bigint,
+       '1555' || lpad(($3::bigint + g)::text, 7, '0'),
+       jsonb_build_object('first_name', 'Name' || ($3::bigint + g)::text),
+       'initial',
+       g + 1
+FROM generate_series(0, $2::bigint - 1) AS g;
+
+-- name: loadtest_analyze_contacts
+ANALYZE contacts;
+
+-- name: loadtest_registered_daemons
+-- $1 pids: those of them whose daemon has written its heartbeat row.
+SELECT pid FROM daemons WHERE pid = ANY($1);
+
+-- name: loadtest_pending_contacts
+-- $1 campaigns: their contacts not yet final.
+SELECT count(*) FROM contacts
+WHERE campaign_id = ANY($1::bigint[]) AND state IN ('initial', 'in_progress', 'retry_scheduled');
+
+-- name: loadtest_contact_rows
+SELECT id, state::text AS state, attempts,
+       extract(epoch FROM claimed_at)::float8 AS claimed_at,
+       extract(epoch FROM sent_at)::float8 AS sent_at,
+       wamid
+FROM contacts WHERE campaign_id = ANY($1::bigint[]);
+
+-- name: loadtest_last_change
+SELECT extract(epoch FROM max(updated_at))::float8 FROM contacts
+WHERE campaign_id = ANY($1::bigint[]);
+
+-- name: loadtest_receipt_times
+SELECT extract(epoch FROM received_at)::float8 AS received_at,
+       extract(epoch FROM processed_at)::float8 AS processed_at,
+       processing_state
+FROM status_receipts;
