@@ -1,1 +1,1 @@
-"""The mock WhatsApp Cloud API (`wa-sender mock`): the real wire format, never a database."""
+"""The mock WhatsApp Cloud API (`wa-sender mock-api`): the real wire format, never a database."""
