@@ -161,6 +161,8 @@ class MockApi:
         ):
             # A known template's body, valid and fitting in one pass (mockapi.template_fit).
             problem = self._configured_template_problem(body["template"])
+        elif marketing and isinstance(body, dict) and body.get("type") != "template":
+            problem = RequestProblem(100, "Message must be a template message.")
         else:
             problem = validator.check(body) if validator else basic_problem(body)
             if problem is None:

@@ -88,7 +88,7 @@ class TemplateFit:
         if type(components) is not list:
             return False
         header = body = None
-        buttons: dict[object, Any] = {}
+        buttons: dict[str, Any] = {}
         for component in components:
             if type(component) is not dict:
                 return False
@@ -205,9 +205,9 @@ class TemplateFit:
             return first.get("type") == "text" and type(text) is str and len(text) <= CODE_MAX
         return True
 
-    def _buttons_fit(self, buttons: dict[object, Any]) -> bool:
+    def _buttons_fit(self, buttons: dict[str, Any]) -> bool:
         for index, component in buttons.items():
-            expected = self.buttons.get(index)  # type: ignore[arg-type]
+            expected = self.buttons.get(index)
             if expected is None or component.keys() != _BUTTON_KEYS:
                 return False
             sub_type, parameter_type, max_length = expected
