@@ -104,6 +104,7 @@ class Sender:
         self._slots = Slots(config.sender.concurrency)
         self._workers: list[asyncio.Task[None]] = []
         self._in_hand: dict[asyncio.Task[None], Work] = {}  # worker -> taken, not yet sending
+        self._releasing: set[int] = set()  # contacts being given back (see `_release`)
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
         # Set by the last send to finish once stopping; only `shutdown` waits for it.
         self._none_inflight = asyncio.Event()
@@ -156,7 +157,7 @@ class Sender:
             *(w for q in self._queues.values() for w in q.take_all()),
         ]
         self._in_hand.clear()
-        await self._release([w.contact.id for w in unsent])
+        await self._release([w.contact.id for w in unsent] + sorted(self._releasing))
         if self._inflight:
             self._none_inflight.clear()
             waiter = asyncio.ensure_future(self._none_inflight.wait())
@@ -404,7 +405,11 @@ class Sender:
     async def _release(self, ids: list[int]) -> None:
         if not ids:
             return
+        # Until written, the ids stay here: a worker cancelled at shutdown in the middle of
+        # this write (its queue's contacts already taken out) must not strand them.
+        self._releasing.update(ids)
         await self._write(lambda conn: store.release_contacts(conn, ids, self._daemon_id))
+        self._releasing.difference_update(ids)
         self.stats.released += len(ids)
 
     async def _expire_unknown(self, ids: list[int]) -> None:
