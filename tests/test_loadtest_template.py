@@ -21,8 +21,15 @@ def on_test_server(pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_the_rich_template_has_every_value_per_contact() -> None:
-    spec = loadtest_spec("rich")
-    assert spec is not None and loadtest_spec("body") is None
+    assert loadtest_spec("body") is None
+    realistic = loadtest_spec("rich")
+    assert realistic is not None and set(realistic.constants) == {
+        "header.image.link",
+        "body.worth.code",
+        "button.1.payload",
+    }
+    spec = loadtest_spec("rich-all")
+    assert spec is not None and not spec.constants
     keys, values, indexed = template_values(spec)
     assert values[keys.index("body.worth.amount_1000")] == "12500"
     assert set(keys) >= {
@@ -40,7 +47,7 @@ def test_the_rich_template_has_every_value_per_contact() -> None:
     ("kwargs", "message"),
     [
         ({"template": "rich", "systems": ("wa-sender", "floor")}, "compare --template rich"),
-        ({"template": "nope.json"}, "not body, rich or a JSON file"),
+        ({"template": "nope.json"}, "not body, rich, rich-all or a JSON file"),
     ],
 )
 def test_template_options_are_checked(kwargs: dict[str, Any], message: str) -> None:

@@ -377,7 +377,7 @@ def test_the_compiled_fit_never_accepts_what_the_full_checks_refuse() -> None:
         body_of("sample_header_text", {"header.text": "S", "body.1": "A"}),
     ]
     rng = random.Random(16)
-    accepted = 0
+    accepted = canonical = 0
     for _ in range(6000):
         body = _mutations(rng, rng.choice(bases))
         for _ in range(rng.randrange(3)):
@@ -385,9 +385,11 @@ def test_the_compiled_fit_never_accepts_what_the_full_checks_refuse() -> None:
         fit = catalogue.fit_for(body)
         if fit is not None and fast_top_valid(body) and fit.fits(body["template"], False):
             accepted += 1
+            canonical += bool(fit._canonical and fit._canonical(body["template"], False))
             assert validator.is_schema_valid(body), body
             assert template_problem(body["template"], catalogue) is None, body
     assert accepted > 300  # the fuzzing did exercise the fit
+    assert canonical > 200  # and its generated one-pass version
 
 
 def _free_port() -> int:

@@ -119,10 +119,12 @@ def add_parser(commands: Commands) -> None:
     p.add_argument(
         "--template",
         default="body",
-        metavar="body|rich|FILE",
+        metavar="body|rich|rich-all|FILE",
         help="wa-sender's template: body (one positional text variable, default), rich (an"
         " image header, four named variables of every type, url, quick-reply and copy-code"
-        " buttons, every value per contact), or a JSON file in Meta's template shape",
+        " buttons; image, currency code and payload campaign constants, six values per"
+        " contact), rich-all (the same, every value per contact), or a JSON file in Meta's"
+        " template shape",
     )
     p.add_argument(
         "--rounds",

@@ -13,7 +13,7 @@ from daemon.errors import WaSenderError
 SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body")
 # template-body: wa-sender again, sending the body-only template (what --template rich is
 # measured against, in the same run).
-TEMPLATES = ("body", "rich")
+TEMPLATES = ("body", "rich", "rich-all")
 UNLIMITED_RATE = 1_000_000.0  # the daemon's token bucket needs a number: high enough never to wait
 DEFAULT_CONCURRENCY = 64
 DEFAULT_MAX_CONNECTIONS = 100
@@ -85,7 +85,9 @@ class LoadtestOptions:
                 f" --template {self.template} with template-body"
             )
         if self.template not in TEMPLATES and not Path(self.template).is_file():
-            raise LoadtestError(f"--template {self.template}: not body, rich or a JSON file")
+            raise LoadtestError(
+                f"--template {self.template}: not body, rich, rich-all or a JSON file"
+            )
 
     @property
     def event_loop(self) -> str:

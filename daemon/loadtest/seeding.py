@@ -37,11 +37,19 @@ from daemon.mockapi.catalogue import SAMPLE_TEMPLATES
 TEMPLATE = Template("loadtest_offer", "en_US", ("first_name",))
 BODY = "body"
 RICH = "rich"
+RICH_ALL = "rich-all"
 # The richest sample (mockapi.catalogue): image header, four named body variables (text,
-# text, currency, date_time), a URL button, a quick reply and a copy-code button, every
-# value per contact.
+# text, currency, date_time), a URL button, a quick reply and a copy-code button. `rich`
+# binds it as a campaign would: the campaign's image, currency and quick-reply payload as
+# constants (--set), the six others per contact (name, points, amount, expiry, url suffix,
+# coupon); `rich-all` takes every value per contact (the image link and payload too).
 RICH_TEMPLATE = "sample_rich_named"
 RICH_TYPES = {"worth": "currency", "expiry": "date_time"}
+RICH_CONSTANTS = {
+    "header.image.link": "https://cdn.example.com/img/spring.jpg",
+    "body.worth.code": "EUR",
+    "button.1.payload": "STOP_PROMOTIONS",
+}
 FIRST_PHONE_NUMBER_ID = 1_000_001
 PHONE_PREFIX = "1555"
 
@@ -86,14 +94,18 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
 def loadtest_spec(template: str) -> CampaignTemplate | None:
     """The campaigns' template binding for `--template`: None for `body` (the positional
     body-only template, stored as today's `--param` campaigns), the richest sample for
-    `rich`, or the first template of a JSON file (Meta's shape, every value per contact)."""
+    `rich` and `rich-all`, or the first template of a JSON file (Meta's shape, every value
+    per contact)."""
     if template == BODY:
         return None
     try:
-        if template == RICH:
+        if template in (RICH, RICH_ALL):
             document = next(d for d in SAMPLE_TEMPLATES if d["name"] == RICH_TEMPLATE)
             return bind_template(
-                parse_template(document), source=TemplateSource.FILE, param_types=RICH_TYPES
+                parse_template(document),
+                source=TemplateSource.FILE,
+                param_types=RICH_TYPES,
+                sets=RICH_CONSTANTS if template == RICH else {},
             )
         definitions = parse_catalogue(orjson.loads(Path(template).read_bytes()))
     except (OSError, orjson.JSONDecodeError, TemplateError) as exc:

@@ -72,9 +72,17 @@ class TemplateFit:
             elif button.type is ButtonType.QUICK_REPLY:
                 self.buttons[index] = ("quick_reply", "payload", None)
         self.required_buttons = frozenset(required)
+        self._canonical = _compile_canonical(self, definition)
 
     def fits(self, template: Mapping[str, Any], marketing: bool) -> bool:
         """Whether the `template` object is valid and fits (False: ask the full path)."""
+        canonical = self._canonical
+        if canonical is not None and canonical(template, marketing):
+            return True
+        return self._fits(template, marketing)
+
+    def _fits(self, template: Mapping[str, Any], marketing: bool) -> bool:
+        """`fits`, for components in any order and optional buttons left out."""
         if marketing and not self.category_marketing:
             return False
         if not template.keys() <= _TEMPLATE_KEYS:
@@ -227,3 +235,154 @@ class TemplateFit:
             if type(value) is not str or (max_length is not None and len(value) > max_length):
                 return False
         return self.required_buttons <= buttons.keys()
+
+
+_NAMESPACE: Final[Mapping[str, Any]] = {
+    "TK": _TEMPLATE_KEYS,
+    "LK": _LANGUAGE_KEYS,
+    "CK": _COMPONENT_KEYS,
+    "BK": _BUTTON_KEYS,
+    "CUK": _CURRENCY_KEYS,
+    "LOCK": _LOCATION_KEYS,
+    "PK": _PARAM_KEYS,
+    "NK": _NAMED_KEYS,
+    "HT": ("https://", "http://"),
+    "BAD": _BAD_TEXT,
+}
+
+
+def _compile_canonical(fit: TemplateFit, definition: TemplateDef) -> Any:
+    """`fits` for the body as Meta documents it and wa-sender builds it: header, body (its
+    variables in order), then every button that takes a parameter, by index. Generated code,
+    one straight pass; None when the template has no such shape. Names and other values of
+    the template are constants of the namespace, never source text."""
+    namespace: dict[str, Any] = dict(_NAMESPACE)
+    out = ["def fits(t, marketing):"]
+
+    def line(text: str, depth: int = 1) -> None:
+        out.append("    " * depth + text)
+
+    def constant(value: Any) -> str:
+        name = f"C{len(namespace)}"
+        namespace[name] = value
+        return name
+
+    buttons = sorted((int(i), spec) for i, spec in fit.buttons.items())
+    count = (fit.header_kind is not None) + bool(fit.body_vars) + len(buttons)
+    if count == 0:
+        return None
+    if not fit.category_marketing:
+        line("if marketing: return False")
+    line("if not t.keys() <= TK: return False")
+    line("lg = t['language']")
+    line("if not lg.keys() <= LK or ('policy' in lg and lg['policy'] != 'deterministic'):")
+    line("return False", 2)
+    line("c = t.get('components')")
+    line(f"if type(c) is not list or len(c) != {count}: return False")
+    texts: list[str] = []
+    position = 0
+    kind = fit.header_kind
+    if kind is not None:
+        line(f"x = c[{position}]")
+        line("if type(x) is not dict or x.keys() != CK or x['type'] != 'header': return False")
+        line("ps = x['parameters']")
+        line("if type(ps) is not list or len(ps) != 1: return False")
+        line("p = ps[0]")
+        if kind == "text":
+            if fit.header_name is None:
+                line("if type(p) is not dict or p.keys() != PK or p['type'] != 'text':")
+            else:
+                name = constant(fit.header_name)
+                line(
+                    f"if type(p) is not dict or p.keys() != NK or p['type'] != 'text'"
+                    f" or p['parameter_name'] != {name}:"
+                )
+            line("return False", 2)
+            line("h = p['text']")
+            texts.append("h")
+        elif kind == "location":
+            line("if type(p) is not dict or len(p) != 2 or p.get('type') != 'location':")
+            line("return False", 2)
+            line("v = p['location']")
+            line(
+                "if type(v) is not dict or 'latitude' not in v or 'longitude' not in v"
+                " or not v.keys() <= LOCK: return False"
+            )
+            line("for s in v.values():")
+            line("if type(s) is not str: return False", 2)
+        else:
+            media = constant(kind)
+            line(f"if type(p) is not dict or len(p) != 2 or p.get('type') != {media}:")
+            line("return False", 2)
+            line(f"v = p.get({media})")
+            line("if type(v) is not dict: return False")
+            line("n = len(v)")
+            if fit.document:
+                line("if 'filename' in v:")
+                line("if type(v['filename']) is not str: return False", 2)
+                line("n -= 1", 2)
+            line("if n != 1: return False")
+            line("m = v.get('link')")
+            line("if m is None:")
+            line("if type(v.get('id')) is not str: return False", 2)
+            line("elif type(m) is not str or not m.startswith(HT): return False")
+        position += 1
+    if fit.body_vars:
+        size = 3 if fit.named else 2
+        line(f"x = c[{position}]")
+        line("if type(x) is not dict or x.keys() != CK or x['type'] != 'body': return False")
+        line("ps = x['parameters']")
+        line(f"if type(ps) is not list or len(ps) != {len(fit.body_vars)}: return False")
+        for j, variable in enumerate(fit.body_vars):
+            line(f"p = ps[{j}]")
+            line(f"if type(p) is not dict or len(p) != {size}: return False")
+            if fit.named:
+                line(f"if p.get('parameter_name') != {constant(variable)}: return False")
+            line("k = p.get('type')")
+            line(f"if k == 'text': b{j} = p.get('text')")
+            line("elif k == 'date_time':")
+            line("v = p.get('date_time')", 2)
+            line("if type(v) is not dict or len(v) != 1: return False", 2)
+            line(f"b{j} = v.get('fallback_value')", 2)
+            line("elif k == 'currency':")
+            line("v = p.get('currency')", 2)
+            line(
+                "if type(v) is not dict or v.keys() != CUK or type(v['code']) is not str"
+                " or type(v['amount_1000']) is not int: return False",
+                2,
+            )
+            line(f"b{j} = v['fallback_value']", 2)
+            line("else: return False")
+            texts.append(f"b{j}")
+        if fit.otp:
+            line(
+                f"if ps[0].get('type') != 'text' or type(b0) is not str"
+                f" or len(b0) > {CODE_MAX}: return False"
+            )
+        position += 1
+    for index, (sub_type, parameter_type, max_length) in buttons:
+        line(f"x = c[{position}]")
+        line(
+            f"if type(x) is not dict or x.keys() != BK or x['type'] != 'button'"
+            f" or x['index'] != {constant(str(index))} or x['sub_type'] != {constant(sub_type)}:"
+        )
+        line("return False", 2)
+        line("ps = x['parameters']")
+        line("if type(ps) is not list or len(ps) != 1: return False")
+        line("p = ps[0]")
+        kind_name = constant(parameter_type)
+        line(f"if type(p) is not dict or len(p) != 2 or p.get('type') != {kind_name}:")
+        line("return False", 2)
+        line(f"s = p.get({kind_name})")
+        limit = f" or len(s) > {max_length}" if max_length is not None else ""
+        line(f"if type(s) is not str{limit}: return False")
+        position += 1
+    for text in texts:
+        line(f"if type({text}) is not str or len({text}) > {TEXT_MAX}: return False")
+    if texts:
+        line(f"return not BAD.search('\\x00'.join(({', '.join(texts)},)))")
+    else:
+        line("return True")
+    source = "\n".join(out) + "\n"
+    exec(compile(source, f"<fit {definition.name} {definition.language}>", "exec"), namespace)
+    return namespace["fits"]
