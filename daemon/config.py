@@ -46,6 +46,11 @@ class WhatsAppConfig:
     verify_token: Secret = NO_SECRET
     request_timeout_s: float = 10.0
     max_connections: int = 100
+    # The WhatsApp Business Account whose template catalogue `templates sync` reads.
+    waba_id: str = ""
+    # cloud: every template through /messages; marketing_messages: MARKETING templates
+    # through the Marketing Messages API (/marketing_messages), the others through /messages.
+    marketing_endpoint: str = "cloud"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,9 @@ class SenderConfig:
     flush_interval_s: float = 0.05
     idle_poll_s: float = 5.0
     shutdown_timeout_s: float = 20.0
+    # Identical per-contact refusals in a row about the request (100, 131008, 131009, 132000,
+    # 132012, 132018, 135000) that pause a campaign; 0 = never.
+    breaker_threshold: int = 20
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,7 @@ _CHOICES: Mapping[tuple[str, str], frozenset[str]] = {
     ("logging", "format"): frozenset({"auto", "json", "console"}),
     ("logging", "level"): frozenset({"debug", "info", "warning", "error"}),
     ("runtime", "event_loop"): frozenset(EVENT_LOOPS),
+    ("whatsapp", "marketing_endpoint"): frozenset({"cloud", "marketing_messages"}),
 }
 
 
@@ -270,6 +279,8 @@ def _check_ranges(config: Config) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if config.sender.breaker_threshold < 0:
+        raise ConfigError("sender.breaker_threshold must be 0 (never) or more")
     if config.limits.daily_unique_recipients < 0:
         raise ConfigError("limits.daily_unique_recipients must be 0 (unlimited) or more")
     if not config.webhook.path.startswith("/"):

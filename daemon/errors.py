@@ -29,3 +29,8 @@ class TransitionError(WaSenderError):
 
 class ImportFileError(WaSenderError):
     """A contacts file that cannot be imported at all (nothing was written)."""
+
+
+class TemplateRefusedError(WaSenderError):
+    """A template the catalogue does not allow (unknown, not approved, another language) or
+    that does not fit the campaign's values."""

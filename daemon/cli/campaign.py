@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import asyncpg
 
 from daemon.cli.common import Commands, Handler, positive_int, with_connection
+from daemon.cli.templates import read_template_file
 from daemon.config import Config
-from daemon.core.payload import Template
 from daemon.core.states import CampaignCommand
+from daemon.core.template_spec import TemplateSource
 from daemon.db import campaigns as store
 from daemon.errors import ConfigError
+from daemon.ops.create import CampaignRequest, create_campaign_from_request
 from daemon.ops.render import campaign_dict, campaign_line, progress_dict, progress_table
 from daemon.ops.watch import watch
 
@@ -34,6 +37,50 @@ def add_parser(commands: Commands) -> None:
     )
     p.add_argument(
         "--phone-number-id", help="sending phone number id (default: whatsapp.phone_number_id)"
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a campaign constant for one of the template's values, the same for every"
+        " contact (keys: `wa-sender templates show NAME`), e.g. header.image.link=https://...",
+    )
+    p.add_argument(
+        "--param-type",
+        dest="param_types",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="VARIABLE=TYPE",
+        help="send a body variable as currency or date_time instead of text",
+    )
+    p.add_argument(
+        "--header-file",
+        type=Path,
+        metavar="FILE",
+        help="the header's image, video or document; the daemon uploads it once per sending"
+        " number (POST /{phone_number_id}/media) and again before its id expires",
+    )
+    p.add_argument(
+        "--template-file",
+        type=Path,
+        metavar="JSON",
+        help="take the template from this file (Meta's message_templates shape): offline use",
+    )
+    p.add_argument(
+        "--message-send-ttl-seconds",
+        type=int,
+        default=None,
+        help="Marketing Messages API: how long Meta tries to deliver (43200..2592000)",
+    )
+    p.add_argument(
+        "--product-policy",
+        choices=("CLOUD_API_FALLBACK", "STRICT"),
+        default=None,
+        help="Marketing Messages API product policy",
     )
     p.set_defaults(handler=cmd_campaign_create)
     p = sub.add_parser("list", help="list campaigns")
@@ -57,21 +104,49 @@ def add_parser(commands: Commands) -> None:
         p.set_defaults(handler=_lifecycle(command))
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
 def cmd_campaign_create(args: argparse.Namespace, config: Config) -> int:
-    """`campaign create`: a draft campaign; prints its id."""
+    """`campaign create`: a draft campaign; prints its id. The template comes from the
+    catalogue (checked: known, in that language, APPROVED), a `--template-file`, or, with
+    no catalogue at all, by name only (unverified, today's `--param` campaigns)."""
     phone_number_id = args.phone_number_id or config.whatsapp.phone_number_id
     if not phone_number_id:
         raise ConfigError(
             "no sending phone number: pass --phone-number-id or set whatsapp.phone_number_id"
         )
-    params = tuple(args.param or ())
-    if len(set(params)) != len(params):
-        raise ConfigError("a --param column is named twice")
-    template = Template(args.template, args.language, params)
+    sets = dict(args.sets)
+    if len(sets) != len(args.sets):
+        raise ConfigError("a --set key is given twice")
+    request = CampaignRequest(
+        name=args.name,
+        template=args.template,
+        language=args.language,
+        phone_number_id=phone_number_id,
+        params=tuple(args.param or ()),
+        sets=sets,
+        param_types=dict(args.param_types),
+        header_file=args.header_file,
+        template_file=read_template_file(args.template_file) if args.template_file else None,
+        message_send_ttl_seconds=args.message_send_ttl_seconds,
+        product_policy=args.product_policy,
+    )
 
     async def work(conn: asyncpg.Connection) -> int:
-        campaign_id = await store.create_campaign(conn, args.name, template, phone_number_id)
-        print(campaign_id)
+        created = await create_campaign_from_request(conn, request, config.whatsapp.waba_id)
+        if created.source is TemplateSource.UNVERIFIED:
+            print(
+                f"wa-sender: note: template {args.template} ({args.language}) is unverified:"
+                " no template catalogue (set whatsapp.waba_id and run `wa-sender templates"
+                " sync`, or pass --template-file)",
+                file=sys.stderr,
+            )
+        print(created.campaign_id)
         return 0
 
     return with_connection(config, work)

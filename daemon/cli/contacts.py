@@ -37,21 +37,26 @@ def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
     async def work(conn: asyncpg.Connection) -> int:
         result = await import_contacts(conn, args.id, Path(args.file))
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "campaign_id": result.campaign_id,
-                        "rows": result.rows,
-                        "imported": result.imported,
-                        "invalid": result.invalid,
-                        "reasons": result.reasons,
-                    }
-                )
-            )
+            document: dict[str, object] = {
+                "campaign_id": result.campaign_id,
+                "rows": result.rows,
+                "imported": result.imported,
+                "invalid": result.invalid,
+                "reasons": result.reasons,
+            }
+            if result.notes:  # e.g. {"language_fallback": n}
+                document["notes"] = result.notes
+            print(json.dumps(document))
         else:
             print(f"imported {result.imported}, invalid {result.invalid} (of {result.rows} rows)")
             for reason, n in sorted(result.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
                 print(f"  {reason}: {n}")
+            fallback = result.notes.get("language_fallback")
+            if fallback:
+                print(
+                    f"  language_fallback: {fallback} contact(s) in a language the template"
+                    " lacks get the campaign's"
+                )
         return 0
 
     return with_connection(config, work)

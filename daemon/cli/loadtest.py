@@ -29,7 +29,9 @@ def _systems(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     for name in names:
         if name not in SYSTEMS or name == "wa-sender":
-            raise argparse.ArgumentTypeError(f"cannot compare with {name!r}: floor or pgqueuer")
+            raise argparse.ArgumentTypeError(
+                f"cannot compare with {name!r}: floor, pgqueuer or template-body"
+            )
     return names
 
 
@@ -110,8 +112,19 @@ def add_parser(commands: Commands) -> None:
         "--compare",
         type=_systems,
         default=(),
-        metavar="floor,pgqueuer",
-        help="also run these after wa-sender, same mock and data, and print ratios",
+        metavar="floor,pgqueuer,template-body",
+        help="also run these after wa-sender, same mock and data, and print ratios"
+        " (template-body: wa-sender again with the body-only template)",
+    )
+    p.add_argument(
+        "--template",
+        default="body",
+        metavar="body|rich|rich-all|FILE",
+        help="wa-sender's template: body (one positional text variable, default), rich (an"
+        " image header, four named variables of every type, url, quick-reply and copy-code"
+        " buttons; image, currency code and payload campaign constants, six values per"
+        " contact), rich-all (the same, every value per contact), or a JSON file in Meta's"
+        " template shape",
     )
     p.add_argument(
         "--rounds",
@@ -183,6 +196,7 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
         concurrency=args.concurrency,
         max_connections=args.max_connections,
         systems=systems,
+        template=args.template,
         rounds=args.rounds,
         timeout_s=args.timeout,
         settings=tuple(args.settings),

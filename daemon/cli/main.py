@@ -21,6 +21,7 @@ from daemon.cli import (
     report,
     run,
     suppression,
+    templates,
     webhook,
 )
 from daemon.config import load_config
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_parser(commands)
     campaign.add_parser(commands)
     contacts.add_parser(commands)
+    templates.add_parser(commands)
     suppression.add_parser(commands)
     run.add_parser(commands)
     demo.add_parser(commands)

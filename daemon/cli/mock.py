@@ -6,9 +6,14 @@ import argparse
 import os
 import sys
 from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from daemon.cli.common import Commands
 from daemon.config import EVENT_LOOPS
+from daemon.core.templates import TemplateError, parse_catalogue
 from daemon.engine import eventloop
 from daemon.errors import ConfigError
 from daemon.mockapi.config import (
@@ -107,6 +112,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME",
         help="template names that exist (repeatable); others answer 132001",
+    )
+    server.add_argument(
+        "--templates",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="serve this template catalogue (JSON, Meta's message_templates shape) instead of"
+        " the built-in samples; sends of templates it lacks answer 132001",
+    )
+    server.add_argument(
+        "--phone-number-id",
+        dest="phone_number_ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="the sending numbers that exist (repeatable); others answer 400, code 100,"
+        " subcode 33 (default: any)",
     )
     server.add_argument(
         "--expect-params",
@@ -221,7 +243,11 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         batch_size=args.batch_size,
         flush_interval_s=args.flush_interval_ms / 1000.0,
     )
+    templates = read_templates(args.templates) if args.templates else None
     return MockConfig(
+        templates=templates,
+        strict_templates=templates is not None,
+        phone_number_ids=frozenset(args.phone_number_ids) if args.phone_number_ids else None,
         token=args.token or os.environ.get(TOKEN_ENV) or DEFAULT_TOKEN,
         validate=not args.no_validate,
         fast_lane=not args.no_fast_lane,
@@ -235,6 +261,17 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         faults=faults,
         receipts=receipts,
     )
+
+
+def read_templates(path: Path) -> tuple[dict[str, Any], ...]:
+    """The catalogue entries of a `--templates` file; ValueError (one line) when unusable."""
+    try:
+        document = orjson.loads(path.read_bytes())
+        parse_catalogue(document)  # every entry must be a template Meta could have listed
+    except (OSError, orjson.JSONDecodeError, TemplateError) as exc:
+        raise ValueError(f"--templates {path}: {exc}") from None
+    entries = document.get("data", document) if isinstance(document, dict) else document
+    return tuple(entries) if isinstance(entries, list) else (entries,)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.core.phones import InvalidPhone, normalize_phone
+from daemon.core.template_check import RowCheck, RowChecker
 
 PHONE_HEADERS = ("phone", "guest phone number")
 
@@ -30,6 +31,12 @@ class ContactRow:
     phone: str  # normalised when valid, as written when invalid
     params: dict[str, str]
     invalid_reason: str | None = None
+    note: str | None = None  # counted, not a reason: e.g. language_fallback
+
+
+def missing_parameter_check(params: dict[str, str]) -> RowCheck:
+    """The check of a campaign without template binding: every parameter non-empty."""
+    return RowCheck(params, "missing_parameter" if "" in params.values() else None)
 
 
 def decode_csv_bytes(data: bytes, origin: str) -> str:
@@ -45,7 +52,10 @@ def decode_csv_bytes(data: bytes, origin: str) -> str:
 
 
 def _header_index(
-    header: Sequence[str], param_columns: Sequence[str], origin: str
+    header: Sequence[str],
+    param_columns: Sequence[str],
+    origin: str,
+    optional_columns: Sequence[str] = (),
 ) -> tuple[int, dict[str, int]]:
     normalised = [h.strip().lower() for h in header]
     phone_index = next((normalised.index(h) for h in PHONE_HEADERS if h in normalised), None)
@@ -66,14 +76,26 @@ def _header_index(
         raise CsvFormatError(
             f"{origin}: missing template parameter column(s): {', '.join(missing)}"
         )
+    for column in optional_columns:
+        if column in header:
+            columns[column] = list(header).index(column)
+        elif column.strip().lower() in normalised:
+            columns[column] = normalised.index(column.strip().lower())
     return phone_index, columns
 
 
 def iter_contacts(
-    text: str, param_columns: Sequence[str], origin: str = "file"
+    text: str,
+    param_columns: Sequence[str],
+    origin: str = "file",
+    *,
+    optional_columns: Sequence[str] = (),
+    check: RowChecker = missing_parameter_check,
 ) -> Iterator[ContactRow]:
     """Every data row, in file order, valid or with its reason (a repeated phone: the first
-    one wins). Header problems raise CsvFormatError before the first row is yielded."""
+    one wins). Header problems raise CsvFormatError before the first row is yielded.
+    `param_columns` must be in the header, `optional_columns` are read when they are;
+    `check` is the per-row template check (`core.template_check.row_checker`)."""
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192], ",;\t")
     except csv.Error:
@@ -85,12 +107,12 @@ def iter_contacts(
         raise CsvFormatError(f"{origin}: empty file (no header row)") from None
     except csv.Error as exc:
         raise CsvFormatError(f"{origin}: not a valid CSV: {exc}") from None
-    phone_index, columns = _header_index(header, param_columns, origin)
-    return _rows(reader, phone_index, columns, origin)
+    phone_index, columns = _header_index(header, param_columns, origin, optional_columns)
+    return _rows(reader, phone_index, columns, origin, check)
 
 
 def _rows(
-    reader: Any, phone_index: int, columns: dict[str, int], origin: str
+    reader: Any, phone_index: int, columns: dict[str, int], origin: str, check: RowChecker
 ) -> Iterator[ContactRow]:
     seen: set[str] = set()
     names = list(columns)
@@ -108,17 +130,19 @@ def _rows(
             values = [record[i].strip() for i in indexes]
             params = dict(zip(names, values, strict=True))
             reason: str | None = None
+            note: str | None = None
             try:
                 phone = normalize_phone(raw_phone)
             except InvalidPhone as exc:
                 phone, reason = raw_phone, exc.reason
             else:
-                if "" in values:
-                    reason = "missing_parameter"
-                elif phone in seen:
-                    reason = "duplicate_phone"
-                else:
-                    seen.add(phone)
-            yield ContactRow(line, phone, params, reason)
+                # The one per-row template check: missing values, Meta's text rules, limits.
+                params, reason, note = check(params)
+                if reason is None:
+                    if phone in seen:
+                        reason = "duplicate_phone"
+                    else:
+                        seen.add(phone)
+            yield ContactRow(line, phone, params, reason, note)
     except csv.Error as exc:
         raise CsvFormatError(f"{origin}: not a valid CSV near line {line + 1}: {exc}") from None

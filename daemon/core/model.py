@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NewType
 
 from daemon.core.payload import Template
 from daemon.core.states import CampaignState, ContactState
+from daemon.core.template_spec import CampaignTemplate, TemplateSource, bind_template
+from daemon.core.templates import legacy_template
 
 CampaignId = NewType("CampaignId", int)
 ContactId = NewType("ContactId", int)
@@ -28,6 +31,24 @@ class Campaign:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The template's binding to the contacts' values; a campaign from before the template
+    # catalogue (or created without one) gets `legacy_spec(template)`.
+    spec: CampaignTemplate | None = None
+
+    @property
+    def template_spec(self) -> CampaignTemplate:
+        """The binding the body is built from (legacy campaigns: their param columns)."""
+        return self.spec if self.spec is not None else legacy_spec(self.template)
+
+
+@functools.lru_cache(maxsize=1024)
+def legacy_spec(template: Template) -> CampaignTemplate:
+    """The binding of a campaign known only by its template's name, language and body
+    parameter columns (`--param`): a positional text body, unverified."""
+    definition = legacy_template(template.name, template.language, len(template.param_columns))
+    return bind_template(
+        definition, source=TemplateSource.UNVERIFIED, param_columns=template.param_columns
+    )
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,42 @@ RETRY_LATER_CODES: Final = frozenset({131056, 131049})
 retrying within 24 h just fails again."""
 
 PERMANENT_CODES: Final = frozenset(
-    {131026, 131050, 130472, 130497, 130403, 131021, 131047, 131009, 131008, 100, 135000}
+    {
+        131026,
+        131050,
+        130472,
+        130497,
+        130403,
+        131021,
+        131047,
+        131009,
+        131008,
+        100,
+        135000,
+        132000,
+        132012,
+        132018,
+    }
 )
 """Refused for this recipient: not on WhatsApp (131026), opted out of marketing (131050),
 Meta experiment (130472), country blocked for the WABA (130497), user blocked by the business
 (130403), sender is recipient (131021), re-engagement (131047, not expected for templates).
-Parameter errors 131009/131008/100/135000 may be contact data (a parameter value Meta refuses)
-or a payload bug; per contact here, so one bad row does not stop a campaign; an engine-level
-breaker on repeated identical refusals catches the payload-bug case."""
+Parameter errors 131009/131008/100/135000 and the template parameter errors 132000 (count),
+132012 (format) and 132018 (a value with a newline, tab or 5 spaces) may be one contact's
+data (its values, its language) or a payload bug; per contact here, so one bad row does not
+stop a campaign; the engine's breaker (`core.breaker`) pauses the campaign after a run of
+identical ones, which catches the payload-bug case."""
+
+REQUEST_SHAPED_CODES: Final = frozenset({100, 131008, 131009, 132000, 132012, 132018, 135000})
+"""Per-contact refusals about the request, not the person: what the breaker counts."""
+
+FATAL_SUBCODES: Final[Mapping[tuple[int, int], str]] = {
+    (100, 33): "unknown phone_number_id: the sending number does not exist or the token"
+    " cannot use it",
+}
+"""(code, error_subcode) pairs that hold the campaign although the code alone would not: Graph's
+"Unsupported post request. Object with ID ... does not exist" (100 / 33) means the URL's
+phone_number_id is wrong, so every contact of the campaign would fail the same way."""
 
 SUPPRESS_CODES: Final = frozenset({131050})
 """The recipient opted out: also add the phone to the suppression list."""
@@ -72,18 +100,16 @@ FATAL_REASONS: Final[Mapping[int, str]] = {
     131057: "business account in maintenance mode",
     2494100: "business account in maintenance mode",
     131063: "marketing templates disabled for this business account",
-    132000: "template parameter count mismatch",
+    131055: "method not allowed: not a marketing template, on the Marketing Messages API",
+    131058: "hello_world can only be sent from Meta's public test numbers",
     132001: "template does not exist in this language or is not approved",
     132005: "template translated text too long",
     132007: "template content violates policy",
-    132012: "template parameter format mismatch",
     132015: "template paused for low quality",
     132016: "template disabled",
 }
 """Hold the campaign: token, permissions, phone number, account, billing, template problems.
-132000/132012 are template/payload mismatches: every contact has the same parameter columns,
-so they would all fail. 131030 only happens on test numbers: in production it means the
-configuration is wrong."""
+131030 only happens on test numbers: in production it means the configuration is wrong."""
 
 RESUME_AFTER_S: Final[Mapping[int, float]] = {
     131057: 5 * 60.0,  # throughput upgrade: maintenance lasts about a minute
@@ -164,6 +190,21 @@ def classify_error_object(
     title = _title(error, code)
     error_data = error.get("error_data")
     details = error_data.get("details") if isinstance(error_data, Mapping) else None
+    subcode_reason = (
+        FATAL_SUBCODES.get((code, _int_or_none(error.get("error_subcode")) or 0))
+        if code is not None
+        else None
+    )
+    if subcode_reason is not None:
+        return Outcome(
+            OutcomeKind.FATAL,
+            http_status=http_status,
+            error_code=code,
+            error_title=title,
+            error_details=details if isinstance(details, str) else None,
+            fbtrace_id=_str_or_none(error.get("fbtrace_id")),
+            fatal_reason=f"{subcode_reason} ({code}/{error.get('error_subcode')})",
+        )
     kind = _kind(code, error.get("is_transient") is True, http_status)
     return Outcome(
         kind,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 
 from daemon.core.model import Campaign, CampaignId, CampaignProgress
 from daemon.core.payload import Template
@@ -17,14 +19,23 @@ from daemon.core.states import (
     ForbiddenCampaignTransition,
     campaign_next_state,
 )
+from daemon.core.template_spec import (
+    CampaignTemplate,
+    TemplateSource,
+    catalogue_problem,
+    spec_from_json,
+    spec_to_json,
+)
 from daemon.db.sql import query
-from daemon.errors import NotFoundError, TransitionError
+from daemon.db.templates_store import templates_named
+from daemon.errors import NotFoundError, TemplateRefusedError, TransitionError
 
 CAMPAIGNS_CHANNEL = "wa_sender_campaigns"
 
 
 def campaign_from_record(r: asyncpg.Record) -> Campaign:
     """The Campaign of a `campaigns` row."""
+    raw_spec = r["template_spec"]
     return Campaign(
         id=CampaignId(r["id"]),
         name=r["name"],
@@ -37,13 +48,26 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         created_at=r["created_at"],
         started_at=r["started_at"],
         finished_at=r["finished_at"],
+        spec=None if raw_spec is None else _stored_spec(orjson.dumps(raw_spec)),
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _stored_spec(document: bytes) -> CampaignTemplate:
+    # Read on every claim round for every running campaign: parsed once per binding.
+    return spec_from_json(orjson.loads(document))
+
+
 async def create_campaign(
-    conn: asyncpg.Connection, name: str, template: Template, phone_number_id: str
+    conn: asyncpg.Connection,
+    name: str,
+    template: Template,
+    phone_number_id: str,
+    *,
+    spec: CampaignTemplate | None = None,
 ) -> CampaignId:
-    """A new draft campaign; its id."""
+    """A new draft campaign; its id. `spec`: its template's binding (None: a campaign named by
+    `template` alone, its body parameters in `template.param_columns`)."""
     campaign_id = await conn.fetchval(
         query("create_campaign"),
         name,
@@ -51,6 +75,10 @@ async def create_campaign(
         template.language,
         list(template.param_columns),
         phone_number_id,
+        spec.source.value if spec is not None else "unverified",
+        spec.waba_id or None if spec is not None else None,
+        spec.definition.category or None if spec is not None else None,
+        spec_to_json(spec) if spec is not None else None,
     )
     return CampaignId(campaign_id)
 
@@ -97,6 +125,13 @@ async def change_campaign_state(
             campaign_next_state(campaign.state, command)
         except ForbiddenCampaignTransition as exc:
             raise TransitionError(f"campaign {campaign_id}: {exc}") from None
+        if command in (CampaignCommand.START, CampaignCommand.RESUME):
+            problem = await template_problem(conn, campaign)
+            if problem is not None:
+                raise TemplateRefusedError(
+                    f"campaign {campaign_id} cannot {command.value}: {problem}"
+                    " (`wa-sender templates sync` reads the catalogue again)"
+                )
         args: list[Any] = [campaign_id]
         if command is CampaignCommand.PAUSE:
             args.append(reason or "paused by admin")
@@ -105,6 +140,14 @@ async def change_campaign_state(
             await conn.execute(query("cancel_pending_contacts"), campaign_id)
         await conn.execute(query("notify_campaigns_changed"), f"{campaign_id}:{command.value}")
     return campaign_from_record(record)
+
+
+async def template_problem(conn: asyncpg.Connection, campaign: Campaign) -> str | None:
+    """Why the campaign may not send with the catalogue as it is now (None: it may); the
+    check `campaign start` and `resume` make against the current catalogue entry."""
+    spec = campaign.template_spec
+    waba_id = spec.waba_id if spec.source is TemplateSource.CATALOGUE else ""
+    return catalogue_problem(spec, await templates_named(conn, spec.name, waba_id))
 
 
 async def remove_contacts(

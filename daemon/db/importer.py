@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
 from daemon.core.csvimport import ContactRow, CsvFormatError, decode_csv_bytes, iter_contacts
 from daemon.core.states import EDITABLE_CAMPAIGN_STATES, CampaignState
+from daemon.core.template_check import RowChecker, row_checker
 from daemon.db.campaigns import get_campaign
 from daemon.db.pool import JsonText
 from daemon.db.sql import query
@@ -36,9 +37,15 @@ class ImportResult:
     imported: int
     invalid: int
     reasons: dict[str, int]
+    notes: dict[str, int] = field(default_factory=dict)  # e.g. language_fallback: n
 
 
-def open_contacts_file(path: Path, param_columns: tuple[str, ...]) -> Iterator[ContactRow]:
+def open_contacts_file(
+    path: Path,
+    param_columns: tuple[str, ...],
+    optional_columns: tuple[str, ...] = (),
+    check: RowChecker | None = None,
+) -> Iterator[ContactRow]:
     """Read and check the file as a whole (exists, UTF-8, header); rows come lazily."""
     try:
         data = path.read_bytes()
@@ -47,7 +54,12 @@ def open_contacts_file(path: Path, param_columns: tuple[str, ...]) -> Iterator[C
     except IsADirectoryError:
         raise ImportFileError(f"{path} is a directory, not a CSV file") from None
     try:
-        return iter_contacts(decode_csv_bytes(data, str(path)), param_columns, str(path))
+        text = decode_csv_bytes(data, str(path))
+        if check is None:
+            return iter_contacts(text, param_columns, str(path))
+        return iter_contacts(
+            text, param_columns, str(path), optional_columns=optional_columns, check=check
+        )
     except CsvFormatError as exc:
         raise ImportFileError(str(exc)) from None
 
@@ -62,8 +74,11 @@ async def import_contacts(conn: asyncpg.Connection, campaign_id: int, path: Path
     kept as invalid records."""
     campaign = await get_campaign(conn, campaign_id)
     _check_editable(campaign_id, campaign.state)
-    rows = open_contacts_file(path, campaign.template.param_columns)
+    spec = campaign.template_spec
+    required, optional = spec.import_columns()
+    rows = open_contacts_file(path, required, optional, row_checker(spec))
     reasons: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
     counts = {"rows": 0, "imported": 0}
 
     async with conn.transaction():
@@ -88,6 +103,8 @@ async def import_contacts(conn: asyncpg.Connection, campaign_id: int, path: Path
                         (campaign_id, row.phone, params_json(row.params), "initial", None, row.line)
                     )
                     counts["imported"] += 1
+                    if row.note is not None:  # e.g. its language fell back to the campaign's
+                        notes[row.note] += 1
                 else:
                     chunk.append(
                         (
@@ -114,7 +131,9 @@ async def import_contacts(conn: asyncpg.Connection, campaign_id: int, path: Path
         except CsvFormatError as exc:
             raise ImportFileError(str(exc)) from None
     invalid = counts["rows"] - counts["imported"]
-    return ImportResult(campaign_id, counts["rows"], counts["imported"], invalid, dict(reasons))
+    return ImportResult(
+        campaign_id, counts["rows"], counts["imported"], invalid, dict(reasons), dict(notes)
+    )
 
 
 async def _flatten(

@@ -23,8 +23,10 @@ from daemon.config import Config
 from daemon.core.model import Campaign, CampaignId
 from daemon.core.ratelimit import RateLimiters
 from daemon.core.retry import database_retrying
+from daemon.core.template_build import BodyBuilder
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.preparer import CampaignPreparer, Prepared
 from daemon.engine.upkeep import DEAD_AFTER_S
 from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
@@ -45,6 +47,8 @@ class Work:
     contact: store.ClaimedContact
     campaign: Campaign
     claimed_at: float  # monotonic
+    build: BodyBuilder  # the campaign's body builder (`engine.preparer`)
+    endpoint: str  # messages | marketing_messages
 
 
 class ClaimHolder(Protocol):
@@ -75,8 +79,10 @@ class Claimer:
         daemon_id: str,
         limiters: RateLimiters,
         holder: ClaimHolder,
+        preparer: CampaignPreparer | None = None,
     ) -> None:
         self._pool = pool
+        self.preparer = preparer or CampaignPreparer(config)
         self._config = config
         self._daemon_id = daemon_id
         self._limiters = limiters
@@ -93,6 +99,7 @@ class Claimer:
         self._lease_margin = config.recovery.lease_s * 0.8
         self.lost: set[int] = set()
         self.claimed = 0
+        self._prepared_ids: set[CampaignId] = set()
 
     def wake(self) -> None:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
@@ -145,7 +152,11 @@ class Claimer:
             async with self._pool.acquire() as conn:
                 campaigns = await store.running_campaigns(conn)
                 now = datetime.now(UTC)
-                self._halted &= {c.id for c in campaigns}
+                running = {c.id for c in campaigns}
+                self._halted &= running
+                for gone in [c for c in self._prepared_ids if c not in running]:
+                    self.preparer.forget(gone)
+                    self._prepared_ids.discard(gone)
                 # Queued contacts of a campaign paused or canceled meanwhile are released.
                 self.sendable = {
                     c.id for c in campaigns if c.id not in self._halted and not _held(c, now)
@@ -154,13 +165,18 @@ class Claimer:
                 for campaign in campaigns:
                     if campaign.id not in self.sendable:
                         continue
+                    prepared = await self.preparer.prepare(conn, campaign)
+                    if prepared is None:  # paused or held by the preparer, reason recorded
+                        self.sendable.discard(campaign.id)
+                        continue
+                    self._prepared_ids.add(campaign.id)
                     capacity = self.capacity(campaign.phone_number_id)
                     queued = len(self._holder.queue_for(campaign.phone_number_id))
                     want = min(capacity - queued, batch)
                     if want < min(batch, capacity) // 2:  # refill by at least half a batch
                         full = True
                         continue
-                    got = await self._claim(conn, campaign, want)
+                    got = await self._claim(conn, campaign, want, prepared)
                     claimed += got
                     if got == 0:
                         await self._maybe_finish(conn, campaign)
@@ -174,7 +190,9 @@ class Claimer:
             events = [self._wake, stop, *([self.room] if full else [])]
             await _first_of(events, (0.2 if claimed else 1.0) if full else idle_s)
 
-    async def _claim(self, conn: asyncpg.Connection, campaign: Campaign, limit: int) -> int:
+    async def _claim(
+        self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
+    ) -> int:
         lease_s = self._config.recovery.lease_s
         daily_limit = self._config.limits.daily_unique_recipients
         after_id = self._claim_cursor.get(campaign.id, 0)
@@ -201,8 +219,9 @@ class Claimer:
         if claimed and campaign.hold_reason:
             await store.clear_campaign_hold(conn, campaign.id)
         now = time.monotonic()
+        build, endpoint = prepared.build, prepared.endpoint
         self._holder.queue_for(campaign.phone_number_id).put_many(
-            [Work(contact, campaign, now) for contact in claimed]
+            [Work(contact, campaign, now, build, endpoint) for contact in claimed]
         )
         if claimed:
             self.claimed += len(claimed)

@@ -20,15 +20,17 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from daemon.config import Config
+from daemon.core.breaker import RefusalBreaker
 from daemon.core.decide import SENT, decide
 from daemon.core.model import Campaign, CampaignId
 from daemon.core.outcomes import Outcome, OutcomeKind
-from daemon.core.payload import build_template_message, encode_body, encode_callback_data
+from daemon.core.payload import encode_callback_data
 from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.engine.claimer import Claimer, Work
+from daemon.engine.preparer import CampaignPreparer
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.slots import Slots
 from daemon.engine.workqueue import WorkQueue
@@ -84,6 +86,7 @@ class Sender:
         recorder: ResultRecorder,
         *,
         on_send: SendObserver | None = None,
+        preparer: CampaignPreparer | None = None,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -101,11 +104,14 @@ class Sender:
         self._slots = Slots(config.sender.concurrency)
         self._workers: list[asyncio.Task[None]] = []
         self._in_hand: dict[asyncio.Task[None], Work] = {}  # worker -> taken, not yet sending
+        self._releasing: set[int] = set()  # contacts being given back (see `_release`)
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
         # Set by the last send to finish once stopping; only `shutdown` waits for it.
         self._none_inflight = asyncio.Event()
         self._stopping = False
-        self._claims = Claimer(pool, config, daemon_id, limiters, self)
+        self.preparer = preparer or CampaignPreparer(config)
+        self._claims = Claimer(pool, config, daemon_id, limiters, self, self.preparer)
+        self._breaker = RefusalBreaker(config.sender.breaker_threshold)
         self.stats = SenderStats()
 
     # -- public -------------------------------------------------------------------------
@@ -151,7 +157,7 @@ class Sender:
             *(w for q in self._queues.values() for w in q.take_all()),
         ]
         self._in_hand.clear()
-        await self._release([w.contact.id for w in unsent])
+        await self._release([w.contact.id for w in unsent] + sorted(self._releasing))
         if self._inflight:
             self._none_inflight.clear()
             waiter = asyncio.ensure_future(self._none_inflight.wait())
@@ -162,6 +168,7 @@ class Sender:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
         await self._recorder.close()
+        await self.preparer.close()
         if cut_off:
             await self._expire_unknown([w.contact.id for w in cut_off])
         log.info(
@@ -310,15 +317,14 @@ class Sender:
         contact, campaign = work.contact, work.campaign
         callback = encode_callback_data(campaign.id, contact.id, contact.attempt)
         try:
-            body = encode_body(
-                build_template_message(campaign.template, contact.phone, contact.params, callback)
-            )
-        except ValueError as exc:
-            outcome = Outcome(OutcomeKind.PERMANENT, error_title=f"cannot build message: {exc}")
+            body = work.build(contact.phone, contact.params, callback)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            missing = f"no value for {exc}" if isinstance(exc, KeyError) else str(exc)
+            outcome = Outcome(OutcomeKind.PERMANENT, error_title=f"cannot build message: {missing}")
         else:
             started = time.monotonic()
             outcome = await self._client.send(
-                campaign.phone_number_id, body, attempt=contact.attempt
+                campaign.phone_number_id, body, attempt=contact.attempt, endpoint=work.endpoint
             )
             took = time.monotonic() - started
             for observe in self.send_observers:
@@ -326,10 +332,14 @@ class Sender:
         kind = outcome.kind
         self.stats.count(kind)
         now = datetime.now(UTC)
+        tripped: str | None = None
         if kind is _ACCEPTED:
             self.stats.sent += 1
             bucket.on_success(loop.time())
             decision = SENT  # what `decide` makes of every accepted send, without the call
+            streaks = self._breaker.streaks
+            if streaks:  # an accepted send ends the campaign's run of refusals
+                streaks.pop(campaign.id, None)
         else:
             if kind is _FATAL:
                 await self._halt_campaign(campaign, outcome)
@@ -337,6 +347,7 @@ class Sender:
                 return
             if kind is _THROTTLED:
                 bucket.on_throttled(loop.time())
+            tripped = self._breaker.observe(campaign.id, outcome)
             decision = decide(outcome, contact.counted_attempt, self._policy, now)
             log.info(
                 "send_failed",
@@ -360,6 +371,11 @@ class Sender:
                 outcome.message_status,
             )
         )
+        if tripped is not None:
+            self._breaker.forget(campaign.id)
+            await self._halt_campaign(
+                campaign, Outcome(_FATAL, error_code=outcome.error_code, fatal_reason=tripped)
+            )
 
     # -- campaign-fatal errors ----------------------------------------------------------
 
@@ -389,7 +405,11 @@ class Sender:
     async def _release(self, ids: list[int]) -> None:
         if not ids:
             return
+        # Until written, the ids stay here: a worker cancelled at shutdown in the middle of
+        # this write (its queue's contacts already taken out) must not strand them.
+        self._releasing.update(ids)
         await self._write(lambda conn: store.release_contacts(conn, ids, self._daemon_id))
+        self._releasing.difference_update(ids)
         self.stats.released += len(ids)
 
     async def _expire_unknown(self, ids: list[int]) -> None:

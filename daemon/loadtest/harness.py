@@ -70,6 +70,7 @@ async def run_loadtest(
         "wa-sender": run_wa_sender,
         "floor": run_floor,
         "pgqueuer": run_pgqueuer,
+        "template-body": run_wa_sender_body,
     }
     ctx = Context(options, server_dsn, log_dir, time.monotonic() + options.timeout_s, progress)
     ctx.postgres_pid = postgres_pid if postgres_pid else await _server_pid(server_dsn)
@@ -156,15 +157,24 @@ def daemon_env(options: LoadtestOptions, base_url: str) -> dict[str, str]:
     return env
 
 
-async def run_wa_sender(ctx: Context) -> dict[str, Any]:
+async def run_wa_sender_body(ctx: Context) -> dict[str, Any]:
+    """The `template-body` system: wa-sender sending the body-only template."""
+    return await run_wa_sender(ctx, system="template-body", template="body")
+
+
+async def run_wa_sender(
+    ctx: Context, *, system: str = "wa-sender", template: str | None = None
+) -> dict[str, Any]:
     options = ctx.options
-    run_dir = ctx.log_dir / "wa-sender"
+    template = options.template if template is None else template
+    run_dir = ctx.log_dir / system
     run_dir.mkdir(parents=True, exist_ok=True)
     async with fresh_database(ctx.server_dsn) as dsn:
-        ctx.progress.note(f"   seeding {options.contacts:,} contacts")
+        ctx.progress.note(f"   seeding {options.contacts:,} contacts ({template} template)")
         seeded = time.monotonic()
         campaign_ids = await asyncio.wait_for(
-            prepare_database(dsn, options.contacts, options.numbers), max(1.0, ctx.remaining_s())
+            prepare_database(dsn, options.contacts, options.numbers, template),
+            max(1.0, ctx.remaining_s()),
         )
         seed_s = time.monotonic() - seeded
         # Each daemon's web server (webhook and /metrics) on a port of its own.
@@ -199,7 +209,7 @@ async def run_wa_sender(ctx: Context) -> dict[str, Any]:
                     ctx,
                     session,
                     mock,
-                    "wa-sender",
+                    system,
                     t0,
                     pending=lambda conn: _pending(conn, campaign_ids, options.receipts),
                     dsn=dsn,
@@ -224,7 +234,7 @@ async def run_wa_sender(ctx: Context) -> dict[str, Any]:
             await stop(mock.child, 10)
         sampler.sample()
     data = results.RunData(
-        system="wa-sender",
+        system=system,
         contacts=options.contacts,
         t0=t0,
         t_done=finished_at(t_done, last_change, watch.completed),
@@ -246,6 +256,7 @@ async def run_wa_sender(ctx: Context) -> dict[str, Any]:
             "timed_out": watch.timed_out,
             "done_noticed_s": round(t_done - t0, 3),
             "webhook_url": webhook_url,
+            "template": template,
         },
     )
     return results.build(data)

@@ -10,7 +10,10 @@ from pathlib import Path
 from daemon.config import EVENT_LOOPS
 from daemon.errors import WaSenderError
 
-SYSTEMS = ("wa-sender", "floor", "pgqueuer")
+SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body")
+# template-body: wa-sender again, sending the body-only template (what --template rich is
+# measured against, in the same run).
+TEMPLATES = ("body", "rich", "rich-all")
 UNLIMITED_RATE = 1_000_000.0  # the daemon's token bucket needs a number: high enough never to wait
 DEFAULT_CONCURRENCY = 64
 DEFAULT_MAX_CONNECTIONS = 100
@@ -37,6 +40,7 @@ class LoadtestOptions:
     concurrency: int | None = None  # default: enough for rate x latency, at least 64
     max_connections: int | None = None
     systems: tuple[str, ...] = ("wa-sender",)
+    template: str = "body"  # wa-sender's template: body, rich, or a JSON file (Meta's shape)
     rounds: int = 1  # the systems run this many times, interleaved (noisy machines)
     timeout_s: float = 600.0
     settings: tuple[tuple[str, str], ...] = ()  # extra daemon config, ("sender.batch_size", "1000")
@@ -74,6 +78,16 @@ class LoadtestOptions:
             raise LoadtestError(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
         if len(set(self.systems)) != len(self.systems):
             raise LoadtestError("a system is named twice")
+        baselines = {"floor", "pgqueuer"} & set(self.systems)
+        if self.template != "body" and baselines:
+            raise LoadtestError(
+                f"{' and '.join(sorted(baselines))} post the body-only template: compare"
+                f" --template {self.template} with template-body"
+            )
+        if self.template not in TEMPLATES and not Path(self.template).is_file():
+            raise LoadtestError(
+                f"--template {self.template}: not body, rich, rich-all or a JSON file"
+            )
 
     @property
     def event_loop(self) -> str:
@@ -129,6 +143,7 @@ class LoadtestOptions:
             "concurrency": self.effective_concurrency,
             "max_connections": self.effective_max_connections,
             "systems": list(self.systems),
+            "template": self.template,
             "rounds": self.rounds,
             "timeout_s": self.timeout_s,
             "settings": dict(self.settings),

@@ -10,20 +10,46 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
+import orjson
 
 from daemon.core.model import CampaignId
 from daemon.core.payload import Template
 from daemon.core.states import CampaignCommand
+from daemon.core.template_check import check_row
+from daemon.core.template_spec import (
+    CampaignTemplate,
+    Check,
+    TemplateSource,
+    bind_template,
+)
+from daemon.core.templates import TemplateError, parse_catalogue, parse_template
 from daemon.db.campaigns import change_campaign_state, create_campaign
 from daemon.db.database import create_database, drop_database, with_database_name
 from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
 from daemon.db.sql import query
-from daemon.errors import DatabaseError
+from daemon.errors import DatabaseError, WaSenderError
+from daemon.mockapi.catalogue import SAMPLE_TEMPLATES
 
 TEMPLATE = Template("loadtest_offer", "en_US", ("first_name",))
+BODY = "body"
+RICH = "rich"
+RICH_ALL = "rich-all"
+# The richest sample (mockapi.catalogue): image header, four named body variables (text,
+# text, currency, date_time), a URL button, a quick reply and a copy-code button. `rich`
+# binds it as a campaign would: the campaign's image, currency and quick-reply payload as
+# constants (--set), the six others per contact (name, points, amount, expiry, url suffix,
+# coupon); `rich-all` takes every value per contact (the image link and payload too).
+RICH_TEMPLATE = "sample_rich_named"
+RICH_TYPES = {"worth": "currency", "expiry": "date_time"}
+RICH_CONSTANTS = {
+    "header.image.link": "https://cdn.example.com/img/spring.jpg",
+    "body.worth.code": "EUR",
+    "button.1.payload": "STOP_PROMOTIONS",
+}
 FIRST_PHONE_NUMBER_ID = 1_000_001
 PHONE_PREFIX = "1555"
 
@@ -65,25 +91,99 @@ async def fresh_database(server_dsn: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def prepare_database(dsn: str, contacts: int, numbers: int) -> list[CampaignId]:
+def loadtest_spec(template: str) -> CampaignTemplate | None:
+    """The campaigns' template binding for `--template`: None for `body` (the positional
+    body-only template, stored as today's `--param` campaigns), the richest sample for
+    `rich` and `rich-all`, or the first template of a JSON file (Meta's shape, every value
+    per contact)."""
+    if template == BODY:
+        return None
+    try:
+        if template in (RICH, RICH_ALL):
+            document = next(d for d in SAMPLE_TEMPLATES if d["name"] == RICH_TEMPLATE)
+            return bind_template(
+                parse_template(document),
+                source=TemplateSource.FILE,
+                param_types=RICH_TYPES,
+                sets=RICH_CONSTANTS if template == RICH else {},
+            )
+        definitions = parse_catalogue(orjson.loads(Path(template).read_bytes()))
+    except (OSError, orjson.JSONDecodeError, TemplateError) as exc:
+        raise WaSenderError(f"--template {template}: {exc}") from None
+    if not definitions:
+        raise WaSenderError(f"--template {template}: no template in the file")
+    return bind_template(definitions[0], source=TemplateSource.FILE)
+
+
+_GENERATED = {
+    Check.TEXT: ("Value", True),
+    Check.URL: ("https://cdn.example.com/img/", True),
+    Check.URL_SUFFIX: ("o/", True),
+    Check.CODE: ("C", True),
+    Check.PAYLOAD: ("P", True),
+    Check.AMOUNT: ("12.50", False),
+    Check.CURRENCY_CODE: ("EUR", False),
+    Check.LATITUDE: ("50.0875", False),
+    Check.LONGITUDE: ("14.4214", False),
+    Check.FILENAME: ("offer.pdf", False),
+    Check.MEDIA_ID: ("1234567890", False),
+}
+
+
+def template_values(spec: CampaignTemplate) -> tuple[list[str], list[str], list[bool]]:
+    """Every contact's params for a template binding, as the seeding query writes them:
+    (keys, values, whether the contact's index is appended). Checked like an import row."""
+    row: dict[str, str] = {}
+    indexed: dict[str, bool] = {}
+    for slot in spec.slots():
+        if not spec.per_contact(slot):
+            continue
+        base, per_contact = _GENERATED[slot.check]
+        column = spec.column(slot.key)
+        row[column] = base + ("0" if per_contact else "")
+        indexed[column] = per_contact
+    checked = check_row(spec, dict(row))
+    if checked.reason is not None:
+        raise WaSenderError(f"generated values do not fit the template: {checked.reason}")
+    keys = list(checked.params)
+    values = [v[:-1] if indexed.get(k) else v for k, v in checked.params.items()]
+    return keys, values, [indexed.get(k, False) for k in keys]
+
+
+async def prepare_database(
+    dsn: str, contacts: int, numbers: int, template: str = BODY
+) -> list[CampaignId]:
     """Migrate, then one draft campaign per sending number with its share of the contacts."""
     conn = await connect(dsn)
     try:
         await apply_migrations(conn)
-        return await seed_campaigns(conn, contacts, numbers)
+        return await seed_campaigns(conn, contacts, numbers, template)
     finally:
         await conn.close()
 
 
-async def seed_campaigns(conn: asyncpg.Connection, contacts: int, numbers: int) -> list[CampaignId]:
+async def seed_campaigns(
+    conn: asyncpg.Connection, contacts: int, numbers: int, template: str = BODY
+) -> list[CampaignId]:
+    spec = loadtest_spec(template)
+    values = template_values(spec) if spec is not None else None
     campaign_ids: list[CampaignId] = []
     offset = 0
     for k, (size, number) in enumerate(
         zip(split_evenly(contacts, numbers), phone_number_ids(numbers), strict=True)
     ):
-        campaign_id = await create_campaign(conn, f"loadtest {k + 1}/{numbers}", TEMPLATE, number)
-        if size:
+        name = f"loadtest {k + 1}/{numbers}"
+        if spec is None:
+            campaign_id = await create_campaign(conn, name, TEMPLATE, number)
+        else:
+            named = Template(spec.name, spec.language, ())
+            campaign_id = await create_campaign(conn, name, named, number, spec=spec)
+        if size and values is None:
             await conn.execute(query("loadtest_seed_contacts"), campaign_id, size, offset)
+        elif size and values is not None:
+            await conn.execute(
+                query("loadtest_seed_contacts_values"), campaign_id, size, offset, *values
+            )
         offset += size
         campaign_ids.append(campaign_id)
     await conn.execute(query("loadtest_analyze_contacts"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 DEFAULT_TOKEN = "test-token"
 DEFAULT_TRANSIENT_CODES = (1, 2, 131000, 131016, 133004)
@@ -190,6 +190,16 @@ class MockConfig:
     template_param_counts: Mapping[str, int] = field(default_factory=dict)
     # When set, any other template name answers 132001.
     known_templates: frozenset[str] | None = None
+    # The template catalogue (Meta's message_templates entries) served by GET
+    # /{waba_id}/message_templates and checked against every send that names one of them;
+    # None: the built-in samples (mockapi.catalogue). strict_templates: names it does not
+    # know answer 132001 (on with --templates FILE).
+    templates: tuple[Mapping[str, Any], ...] | None = None
+    strict_templates: bool = False
+    # The sending numbers that exist; None: any. Others answer 400, code 100, subcode 33.
+    phone_number_ids: frozenset[str] | None = None
+    # Keep every accepted body as sent (MockState.bodies): tests read them back.
+    record_bodies: bool = False
     seed: int | None = None
     # Log every request outcome (debug); off by default because it costs throughput.
     log_requests: bool = False
@@ -203,6 +213,11 @@ class MockConfig:
             raise ValueError("limit_per_second must not be negative")
         if self.limit_burst is not None and self.limit_burst < 1:
             raise ValueError("limit_burst must be at least 1")
+
+    @property
+    def waba_id(self) -> str:
+        """The WhatsApp Business Account the mock serves (its catalogue, its webhooks)."""
+        return self.receipts.waba_id
 
     @property
     def limited(self) -> bool:

@@ -159,6 +159,7 @@ _CATALOGUE = (
     ),
     _spec(131051, "Unsupported message type", "Unsupported message type."),
     _spec(131053, "Media upload error", "Unable to upload the media used in the message."),
+    _spec(131055, "Method not allowed", "Method not allowed."),
     _spec(
         131056,
         "(Business Account, Consumer Account) pair rate limit hit",
@@ -193,6 +194,16 @@ _CATALOGUE = (
     ),
     _spec(132015, "Template is Paused", "Template is paused due to low quality."),
     _spec(132016, "Template is Disabled", "Template has been paused too many times."),
+    _spec(
+        132018,
+        "Template parameter issue",
+        "There was an issue with the parameters in your template.",
+    ),
+    _spec(
+        131058,
+        "Hello World templates can only be sent from the Public Test Numbers",
+        "Hello World templates can only be sent from the Public Test Numbers.",
+    ),
     _spec(133004, "Server temporarily unavailable", "Server is temporarily unavailable.", 503),
     _spec(133010, "Phone number not registered", "Phone number not registered on the platform."),
     _spec(135000, "Generic user error", "Message failed to send because of an unknown error."),
@@ -228,6 +239,23 @@ def error_envelope(code: int, fbtrace_id: str, details: str | None = None) -> di
         error["is_transient"] = True
     error["fbtrace_id"] = fbtrace_id
     return {"error": error}
+
+
+def unknown_object_envelope(object_id: str, method: str, fbtrace_id: str) -> dict[str, Any]:
+    """What Graph answers (HTTP 400) to a URL naming an object that does not exist or that the
+    token cannot use: an unknown phone_number_id or WABA id (code 100, subcode 33)."""
+    return {
+        "error": {
+            "message": f"Unsupported {method} request. Object with ID '{object_id}' does not"
+            " exist, cannot be loaded due to missing permissions, or does not support this"
+            " operation. Please read the Graph API documentation at"
+            " https://developers.facebook.com/docs/graph-api",
+            "type": "GraphMethodException",
+            "code": 100,
+            "error_subcode": 33,
+            "fbtrace_id": fbtrace_id,
+        }
+    }
 
 
 def invalid_token_envelope(fbtrace_id: str) -> dict[str, Any]:

@@ -25,17 +25,27 @@ import orjson
 import structlog
 from aiohttp import web
 
+from daemon.mockapi.catalogue import DEFAULT_PAGE_LIMIT, SAMPLE_TEMPLATES, Catalogue
 from daemon.mockapi.config import MockConfig
-from daemon.mockapi.errors import error_envelope, error_spec, invalid_token_envelope
+from daemon.mockapi.errors import (
+    error_envelope,
+    error_spec,
+    invalid_token_envelope,
+    unknown_object_envelope,
+)
 from daemon.mockapi.fastlane import Answer, FastLanes, FastLaneSite, Unanswered
 from daemon.mockapi.faults import FaultInjector
 from daemon.mockapi.limits import ThroughputLimiter
+from daemon.mockapi.media import read_upload
 from daemon.mockapi.receipts import ReceiptSender
-from daemon.mockapi.state import AcceptedMessage, MockState
+from daemon.mockapi.state import AcceptedMessage, MockState, UploadedFile
+from daemon.mockapi.template_check import template_problem
 from daemon.mockapi.validation import (
     RequestProblem,
     TemplateMessageValidator,
     basic_problem,
+    fast_marketing_top_valid,
+    fast_top_valid,
 )
 
 log = structlog.get_logger()
@@ -44,6 +54,8 @@ DEFAULT_API_VERSION = "v23.0"
 _FBTRACE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _JSON = "application/json"
 _NDJSON_CHUNK = 2000
+MESSAGES = "messages"
+MARKETING_MESSAGES = "marketing_messages"
 
 
 class MockApi:
@@ -59,6 +71,12 @@ class MockApi:
             config.limit_per_second, config.limit_burst, config.limit_mode
         )
         self.validator = TemplateMessageValidator() if config.validate else None
+        self.marketing_validator = (
+            TemplateMessageValidator(marketing=True) if config.validate else None
+        )
+        templates = SAMPLE_TEMPLATES if config.templates is None else config.templates
+        self.catalogue = Catalogue(templates, strict=config.strict_templates)
+        self._media_ids = random.Random(f"{seed}:media")
         self.closing = asyncio.Event()
         self.started_at = time.time()
         self._ids = random.Random(f"{seed}:ids")
@@ -69,6 +87,14 @@ class MockApi:
 
     async def send_message(self, request: web.Request) -> web.StreamResponse:
         """The aiohttp handler; connections the fast lane takes serve the same `answer`."""
+        return await self._send(request, MESSAGES)
+
+    async def send_marketing_message(self, request: web.Request) -> web.StreamResponse:
+        """``POST /{version}/{phone_number_id}/marketing_messages``: the Marketing Messages
+        API, MARKETING templates only (131055 for the others); receipts as for /messages."""
+        return await self._send(request, MARKETING_MESSAGES)
+
+    async def _send(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         self.arrived()
         latency_s = self.latency_s
         if latency_s is not None:
@@ -82,6 +108,7 @@ class MockApi:
             request.match_info["phone_number_id"],
             header.encode("utf-8", "surrogateescape"),
             raw,
+            endpoint,
         )
         if answer is Unanswered.HANG:
             await self.hang()
@@ -107,7 +134,9 @@ class MockApi:
         with suppress(TimeoutError):
             await asyncio.wait_for(self.closing.wait(), self.config.faults.hang_s)
 
-    def answer(self, phone_number_id: str, authorization: bytes, raw: bytes) -> Answer:
+    def answer(
+        self, phone_number_id: str, authorization: bytes, raw: bytes, endpoint: str = MESSAGES
+    ) -> Answer:
         """What the API answers one send, its latency already waited: (HTTP status, JSON
         body), or no answer at all. `authorization` is the header's value as sent."""
         state = self.state
@@ -115,13 +144,29 @@ class MockApi:
             state.outcomes["unauthorized"] += 1
             state.record_error(190)
             return 401, orjson.dumps(invalid_token_envelope(self._fbtrace_id()))
+        known_numbers = self.config.phone_number_ids
+        if known_numbers is not None and phone_number_id not in known_numbers:
+            return self._unknown_object(phone_number_id, "post")
         try:
             body = orjson.loads(raw)
         except ValueError:
             return self._invalid(RequestProblem(100, "Unable to parse the request body as JSON."))
-        problem = self.validator.check(body) if self.validator else basic_problem(body)
-        if problem is None:
-            problem = self._template_problem(body)
+        marketing = endpoint == MARKETING_MESSAGES
+        validator = self.marketing_validator if marketing else self.validator
+        fit = self.catalogue.fit_for(body) if validator is not None else None
+        if (
+            fit is not None
+            and (fast_marketing_top_valid if marketing else fast_top_valid)(body)
+            and fit.fits(body["template"], marketing)
+        ):
+            # A known template's body, valid and fitting in one pass (mockapi.template_fit).
+            problem = self._configured_template_problem(body["template"])
+        elif marketing and isinstance(body, dict) and body.get("type") != "template":
+            problem = RequestProblem(100, "Message must be a template message.")
+        else:
+            problem = validator.check(body) if validator else basic_problem(body)
+            if problem is None:
+                problem = self._template_problem(body, marketing)
         if problem is not None:
             return self._invalid(problem)
 
@@ -149,6 +194,10 @@ class MockApi:
             return Unanswered.HANG if fault.kind == "timeout" else Unanswered.DROP
 
         message = self._accept(phone_number_id, body, loop.time())
+        if endpoint != MESSAGES:
+            state.accepted_by_endpoint[endpoint] += 1
+        if self.config.record_bodies:
+            state.bodies.append((endpoint, phone_number_id, body))
         payload = {
             "messaging_product": "whatsapp",
             "contacts": [{"input": to, "wa_id": message.wa_id}],
@@ -156,11 +205,23 @@ class MockApi:
         }
         return 200, orjson.dumps(payload)
 
-    def _template_problem(self, body: Any) -> RequestProblem | None:
+    def _template_problem(self, body: Any, marketing: bool = False) -> RequestProblem | None:
         template = body.get("template")
         name = template.get("name") if isinstance(template, dict) else None
         if not isinstance(name, str):
             return None
+        if self.validator is not None:  # without validation, a body may have any shape
+            try:
+                problem = template_problem(template, self.catalogue, marketing_endpoint=marketing)
+            except (KeyError, TypeError, AttributeError, IndexError):  # not the schema's shape
+                problem = RequestProblem(100, "Invalid parameter template.")
+            if problem is not None:
+                return problem
+        return self._configured_template_problem(template)
+
+    def _configured_template_problem(self, template: dict[str, Any]) -> RequestProblem | None:
+        """`--known-template` and `--expect-params`, when configured."""
+        name = template["name"]
         known = self.config.known_templates
         if known is not None and name not in known:
             details = f"template name ({name}) does not exist in the translation"
@@ -197,6 +258,65 @@ class MockApi:
         if self.config.log_requests:
             log.debug("mock_message_accepted", seq=message.seq, phone_number_id=phone_number_id)
         return message
+
+    def _unknown_object(self, object_id: str, method: str) -> tuple[int, bytes]:
+        self.state.outcomes["unknown_object"] += 1
+        self.state.record_error(100)
+        return 400, orjson.dumps(unknown_object_envelope(object_id, method, self._fbtrace_id()))
+
+    # -- template catalogue and media ----------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization")
+        if header is None:
+            token = request.query.get("access_token")
+            header = f"Bearer {token}" if token else ""
+        return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), self._auth)
+
+    async def list_templates(self, request: web.Request) -> web.Response:
+        """``GET /{version}/{waba_id}/message_templates``: the catalogue, cursor-paged
+        (``limit``, ``after``; ``fields`` picks the fields of each entry)."""
+        if not self._authorized(request):
+            return self._json(invalid_token_envelope(self._fbtrace_id()), 401)
+        waba_id = request.match_info["waba_id"]
+        if waba_id != self.config.waba_id:
+            status, body = self._unknown_object(waba_id, "get")
+            return web.Response(body=body, status=status, content_type=_JSON)
+        try:
+            limit = int(request.query.get("limit", str(DEFAULT_PAGE_LIMIT)))
+        except ValueError:
+            status, body = self._error(100, "Invalid parameter limit.")
+            return web.Response(body=body, status=status, content_type=_JSON)
+        after = request.query.get("after")
+        fields_raw = request.query.get("fields")
+        fields = [f.strip() for f in fields_raw.split(",") if f.strip()] if fields_raw else None
+        page = self.catalogue.page(limit, after, fields)
+        if self.catalogue.has_more(after, limit):
+            cursor = page["paging"]["cursors"]["after"]
+            page["paging"]["next"] = str(request.url.update_query({"after": cursor}))
+        self.state.outcomes["template_pages"] += 1
+        return self._json(page, 200)
+
+    async def upload_media(self, request: web.Request) -> web.Response:
+        """``POST /{version}/{phone_number_id}/media`` (multipart: messaging_product, type,
+        file): ``{"id": MEDIA_ID}``; counted per number in ``uploads``."""
+        if not self._authorized(request):
+            return self._json(invalid_token_envelope(self._fbtrace_id()), 401)
+        number = request.match_info["phone_number_id"]
+        known_numbers = self.config.phone_number_ids
+        if known_numbers is not None and number not in known_numbers:
+            status, body = self._unknown_object(number, "post")
+            return web.Response(body=body, status=status, content_type=_JSON)
+        upload = await read_upload(request)
+        if isinstance(upload, RequestProblem):
+            status, body = self._invalid(upload)
+            return web.Response(body=body, status=status, content_type=_JSON)
+        media_id = str(self._media_ids.randrange(10**15, 10**16))
+        self.state.uploads[number] += 1
+        self.state.media[media_id] = UploadedFile(
+            number, upload.filename, upload.mime_type, upload.size
+        )
+        return self._json({"id": media_id}, 200)
 
     def _invalid(self, problem: RequestProblem) -> tuple[int, bytes]:
         self.state.outcomes["invalid"] += 1
@@ -332,6 +452,11 @@ def build_mock_app(config: MockConfig) -> web.Application:
     app[RECEIPTS_KEY] = api.receipts
     app[LANES_KEY] = api.lanes
     app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/messages", api.send_message)
+    app.router.add_post(
+        r"/{version:v\d+\.\d+}/{phone_number_id}/marketing_messages", api.send_marketing_message
+    )
+    app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/media", api.upload_media)
+    app.router.add_get(r"/{version:v\d+\.\d+}/{waba_id}/message_templates", api.list_templates)
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/_mock/stats", api.get_stats)
     app.router.add_get("/_mock/messages", api.get_messages)

@@ -185,6 +185,15 @@ class MessageLog(Sequence[AcceptedMessage]):
         return Counter(cb for cb in self._callback if cb is not None)
 
 
+class UploadedFile(NamedTuple):
+    """One media upload the mock accepted."""
+
+    phone_number_id: str
+    filename: str
+    mime_type: str
+    size: int
+
+
 class MockState:
     """Counters, accepted messages and runtime switches of one mock instance."""
 
@@ -200,6 +209,12 @@ class MockState:
         # Runtime switches (POST /_mock/control, or these attributes in-process).
         self.fail_all_code: int | None = None
         self.forced_errors: dict[str, int] = dict(forced_errors or {})
+        # Media uploads (POST /{phone_number_id}/media): how many per number, and each id.
+        self.uploads: Counter[str] = Counter()
+        self.media: dict[str, UploadedFile] = {}
+        # Accepted bodies as sent, when MockConfig.record_bodies (tests): (endpoint, number, body).
+        self.bodies: list[tuple[str, str, dict[str, Any]]] = []
+        self.accepted_by_endpoint: Counter[str] = Counter()
 
     @property
     def requests(self) -> int:
@@ -258,4 +273,6 @@ class MockState:
             ],
             "fail_all_code": self.fail_all_code,
             "forced_errors": dict(self.forced_errors),
+            "uploads_by_phone_number_id": dict(self.uploads),
+            "accepted_by_endpoint": dict(self.accepted_by_endpoint),
         }

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 SCHEMA_FILE = "template_message.json"
+MARKETING_SCHEMA_FILE = "marketing_message.json"
 _DETAILS_MAX = 300
 
 
@@ -30,9 +31,10 @@ class RequestProblem:
     details: str
 
 
-def load_template_schema() -> dict[str, Any]:
-    """The packaged JSON Schema document for a template send request."""
-    text = (resources.files("daemon.mockapi") / "schema" / SCHEMA_FILE).read_text("utf-8")
+def load_template_schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
+    """The packaged JSON Schema document for a template send request (`marketing_message.json`:
+    the Marketing Messages API's)."""
+    text = (resources.files("daemon.mockapi") / "schema" / name).read_text("utf-8")
     document: dict[str, Any] = json.loads(text)
     return document
 
@@ -70,16 +72,21 @@ def inline_refs(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class TemplateMessageValidator:
-    """Checks send-request bodies; build once, call :meth:`check` per request."""
+    """Checks send-request bodies; build once, call :meth:`check` per request.
+    ``marketing``: the Marketing Messages API's body (``marketing_message.json``)."""
 
-    def __init__(self, document: Mapping[str, Any] | None = None) -> None:
-        doc = dict(document) if document is not None else load_template_schema()
+    def __init__(
+        self, document: Mapping[str, Any] | None = None, *, marketing: bool = False
+    ) -> None:
+        name = MARKETING_SCHEMA_FILE if marketing else SCHEMA_FILE
+        doc = dict(document) if document is not None else load_template_schema(name)
         Draft202012Validator.check_schema(doc)
         self._validator = Draft202012Validator(inline_refs(doc))
+        self._fast = fast_marketing_valid if marketing else fast_path_valid
 
     def check(self, body: object) -> RequestProblem | None:
         """None when ``body`` is a valid template message, else the error to answer with."""
-        if fast_path_valid(body):
+        if self._fast(body):
             return None
         error = best_match(self._validator.iter_errors(body))
         if error is None:
@@ -99,8 +106,23 @@ _FAST_TEMPLATE = frozenset(("name", "language", "components"))
 _FAST_LANGUAGE = frozenset(("code", "policy"))
 _FAST_COMPONENT = frozenset(("type", "parameters"))
 _FAST_BUTTON = frozenset(("type", "sub_type", "index", "parameters"))
-_BUTTON_SUB_TYPES = frozenset(("quick_reply", "url", "catalog"))
+_BUTTON_SUB_TYPES = frozenset(("quick_reply", "url", "catalog", "copy_code"))
 _DIGITS = frozenset("0123456789")
+_FAST_MM_TOP = frozenset(
+    (
+        "messaging_product",
+        "recipient_type",
+        "to",
+        "type",
+        "template",
+        "biz_opaque_callback_data",
+        "product_policy",
+        "message_activity_sharing",
+        "message_send_ttl_seconds",
+    )
+)
+_PRODUCT_POLICIES = frozenset(("CLOUD_API_FALLBACK", "STRICT"))
+_LOCATION_KEYS = frozenset(("latitude", "longitude", "name", "address"))
 
 
 def fast_path_valid(body: object) -> bool:
@@ -110,6 +132,11 @@ def fast_path_valid(body: object) -> bool:
     name, language and header/body/button components whose parameters carry exactly the keys
     their type needs. False means "ask the full schema", not "invalid".
     """
+    return fast_top_valid(body) and _fast_template_valid(body["template"])  # type: ignore[index]
+
+
+def fast_top_valid(body: object) -> bool:
+    """`fast_path_valid` but for the template object (`mockapi.template_fit` checks that)."""
     if type(body) is not dict:
         return False
     keys = body.keys()
@@ -128,7 +155,47 @@ def fast_path_valid(body: object) -> bool:
         callback = body["biz_opaque_callback_data"]
         if type(callback) is not str or len(callback) > 512:
             return False
-    template = body["template"]
+    return True
+
+
+def fast_marketing_valid(body: object) -> bool:
+    """`fast_path_valid` for the Marketing Messages API's body: the same template, plus the
+    optional product_policy, message_activity_sharing and message_send_ttl_seconds."""
+    return fast_marketing_top_valid(body) and _fast_template_valid(body["template"])  # type: ignore[index]
+
+
+def fast_marketing_top_valid(body: object) -> bool:
+    """`fast_marketing_valid` but for the template object."""
+    if type(body) is not dict:
+        return False
+    keys = body.keys()
+    if not (_FAST_TOP_REQUIRED <= keys <= _FAST_MM_TOP):
+        return False
+    to = body["to"]
+    if (
+        body["messaging_product"] != "whatsapp"
+        or body["type"] != "template"
+        or body["recipient_type"] != "individual"
+        or type(to) is not str
+        or not to
+    ):
+        return False
+    if "biz_opaque_callback_data" in keys:
+        callback = body["biz_opaque_callback_data"]
+        if type(callback) is not str or len(callback) > 512:
+            return False
+    if "product_policy" in keys and body["product_policy"] not in _PRODUCT_POLICIES:
+        return False
+    if "message_activity_sharing" in keys and type(body["message_activity_sharing"]) is not bool:
+        return False
+    if "message_send_ttl_seconds" in keys:
+        ttl = body["message_send_ttl_seconds"]
+        if type(ttl) is not int or not 43200 <= ttl <= 2592000:
+            return False
+    return True
+
+
+def _fast_template_valid(template: object) -> bool:
     if type(template) is not dict:
         return False
     if not ({"name", "language"} <= template.keys() <= _FAST_TEMPLATE):
@@ -177,16 +244,26 @@ def _fast_component_valid(component: object) -> bool:
 
 
 def _fast_parameter_valid(parameter: object) -> bool:
-    if type(parameter) is not dict or len(parameter) != 2:
+    if type(parameter) is not dict:
+        return False
+    size = len(parameter)
+    if size != 2 and not (size == 3 and type(parameter.get("parameter_name")) is str):
         return False
     kind = parameter.get("type")
-    if type(kind) is not str or kind not in parameter:
+    if type(kind) is not str or kind not in parameter or kind == "parameter_name":
         return False
     value = parameter[kind]
     if kind == "text":
         return type(value) is str and len(value) <= 32768
     if type(value) is not dict:
         return False
+    if kind == "location":
+        return (
+            "latitude" in value
+            and "longitude" in value
+            and value.keys() <= _LOCATION_KEYS
+            and all(type(v) is str for v in value.values())
+        )
     if kind == "currency":
         return (
             type(value.get("fallback_value")) is str
@@ -207,6 +284,9 @@ def _fast_button_parameter_valid(parameter: object) -> bool:
     if type(parameter) is not dict or len(parameter) != 2:
         return False
     kind = parameter.get("type")
+    if kind == "coupon_code":
+        value = parameter.get(kind)
+        return type(value) is str and len(value) <= 15
     return kind in ("payload", "text") and type(parameter.get(kind)) is str
 
 

@@ -21,10 +21,10 @@ from typing import TextIO
 import asyncpg
 
 from daemon.config import Config, Secret, with_overrides
-from daemon.core.payload import Template
 from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState
 from daemon.db import campaigns as store
-from daemon.db.importer import import_contacts
+from daemon.db import templates_store
+from daemon.db.importer import ImportResult, import_contacts
 from daemon.db.pool import connect
 from daemon.db.receipts_store import pending_receipt_count
 from daemon.db.sql import query
@@ -32,9 +32,16 @@ from daemon.engine.service import default_components, run_daemon
 from daemon.logs import configure_logging
 from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
 from daemon.mockapi.server import start_mock_server
+from daemon.ops.create import CampaignRequest, create_campaign_from_request
 from daemon.ops.render import progress_bar, progress_table
+from daemon.whatsapp.management import fetch_templates, management_session
 
 DEMO_NUMBER_ID = "106540352242922"
+DEMO_TOKEN = "demo-token"
+# The demo's template (in the mock's catalogue): an image header, a named body variable
+# ({{first_name}}) and a URL button whose url ends in each contact's own suffix.
+DEMO_TEMPLATE = "spring_offer"
+DEMO_IMAGE = "https://shop.example.com/img/spring.jpg"
 # Recipients that the mock refuses for good, to show Sending failed with its code.
 NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
 
@@ -60,7 +67,7 @@ def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -
         config,
         whatsapp={
             "base_url": mock_url,
-            "access_token": Secret("demo-token"),
+            "access_token": Secret(DEMO_TOKEN),
             "app_secret": Secret(secrets.token_hex(16)),
             "verify_token": Secret(secrets.token_hex(8)),
             "request_timeout_s": 5.0,
@@ -87,24 +94,8 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
     app_secret = secrets.token_hex(16)
     conn = await connect(dsn)
     try:
-        with tempfile.TemporaryDirectory(prefix="wa-sender-demo-") as tmp:
-            csv_path = Path(tmp) / "contacts.csv"
-            with resources.as_file(sample) as sample_path:
-                write_generated_contacts(csv_path, sample_path, contacts)
-            template = Template("spring_sale", "en_US", ("first_name", "order_id"))
-            campaign_id = await store.create_campaign(
-                conn, "Demo spring sale", template, DEMO_NUMBER_ID
-            )
-            result = await import_contacts(conn, campaign_id, csv_path)
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.reasons.items()))
-        print(
-            f"campaign {campaign_id}: imported {result.imported}, "
-            f"invalid {result.invalid} ({reasons})",
-            file=out,
-        )
-
         mock_config = MockConfig(
-            token="demo-token",
+            token=DEMO_TOKEN,
             seed=1,
             faults=FaultConfig(
                 latency_ms=40, jitter_ms=40, transient_rate=0.03, forced_errors=NOT_ON_WHATSAPP
@@ -125,6 +116,9 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             ),
         )
         async with start_mock_server(mock_config) as mock:
+            campaign_id, result = await _demo_campaign(
+                conn, mock.base_url, mock_config.waba_id, sample, contacts, out
+            )
             daemon_cfg = demo_config(config, mock.base_url, webhook_port, rate)
             daemon_cfg = with_overrides(daemon_cfg, whatsapp={"app_secret": Secret(app_secret)})
             print(
@@ -160,6 +154,46 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
         return code
     finally:
         await conn.close()
+
+
+async def _demo_campaign(
+    conn: asyncpg.Connection,
+    mock_url: str,
+    waba_id: str,
+    sample: resources.abc.Traversable,
+    contacts: int,
+    out: TextIO,
+) -> tuple[int, ImportResult]:
+    """Sync the mock's template catalogue, create the campaign from it, import the contacts."""
+    async with management_session(DEMO_TOKEN, timeout_s=10.0) as session:
+        documents = await fetch_templates(session, mock_url, "v23.0", waba_id)
+    synced = await templates_store.save_catalogue(conn, waba_id, documents)
+    request = CampaignRequest(
+        name="Demo spring offer",
+        template=DEMO_TEMPLATE,
+        language="en_US",
+        phone_number_id=DEMO_NUMBER_ID,
+        sets={"header.image.link": DEMO_IMAGE},
+    )
+    created = await create_campaign_from_request(conn, request, waba_id)
+    with tempfile.TemporaryDirectory(prefix="wa-sender-demo-") as tmp:
+        csv_path = Path(tmp) / "contacts.csv"
+        with resources.as_file(sample) as sample_path:
+            write_generated_contacts(csv_path, sample_path, contacts)
+        result = await import_contacts(conn, created.campaign_id, csv_path)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(result.reasons.items()))
+    print(
+        f"templates: {synced.stored} synced from the mock's catalogue; campaign"
+        f" {created.campaign_id} sends {DEMO_TEMPLATE} (image header, {{{{first_name}}}},"
+        " URL button)",
+        file=out,
+    )
+    print(
+        f"campaign {created.campaign_id}: imported {result.imported}, "
+        f"invalid {result.invalid} ({reasons})",
+        file=out,
+    )
+    return created.campaign_id, result
 
 
 async def _show_progress(

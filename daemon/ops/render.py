@@ -30,6 +30,11 @@ def campaign_dict(c: Campaign) -> dict[str, Any]:
             "name": c.template.name,
             "language": c.template.language,
             "params": list(c.template.param_columns),
+            # catalogue | file | unverified, and the values it takes (CSV column or constant)
+            "source": c.template_spec.source.value,
+            "category": c.template_spec.definition.category or None,
+            "columns": list(c.template_spec.import_columns()[0]),
+            "constants": dict(c.template_spec.constants),
         },
         "phone_number_id": c.phone_number_id,
         "pause_reason": c.pause_reason,
@@ -56,6 +61,11 @@ def progress_table(
 ) -> str:
     c = p.campaign
     lines = [f"Campaign {c.id} {c.name!r}: {c.state.value}"]
+    spec = c.template_spec
+    lines.append(
+        f"Template: {spec.name} ({spec.language}), {spec.source.value}"
+        + (f", {spec.definition.category}" if spec.definition.category else "")
+    )
     if c.pause_reason:
         lines.append(f"Paused: {c.pause_reason}")
     if c.hold_reason:

@@ -25,7 +25,8 @@ def api_session(
 
 
 class CloudApiClient:
-    """POST `{base_url}/{api_version}/{phone_number_id}/messages` with a bearer token."""
+    """POST `{base_url}/{api_version}/{phone_number_id}/messages` (or `/marketing_messages`,
+    the Marketing Messages API) with a bearer token."""
 
     def __init__(
         self,
@@ -40,7 +41,7 @@ class CloudApiClient:
         self._access_token = access_token
         self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._urls: dict[str, URL] = {}
+        self._urls: dict[tuple[str, str], URL] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> CloudApiClient:
@@ -59,12 +60,16 @@ class CloudApiClient:
             await self._session.close()
             self._session = None
 
-    async def send(self, phone_number_id: str, body: bytes, *, attempt: int) -> Outcome:
-        """Send one message; every failure becomes an Outcome, nothing raises but cancellation."""
+    async def send(
+        self, phone_number_id: str, body: bytes, *, attempt: int, endpoint: str = "messages"
+    ) -> Outcome:
+        """Send one message to `endpoint` (`messages` or `marketing_messages`); every failure
+        becomes an Outcome, nothing raises but cancellation."""
         assert self._session is not None, "use CloudApiClient as an async context manager"
-        url = self._urls.get(phone_number_id)
-        if url is None:  # parsed once per number, not per request
-            url = self._urls[phone_number_id] = URL(f"{self._prefix}{phone_number_id}/messages")
+        key = (phone_number_id, endpoint)
+        url = self._urls.get(key)
+        if url is None:  # parsed once per number and endpoint, not per request
+            url = self._urls[key] = URL(f"{self._prefix}{phone_number_id}/{endpoint}")
         try:
             async with self._session.post(url, data=body) as response:
                 payload = await response.read()

@@ -1,8 +1,10 @@
 -- Campaign lifecycle and contact administration.
 
 -- name: create_campaign
-INSERT INTO campaigns (name, template_name, template_language, template_params, phone_number_id)
-VALUES ($1, $2, $3, $4, $5)
+-- $6.. the template binding (migration 0005): source, WABA, category, spec (NULL: none).
+INSERT INTO campaigns (name, template_name, template_language, template_params, phone_number_id,
+                       template_source, template_waba_id, template_category, template_spec)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id;
 
 -- name: get_campaign

@@ -40,3 +40,16 @@ SELECT extract(epoch FROM received_at)::float8 AS received_at,
        extract(epoch FROM processed_at)::float8 AS processed_at,
        processing_state
 FROM status_receipts;
+
+-- name: loadtest_seed_contacts_values
+-- Like loadtest_seed_contacts, for a template with other values: $4 the params keys, $5 their
+-- values, $6 whether the contact's index is appended to the value (so that it differs per
+-- contact), as daemon/loadtest/seeding.py's template_values describes them.
+INSERT INTO contacts (campaign_id, phone, params, state, source_line)
+SELECT $1::bigint,
+       '1555' || lpad(($3::bigint + g)::text, 7, '0'),
+       (SELECT jsonb_object_agg(x.k, x.v || CASE WHEN x.n THEN ($3::bigint + g)::text ELSE '' END)
+        FROM unnest($4::text[], $5::text[], $6::bool[]) AS x(k, v, n)),
+       'initial',
+       g + 1
+FROM generate_series(0, $2::bigint - 1) AS g;

@@ -82,11 +82,16 @@ CODE_TABLE = [
     (131051, K.FATAL),
     (131053, K.FATAL),
     (131063, K.FATAL),
-    (132000, K.FATAL),
+    # Template errors (issue 16): count, format and bad-text refusals are per contact (the
+    # breaker pauses a campaign after a run of them); the others hold the campaign.
+    (132000, K.PERMANENT),
+    (132012, K.PERMANENT),
+    (132018, K.PERMANENT),
     (132001, K.FATAL),
     (132005, K.FATAL),
     (132007, K.FATAL),
-    (132012, K.FATAL),
+    (131055, K.FATAL),
+    (131058, K.FATAL),
     (132015, K.FATAL),
     (132016, K.FATAL),
     (131057, K.FATAL),

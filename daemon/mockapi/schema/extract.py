@@ -1,15 +1,27 @@
 """Extract the template-message request schema from Meta's OpenAPI spec (dev-only).
 
-Usage: python daemon/mockapi/schema/extract.py SPEC.yaml [OUT.json]
+Usage: python daemon/mockapi/schema/extract.py SPEC.yaml [OUT_DIR] [OFFICIAL_DIR]
 
-Reads ``components/schemas/TemplateMessage`` and every schema it reaches (``$ref`` and
-``discriminator`` mappings), turns the OpenAPI dialect into plain JSON Schema 2020-12 and
-writes one self-contained document whose refs resolve locally (``#/components/schemas/X``).
+Reads ``components/schemas/TemplateMessage`` (the body of ``POST /messages``) and
+``MarketingMessageRequestPayload`` (``POST /marketing_messages``) and every schema they reach
+(``$ref`` and ``discriminator`` mappings), turns the OpenAPI dialect into plain JSON Schema
+2020-12 and writes self-contained documents whose refs resolve locally
+(``#/components/schemas/X``):
+
+- into OUT_DIR (default: beside this file) the mock's documents, ``template_message.json``
+  and ``marketing_message.json``, mended where Meta's own documentation sends bodies the
+  spec refuses (``PATCHES``, also in each document's ``x-patches``);
+- into OFFICIAL_DIR (default: ``tests/data/schema``) the same documents with no patch at all
+  (``official_*.json``): the tests validate every body wa-sender builds against them too,
+  and list exactly which exception each body needs.
+
 Needs PyYAML; never imported by the daemon at run time.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib
 import json
 import sys
@@ -17,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = "TemplateMessage"
+MARKETING_ROOT = "MarketingMessageRequestPayload"
 REF_PREFIX = "#/components/schemas/"
 DROPPED_KEYWORDS = frozenset({"example", "examples", "discriminator", "xml", "externalDocs"})
 
@@ -35,13 +48,57 @@ TOP_LEVEL_FIELDS = (
 PATCHES = (
     "LanguageObject: 'policy' no longer required (Meta's own request examples omit it)",
     "TemplateComponent/ButtonComponent: index pattern '^[2-6, 11-14]$' (a broken character"
-    " class that rejects '0') replaced by '^[0-9]$' (button position 0-9)",
+    " class: it takes '1'..'6' and rejects '0', '7', '8', '9') replaced by '^[0-9]$'"
+    " (button position 0-9)",
+    "TemplateComponent/ButtonComponent: sub_type enum [quick_reply, url, catalog] gains"
+    " 'copy_code' (Meta's copy-code coupon button, documented for marketing templates)",
+    "ButtonParameterObject: type enum [payload, text] gains 'coupon_code'"
+    " (CouponCodeParameter: coupon_code, a string of at most 15 characters)",
+    "ParameterObject: type enum gains 'location' (LocationParameter: latitude, longitude"
+    " required, name and address optional), Meta's location header",
     "discriminator mappings turned into if/then dispatch on 'type'; the mapped subtypes lose"
     " their allOf back-reference to the dispatching schema (it would recurse forever)",
     "root: messaging_product == 'whatsapp', type == 'template', to non-empty,"
     " biz_opaque_callback_data string of at most 512 characters, unknown top-level fields"
     " rejected",
+    "MarketingMessageRequestPayload: biz_opaque_callback_data (string, at most 512) and"
+    " message_send_ttl_seconds (integer, 43200..2592000) allowed beside the spec's fields",
 )
+
+COUPON_CODE_PARAMETER = {
+    "allOf": [
+        {
+            "type": "object",
+            "required": ["coupon_code"],
+            "properties": {
+                "type": {"enum": ["coupon_code"]},
+                "coupon_code": {"type": "string", "maxLength": 15},
+            },
+        }
+    ]
+}
+LOCATION_PARAMETER = {
+    "allOf": [
+        {
+            "type": "object",
+            "required": ["location"],
+            "properties": {
+                "type": {"enum": ["location"]},
+                "location": {
+                    "type": "object",
+                    "required": ["latitude", "longitude"],
+                    "properties": {
+                        "latitude": {"type": "string"},
+                        "longitude": {"type": "string"},
+                        "name": {"type": "string"},
+                        "address": {"type": "string"},
+                    },
+                    "additionalProperties": False,
+                },
+            },
+        }
+    ]
+}
 
 
 def collect(schemas: dict[str, Any], root: str) -> dict[str, Any]:
@@ -128,6 +185,40 @@ def apply_patches(schemas: dict[str, Any]) -> None:
         for props in _all_properties(schemas[name]):
             if "index" in props and "pattern" in props["index"]:
                 props["index"]["pattern"] = "^[0-9]$"
+            if "sub_type" in props and "enum" in props["sub_type"]:
+                props["sub_type"]["enum"] = [*props["sub_type"]["enum"], "copy_code"]
+    _add_dispatched(
+        schemas,
+        "ButtonParameterObject",
+        "coupon_code",
+        "CouponCodeParameter",
+        COUPON_CODE_PARAMETER,
+    )
+    _add_dispatched(schemas, "ParameterObject", "location", "LocationParameter", LOCATION_PARAMETER)
+    if MARKETING_ROOT in schemas:
+        props = schemas[MARKETING_ROOT]["properties"]
+        props["biz_opaque_callback_data"] = {"type": "string", "maxLength": 512}
+        props["message_send_ttl_seconds"] = {
+            "type": "integer",
+            "minimum": 43200,
+            "maximum": 2592000,
+        }
+
+
+def _add_dispatched(
+    schemas: dict[str, Any], parent: str, value: str, name: str, schema: dict[str, Any]
+) -> None:
+    """A parameter type the spec lacks: in the parent's type enum and its if/then dispatch."""
+    schemas[name] = copy.deepcopy(schema)
+    node = schemas[parent]
+    node["properties"]["type"]["enum"] = [*node["properties"]["type"]["enum"], value]
+    node["allOf"] = [
+        *node.get("allOf", []),
+        {
+            "if": {"properties": {"type": {"const": value}}, "required": ["type"]},
+            "then": {"$ref": REF_PREFIX + name},
+        },
+    ]
 
 
 def _all_properties(schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -137,43 +228,66 @@ def _all_properties(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def build_document(spec: dict[str, Any], source: str) -> dict[str, Any]:
-    """The self-contained JSON Schema document for a template send request."""
-    raw = collect(spec["components"]["schemas"], ROOT)
+def build_document(
+    spec: dict[str, Any], source: str, *, root: str = ROOT, patched: bool = True
+) -> dict[str, Any]:
+    """The self-contained JSON Schema document of a request body (`root`): with the mock's
+    patches, or exactly as the spec says (`patched=False`, OpenAPI keywords translated)."""
+    raw = collect(spec["components"]["schemas"], root)
     converted = {name: to_json_schema(schema) for name, schema in raw.items()}
     dispatch_discriminators(raw, converted)
-    apply_patches(converted)
-    return {
+    document: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$comment": f"Extracted from {source} (components/schemas/{ROOT}) by extract.py.",
+        "$comment": f"Extracted from {source} (components/schemas/{root}) by extract.py.",
         "x-openapi-version": spec.get("openapi"),
         "x-api-version": spec.get("info", {}).get("version"),
-        "x-patches": list(PATCHES),
-        "allOf": [{"$ref": REF_PREFIX + ROOT}],
-        "properties": {
+    }
+    if patched:
+        apply_patches(converted)
+        document["x-patches"] = list(PATCHES)
+    else:
+        document["x-patches"] = []
+    document["allOf"] = [{"$ref": REF_PREFIX + root}]
+    if patched and root == ROOT:
+        document["properties"] = {
             **dict.fromkeys(TOP_LEVEL_FIELDS, True),
             "messaging_product": {"const": "whatsapp"},
             "type": {"const": "template"},
             "to": {"type": "string", "minLength": 1},
             "biz_opaque_callback_data": {"type": "string", "maxLength": 512},
-        },
-        "additionalProperties": False,
-        "components": {"schemas": converted},
-    }
+        }
+        document["additionalProperties"] = False
+    document["components"] = {"schemas": converted}
+    return document
+
+
+OUTPUTS = (("template_message.json", ROOT), ("marketing_message.json", MARKETING_ROOT))
 
 
 def main(argv: list[str]) -> int:
-    """Command line: read the spec, write the schema; the exit code."""
-    if len(argv) not in (2, 3):
+    """Command line: read the spec, write the documents; the exit code."""
+    if len(argv) not in (2, 3, 4):
         print(__doc__, file=sys.stderr)
         return 2
     yaml = importlib.import_module("yaml")
     spec_path = Path(argv[1])
-    out = Path(argv[2]) if len(argv) == 3 else Path(__file__).with_name("template_message.json")
-    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    document = build_document(spec, spec_path.name)
-    out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"wrote {out} ({len(document['components']['schemas'])} schemas)")
+    here = Path(__file__).parent
+    out_dir = Path(argv[2]) if len(argv) >= 3 else here
+    official_dir = Path(argv[3]) if len(argv) == 4 else here.parents[2] / "tests/data/schema"
+    text = spec_path.read_text(encoding="utf-8")
+    spec = yaml.safe_load(text)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    official_dir.mkdir(parents=True, exist_ok=True)
+    for filename, root in OUTPUTS:
+        for directory, name, patched in (
+            (out_dir, filename, True),
+            (official_dir, f"official_{filename}", False),
+        ):
+            document = build_document(spec, spec_path.name, root=root, patched=patched)
+            document["x-source-sha256"] = digest
+            out = directory / name
+            out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", "utf-8")
+            print(f"wrote {out} ({len(document['components']['schemas'])} schemas)")
     return 0
 
 
