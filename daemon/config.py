@@ -71,6 +71,17 @@ class WebhookConfig:
     max_body_bytes: int = 3 * 1024 * 1024
     reconcile_batch: int = 1000
     orphan_after_s: float = 3600.0
+    # Ingress bounds (engine/ingress.py, engine/bodies.py): connections at once, bytes of
+    # bodies held before their signature is known, and how long a connection may idle, take
+    # over its headers, or take to send its body.
+    max_connections: int = 512
+    max_pending_bytes: int = 32 * 1024 * 1024
+    keepalive_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    # A signed body seen again within this window (Meta retries for 7 days) is acknowledged
+    # without being stored again.
+    replay_window_s: float = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -266,10 +277,21 @@ def _check_ranges(config: Config) -> None:
         "recovery.max_unknown_outcomes": config.recovery.max_unknown_outcomes,
         "whatsapp.request_timeout_s": config.whatsapp.request_timeout_s,
         "webhook.max_body_bytes": config.webhook.max_body_bytes,
+        "webhook.max_connections": config.webhook.max_connections,
+        "webhook.max_pending_bytes": config.webhook.max_pending_bytes,
+        "webhook.keepalive_timeout_s": config.webhook.keepalive_timeout_s,
+        "webhook.header_timeout_s": config.webhook.header_timeout_s,
+        "webhook.body_timeout_s": config.webhook.body_timeout_s,
+        "webhook.replay_window_s": config.webhook.replay_window_s,
     }
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if config.webhook.max_pending_bytes < config.webhook.max_body_bytes:
+        raise ConfigError(
+            "webhook.max_pending_bytes must be at least webhook.max_body_bytes "
+            f"({config.webhook.max_body_bytes}), got {config.webhook.max_pending_bytes}"
+        )
     if config.limits.daily_unique_recipients < 0:
         raise ConfigError("limits.daily_unique_recipients must be 0 (unlimited) or more")
     if not config.webhook.path.startswith("/"):

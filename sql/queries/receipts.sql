@@ -1,17 +1,44 @@
 -- Status receipts: the webhook's insert, the reconciler's batch, the wake-up on new sends.
 
 -- name: store_receipts
--- Every status of one webhook POST in one statement, and a NOTIFY on channel $10 so that
--- reconcilers wake up. Returns how many rows were stored.
-WITH stored AS (
+-- Every status of one webhook POST in one statement, unless the same body was stored within
+-- the replay window: $11 the body's SHA-256 (NULL: no replay check), $12 the window in
+-- seconds (a digest older than that counts as new, whether or not upkeep pruned it yet).
+-- A NOTIFY on channel $10 when statuses were stored, so that reconcilers wake up. Returns how
+-- many rows were stored and whether the body was a replay (then nothing was stored).
+WITH seen AS (
+    INSERT INTO webhook_digests AS d (digest)
+    SELECT $11::bytea WHERE $11::bytea IS NOT NULL
+    ON CONFLICT (digest) DO UPDATE SET received_at = now()
+        WHERE d.received_at < now() - make_interval(secs => $12)
+    RETURNING 1
+),
+stored AS (
     INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
                                  callback_data, error_code, error_title, raw)
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
                          $6::text[], $7::int[], $8::text[], $9::jsonb[])
+    WHERE $11::bytea IS NULL OR EXISTS (SELECT FROM seen)
     RETURNING 1
 ),
 counted AS (SELECT count(*) AS n FROM stored)
-SELECT n, pg_notify($10, n::text) FROM counted;
+SELECT n, $11::bytea IS NOT NULL AND NOT EXISTS (SELECT FROM seen) AS replay,
+       CASE WHEN n > 0 THEN pg_notify($10, n::text) END AS notified
+FROM counted;
+
+-- name: prune_webhook_digests
+-- Up to $2 digests older than the replay window ($1 seconds), deleted; rows another pruner
+-- holds are skipped. Returns how many.
+WITH old AS (
+    SELECT ctid FROM webhook_digests
+    WHERE received_at < now() - make_interval(secs => $1)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM webhook_digests WHERE ctid = ANY(ARRAY(SELECT ctid FROM old)) RETURNING 1
+)
+SELECT count(*) FROM deleted;
 
 -- name: custom_plans
 -- For the rest of the transaction: plan with the real parameters and the table's current
