@@ -53,7 +53,8 @@ class SenderConfig:
     batch_size: int = 500
     concurrency: int = 64
     rate_per_second: float = 80.0
-    burst: float = 80.0
+    # 0: automatic, a tenth of rate_per_second (at least 1); see core.ratelimit.burst_for.
+    burst: float = 0.0
     max_attempts: int = 5
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -271,7 +272,6 @@ def _check_ranges(config: Config) -> None:
         "sender.batch_size": config.sender.batch_size,
         "sender.concurrency": config.sender.concurrency,
         "sender.rate_per_second": config.sender.rate_per_second,
-        "sender.burst": config.sender.burst,
         "sender.max_attempts": config.sender.max_attempts,
         "recovery.lease_s": config.recovery.lease_s,
         "recovery.max_unknown_outcomes": config.recovery.max_unknown_outcomes,
@@ -287,6 +287,8 @@ def _check_ranges(config: Config) -> None:
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be greater than 0, got {value}")
+    if config.sender.burst < 0:
+        raise ConfigError(f"sender.burst must be 0 (automatic) or more, got {config.sender.burst}")
     if config.webhook.max_pending_bytes < config.webhook.max_body_bytes:
         raise ConfigError(
             "webhook.max_pending_bytes must be at least webhook.max_body_bytes "

@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 import asyncpg
 
 from daemon.config import Config
-from daemon.core.ratelimit import RateLimiters
+from daemon.core.ratelimit import RateLimiters, burst_for
 from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
@@ -82,8 +82,9 @@ ARRIVAL_JITTER_S = 0.01
 
 
 def sending_burst(rate_per_second: float, burst: float) -> float:
-    """The bucket size to send with: the configured burst less the arrival jitter's share."""
-    return max(1.0, burst - rate_per_second * ARRIVAL_JITTER_S)
+    """The bucket size to send with: the burst (`sender.burst`, 0 = automatic) less the arrival
+    jitter's share."""
+    return max(1.0, burst_for(rate_per_second, burst) - rate_per_second * ARRIVAL_JITTER_S)
 
 
 def check_config_for_run(config: Config) -> None:
