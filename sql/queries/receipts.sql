@@ -76,7 +76,8 @@ LIMIT $1;
 --          the contact is then still sent or unconfirmed (failed after delivered/read is an
 --          event only). The state rules are those of daemon/core/states.py (tests compare).
 --          sent_at/delivered_at/read_at/failed_at are set once, from the payload timestamps
---          (a read fills a missing delivered_at); an unknown outcome that a receipt proves
+--          (a read fills a missing delivered_at), clamped so that they never go backwards
+--          (dated); an unknown outcome that a receipt proves
 --          is resolved (outcome_unknown, next_attempt_at, lease cleared).
 -- verdicts: applied (the receipt changed its contact: state or a timestamp), duplicate
 --          (matched, changed nothing: duplicates, backward or unknown statuses), pending
@@ -196,13 +197,34 @@ settled AS (
            ) AS changes
     FROM outcome o
 ),
+dated AS (
+    -- Timestamps never go backwards: sent_at <= delivered_at <= read_at, failed_at >= sent_at.
+    -- Meta's are whole seconds from its clock, ours (sent_at of an accepted send) have
+    -- microseconds from ours: a receipt dated before the message was sent is clamped to the
+    -- time before it (its state still applies), a late sent receipt to the delivery it
+    -- preceded.
+    SELECT s.*, t.new_sent_at,
+           coalesce(s.old_delivered_at,
+                    CASE WHEN coalesce(s.delivered_ts, s.read_ts) IS NOT NULL
+                         THEN greatest(coalesce(s.delivered_ts, s.read_ts), t.new_sent_at) END)
+               AS new_delivered_at
+    FROM settled s
+    CROSS JOIN LATERAL (
+        SELECT coalesce(s.old_sent_at,
+                        CASE WHEN s.sent_ts IS NOT NULL
+                             THEN least(s.sent_ts, s.old_delivered_at, s.old_read_at) END)
+                   AS new_sent_at
+    ) t
+),
 updated AS (
     UPDATE contacts c
     SET state = f.new_state,
-        sent_at = coalesce(c.sent_at, f.sent_ts),
-        delivered_at = coalesce(c.delivered_at, f.delivered_ts, f.read_ts),
-        read_at = coalesce(c.read_at, f.read_ts),
-        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, f.failed_ts) ELSE c.failed_at END,
+        sent_at = f.new_sent_at,
+        delivered_at = f.new_delivered_at,
+        read_at = coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
+                                           THEN greatest(f.read_ts, f.new_delivered_at) END),
+        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, greatest(f.failed_ts, f.new_sent_at))
+                         ELSE c.failed_at END,
         error_code = CASE WHEN f.fails THEN f.failed_code
                           WHEN f.resolved THEN NULL ELSE c.error_code END,
         error_title = CASE WHEN f.fails THEN f.failed_title
@@ -215,7 +237,7 @@ updated AS (
         claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
         lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
         updated_at = now()
-    FROM settled f
+    FROM dated f
     WHERE c.id = f.contact_id AND f.changes
       AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes))
     RETURNING c.id
