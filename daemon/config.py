@@ -29,7 +29,8 @@ NO_SECRET = Secret("")
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = ""
+    # A DSN may hold a password: kept out of repr() (a config in a traceback or a log line).
+    url: str = field(default="", repr=False)
     # Where the embedded PostgreSQL keeps its data when no url is set ("" = per-user state dir).
     embedded_dir: str = ""
     pool_min: int = 2
