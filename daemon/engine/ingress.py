@@ -22,6 +22,14 @@ connection goes through a `GuardedConnection`, which sits between the transport 
   `REQUEST_GRACE_S` after that, e.g. an answer its client never reads.
 
 `track_requests` (an aiohttp middleware) tells the guard when a handler starts and ends.
+
+aiohttp's own knobs, as `serve_web_app` sets them: `keepalive_timeout` only backs the guard
+up (idle + header time + 1 s); `read_bufsize` = `READ_BUFFER_BYTES` (a request's unread body
+pauses the socket at twice that); `lingering_time` 0 (aiohttp would otherwise read and discard
+up to 10 s of a refused body: CPU for the attacker's bytes); `client_max_size` stays as a
+second check (`engine/bodies.py` reads bodies itself); `handler_cancellation` stays off: the
+webhook handler's body read ends by itself when its client goes (the read raises), and
+cancelling a store mid-statement would gain nothing (the digest makes a retry harmless).
 """
 
 from __future__ import annotations
