@@ -371,3 +371,20 @@ async def test_a_request_still_running_past_its_deadline_is_cut_off(
             assert 0.5 - 0.05 <= time.monotonic() - started <= 0.5 + 1.0
             assert app[STATS_KEY].connections.closed["request_timeout"] == 1
             writer.transport.abort()
+
+
+async def test_a_flood_of_refused_requests_logs_ten_lines_a_second_not_one_each(
+    serve: Serve,
+) -> None:
+    from structlog.testing import capture_logs
+
+    async with serve() as server:
+        with capture_logs() as logs:
+            answers = [await _post(server, b"{}", FORGED_SIGNATURE) for _ in range(100)]
+            await asyncio.sleep(1.05)
+            answers.append(await _post(server, b"{}", FORGED_SIGNATURE))
+        assert answers == ["HTTP/1.1 403 Forbidden"] * 101
+        assert server.stats.responses[403] == 101
+        rejected = [e for e in logs if e["event"] == "webhook_rejected"]
+        assert len(rejected) <= 10 + 10  # the flood may straddle a second
+        assert sum(e.get("not_logged_before", 0) for e in rejected) + len(rejected) == 101

@@ -26,6 +26,7 @@ import asyncpg
 from aiohttp import web
 
 from daemon.config import Config
+from daemon.core.throttle import LogThrottle
 from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sql import query
@@ -85,7 +86,9 @@ class WebDeps:
     stats: WebhookStats | None = None  # given: shared with e.g. metrics
 
 
+REJECTIONS_LOGGED_PER_S: Final = 10
 DEPS_KEY: Final = web.AppKey("wa_sender_web_deps", WebDeps)
+REJECTIONS_KEY: Final = web.AppKey("wa_sender_webhook_rejections", LogThrottle)
 STATS_KEY: Final = web.AppKey("wa_sender_webhook_stats", WebhookStats)
 
 
@@ -98,6 +101,7 @@ def build_web_app(deps: WebDeps) -> web.Application:
     stats = deps.stats if deps.stats is not None else WebhookStats()
     stats.bodies = BodyBudget(webhook.max_pending_bytes)
     app[STATS_KEY] = stats
+    app[REJECTIONS_KEY] = LogThrottle(REJECTIONS_LOGGED_PER_S, 1.0)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if deps.config.webhook.enabled:
@@ -231,13 +235,13 @@ async def _receive_statuses(request: web.Request) -> web.Response:
     webhook = deps.config.webhook
     length = request.content_length
     if length is not None and length > webhook.max_body_bytes:
-        return _rejected(413, "body too large", length=length)
+        return _rejected(request, 413, "body too large", length=length)
     header = request.headers.get(SIGNATURE_HEADER)
     if not header or not header.strip():
-        return _rejected(401, "signature missing")
+        return _rejected(request, 401, "signature missing")
     given = parse_header(header)
     if given is None:
-        return _rejected(403, "signature invalid")
+        return _rejected(request, 403, "signature invalid")
     budget = request.app[STATS_KEY].bodies
     assert budget is not None
     try:
@@ -250,13 +254,13 @@ async def _receive_statuses(request: web.Request) -> web.Response:
             verifier=StreamingVerifier(deps.config.whatsapp.app_secret, given),
         ) as body:
             if not body.signed:
-                return _rejected(403, "signature invalid")
+                return _rejected(request, 403, "signature invalid")
             return await _store(request, body)
     except BodyRefused as exc:
-        return _rejected(exc.status, exc.reason, length=length)
+        return _rejected(request, exc.status, exc.reason, length=length)
     except (ConnectionError, web.RequestPayloadError) as exc:
         log.debug("webhook_body_lost", error=repr(exc))  # the client is gone or broke framing
-        return _rejected(400, "body not received")
+        return _rejected(request, 400, "body not received")
 
 
 async def _store(request: web.Request, body: Body) -> web.Response:
@@ -265,7 +269,7 @@ async def _store(request: web.Request, body: Body) -> web.Response:
     try:
         parsed = parse_webhook(body.data)
     except WebhookPayloadError as exc:
-        return _rejected(400, str(exc))
+        return _rejected(request, 400, str(exc))
     for change in parsed.ignored:
         stats.ignored_changes += 1
         log.info("webhook_change_ignored", field=change.field, reason=change.reason)
@@ -279,7 +283,7 @@ async def _store(request: web.Request, body: Body) -> web.Response:
             )
     except (asyncpg.DataError, UnicodeEncodeError) as exc:
         # e.g. NUL characters or lone surrogates: PostgreSQL cannot hold them, ever.
-        return _rejected(400, f"statuses cannot be stored: {type(exc).__name__}")
+        return _rejected(request, 400, f"statuses cannot be stored: {type(exc).__name__}")
     except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         log.warning("webhook_store_failed", statuses=len(parsed.receipts), error=repr(exc))
         return web.Response(status=503, text="try again later")
@@ -294,9 +298,14 @@ async def _store(request: web.Request, body: Body) -> web.Response:
     return web.Response(text="ok")
 
 
-def _rejected(status: int, reason: str, **extra: object) -> web.Response:
-    """A refusal: logged, answered, and the connection closed (its body is not read on)."""
-    log.warning("webhook_rejected", http_status=status, reason=reason, **extra)
+def _rejected(request: web.Request, status: int, reason: str, **extra: object) -> web.Response:
+    """A refusal: logged (at most `REJECTIONS_LOGGED_PER_S` a second, the others counted),
+    answered, and the connection closed (its body is not read on)."""
+    logged, suppressed = request.app[REJECTIONS_KEY].allow(asyncio.get_running_loop().time())
+    if logged:
+        if suppressed:
+            extra["not_logged_before"] = suppressed
+        log.warning("webhook_rejected", http_status=status, reason=reason, **extra)
     response = web.Response(status=status, text=reason)
     response.force_close()
     return response
