@@ -111,7 +111,12 @@ async def run_campaign_with_receipts(
             "SELECT processing_state, count(*) FROM status_receipts GROUP BY processing_state"
         )
     )
-    assert sum(by_state.values()) == len(planned)
+    # A duplicate posted in a body identical to an earlier one (as Meta's retries are) is a
+    # replay: acknowledged, not stored again. Every other status is stored, none is lost.
+    stored = await conn.fetch("SELECT DISTINCT wamid, status FROM status_receipts")
+    assert {(r["wamid"], r["status"]) for r in stored} == {(p.wamid, p.status) for p in planned}
+    replayed = len(planned) - sum(by_state.values())
+    assert 0 <= replayed <= counters["duplicates"]
     assert set(by_state) <= {"applied", "duplicate"}, by_state  # no pending, no orphan
     assert await conn.fetchval("SELECT count(*) FROM status_receipts WHERE contact_id IS NULL") == 0
 
