@@ -29,7 +29,8 @@ NO_SECRET = Secret("")
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    url: str = ""
+    # A DSN may hold a password: kept out of repr() (a config in a traceback or a log line).
+    url: str = field(default="", repr=False)
     # Where the embedded PostgreSQL keeps its data when no url is set ("" = per-user state dir).
     embedded_dir: str = ""
     pool_min: int = 2
@@ -58,7 +59,8 @@ class SenderConfig:
     batch_size: int = 500
     concurrency: int = 64
     rate_per_second: float = 80.0
-    burst: float = 80.0
+    # 0: automatic, a tenth of rate_per_second (at least 1); see core.ratelimit.burst_for.
+    burst: float = 0.0
     max_attempts: int = 5
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
@@ -79,6 +81,17 @@ class WebhookConfig:
     max_body_bytes: int = 3 * 1024 * 1024
     reconcile_batch: int = 1000
     orphan_after_s: float = 3600.0
+    # Ingress bounds (engine/ingress.py, engine/bodies.py): connections at once, bytes of
+    # bodies held before their signature is known, and how long a connection may idle, take
+    # over its headers, or take to send its body.
+    max_connections: int = 512
+    max_pending_bytes: int = 32 * 1024 * 1024
+    keepalive_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 20.0
+    # A signed body seen again within this window (Meta retries for 7 days) is acknowledged
+    # without being stored again.
+    replay_window_s: float = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -269,18 +282,30 @@ def _check_ranges(config: Config) -> None:
         "sender.batch_size": config.sender.batch_size,
         "sender.concurrency": config.sender.concurrency,
         "sender.rate_per_second": config.sender.rate_per_second,
-        "sender.burst": config.sender.burst,
         "sender.max_attempts": config.sender.max_attempts,
         "recovery.lease_s": config.recovery.lease_s,
         "recovery.max_unknown_outcomes": config.recovery.max_unknown_outcomes,
         "whatsapp.request_timeout_s": config.whatsapp.request_timeout_s,
         "webhook.max_body_bytes": config.webhook.max_body_bytes,
+        "webhook.max_connections": config.webhook.max_connections,
+        "webhook.max_pending_bytes": config.webhook.max_pending_bytes,
+        "webhook.keepalive_timeout_s": config.webhook.keepalive_timeout_s,
+        "webhook.header_timeout_s": config.webhook.header_timeout_s,
+        "webhook.body_timeout_s": config.webhook.body_timeout_s,
+        "webhook.replay_window_s": config.webhook.replay_window_s,
     }
     for name, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{name} must be greater than 0, got {value}")
     if config.sender.breaker_threshold < 0:
         raise ConfigError("sender.breaker_threshold must be 0 (never) or more")
+    if config.sender.burst < 0:
+        raise ConfigError(f"sender.burst must be 0 (automatic) or more, got {config.sender.burst}")
+    if config.webhook.max_pending_bytes < config.webhook.max_body_bytes:
+        raise ConfigError(
+            "webhook.max_pending_bytes must be at least webhook.max_body_bytes "
+            f"({config.webhook.max_body_bytes}), got {config.webhook.max_pending_bytes}"
+        )
     if config.limits.daily_unique_recipients < 0:
         raise ConfigError("limits.daily_unique_recipients must be 0 (unlimited) or more")
     if not config.webhook.path.startswith("/"):

@@ -91,11 +91,30 @@ class ReconcileResult:
     orphans: list[OrphanReceipt] = field(default_factory=list)
 
 
-async def store_receipts(conn: asyncpg.Connection, rows: Sequence[ReceiptRow]) -> int:
-    """Every row in one statement, and a NOTIFY for the reconcilers (same transaction)."""
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    """What storing one webhook body did: statuses stored, or none because it was a replay."""
+
+    stored: int
+    replay: bool
+
+
+DIGEST_PRUNE_BATCH: Final = 10_000
+REPLAY_WINDOW_S: Final = 7 * 24 * 3600.0  # Meta retries an unacknowledged POST for 7 days
+
+
+async def store_receipts(
+    conn: asyncpg.Connection,
+    rows: Sequence[ReceiptRow],
+    digest: bytes | None = None,
+    replay_window_s: float = REPLAY_WINDOW_S,
+) -> StoreResult:
+    """Every row of one body in one statement, with a NOTIFY for the reconcilers (same
+    transaction). With the body's `digest`: nothing when the same digest was stored within
+    `replay_window_s` (a replay), else the digest is kept too."""
     if not rows:
-        return 0
-    stored: int = await conn.fetchval(
+        return StoreResult(0, False)
+    row = await conn.fetchrow(
         query("store_receipts"),
         [r.wamid for r in rows],
         [r.status for r in rows],
@@ -107,8 +126,23 @@ async def store_receipts(conn: asyncpg.Connection, rows: Sequence[ReceiptRow]) -
         [r.error_title for r in rows],
         [r.raw for r in rows],
         RECEIPTS_CHANNEL,
+        digest,
+        replay_window_s,
     )
-    return stored
+    assert row is not None
+    return StoreResult(row["n"], row["replay"])
+
+
+async def prune_webhook_digests(
+    conn: asyncpg.Connection, replay_window_s: float, batch: int = DIGEST_PRUNE_BATCH
+) -> int:
+    """Delete digests older than the replay window, `batch` at a time; how many."""
+    total = 0
+    while True:
+        deleted: int = await conn.fetchval(query("prune_webhook_digests"), replay_window_s, batch)
+        total += deleted
+        if deleted < batch:
+            return total
 
 
 async def reconcile_batch(

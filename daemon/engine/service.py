@@ -15,7 +15,7 @@ from contextlib import AsyncExitStack
 import asyncpg
 
 from daemon.config import Config
-from daemon.core.ratelimit import RateLimiters
+from daemon.core.ratelimit import RateLimiters, burst_for
 from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
@@ -25,9 +25,15 @@ from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.systemd import SystemdNotifier
-from daemon.engine.upkeep import heartbeat_loop, new_daemon_id, recovery_loop
+from daemon.engine.upkeep import (
+    digest_prune_loop,
+    heartbeat_loop,
+    new_daemon_id,
+    recovery_loop,
+)
 from daemon.engine.web import (
     WebDeps,
+    WebhookStats,
     build_web_app,
     check_webhook_config,
     serve_web_app,
@@ -51,17 +57,22 @@ def default_components(config: Config) -> list[Component]:
     components: list[Component] = [reconciler_component]
     extra_routes = []
     on_stored = []
+    web_stats = WebhookStats()
     if config.metrics.enabled:
         from daemon.engine.metrics import Metrics, metrics_component
+        from daemon.engine.webhook_metrics import WebhookCollector
 
         metrics = Metrics()
+        metrics.registry.register(WebhookCollector(web_stats))
         components.append(metrics_component(metrics))
         extra_routes.append(metrics.install_routes)
         on_stored.append(metrics.on_receipts_stored)
     if config.webhook.enabled:
         check_webhook_config(config)  # before anything starts: one clear line, no traceback
     if config.webhook.enabled or config.metrics.enabled:
-        components.append(web_component(extra_routes=extra_routes, on_stored=on_stored))
+        components.append(
+            web_component(extra_routes=extra_routes, on_stored=on_stored, stats=web_stats)
+        )
     return components
 
 
@@ -71,8 +82,9 @@ ARRIVAL_JITTER_S = 0.01
 
 
 def sending_burst(rate_per_second: float, burst: float) -> float:
-    """The bucket size to send with: the configured burst less the arrival jitter's share."""
-    return max(1.0, burst - rate_per_second * ARRIVAL_JITTER_S)
+    """The bucket size to send with: the burst (`sender.burst`, 0 = automatic) less the arrival
+    jitter's share."""
+    return max(1.0, burst_for(rate_per_second, burst) - rate_per_second * ARRIVAL_JITTER_S)
 
 
 def check_config_for_run(config: Config) -> None:
@@ -139,6 +151,8 @@ async def run_daemon(
             tasks.start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
         tasks.start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
         tasks.start("listener", listen_for_campaign_changes(dsn, sender.wake))
+        if config.webhook.enabled:
+            tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))
         tasks.start("status", _status_loop(sender, notifier))
         for name, coro in runtime.extra_tasks.items():
             tasks.start(name, coro)
@@ -206,6 +220,7 @@ async def run_webhook(
         reconciler = Reconciler(pool, config.webhook)
         for name, coro in reconciler_tasks(reconciler, dsn).items():
             tasks.start(name, coro)
+        tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))
         try:
             app = build_web_app(WebDeps(config, pool, stop))
             warn_if_no_verify_token(config)

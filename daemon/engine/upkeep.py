@@ -1,5 +1,6 @@
-"""Background upkeep: heartbeats (and each daemon's share of a number's rate), and recovery
-of contacts whose attempt outcome became unknown (expired lease, dead daemon)."""
+"""Background upkeep: heartbeats (and each daemon's share of a number's rate), recovery of
+contacts whose attempt outcome became unknown (expired lease, dead daemon), and pruning of the
+webhook's replay digests past their window."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import asyncpg
 
 from daemon.config import Config
 from daemon.core.ratelimit import RateLimiters
+from daemon.db import receipts_store
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.logs import get_logger
@@ -23,6 +25,7 @@ HEARTBEAT_EVERY_S = 1.0
 # A daemon silent this long is dead: its in-flight contacts are recovered without waiting
 # for their leases, and it no longer takes a share of the rate.
 DEAD_AFTER_S = 5.0
+DIGEST_PRUNE_EVERY_S = 300.0
 
 
 def new_daemon_id() -> str:
@@ -82,4 +85,20 @@ async def recovery_loop(
                 continue
         except CONNECTION_ERRORS as exc:
             log.warning("lease_recovery_failed", error=repr(exc))
+        await asyncio.sleep(every_s)
+
+
+async def digest_prune_loop(
+    pool: asyncpg.Pool, replay_window_s: float, every_s: float = DIGEST_PRUNE_EVERY_S
+) -> None:
+    """Delete webhook digests older than the replay window, every `every_s`. Runs until
+    cancelled."""
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                deleted = await receipts_store.prune_webhook_digests(conn, replay_window_s)
+            if deleted:
+                log.info("webhook_digests_pruned", count=deleted)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            log.warning("webhook_digests_prune_failed", error=repr(exc))
         await asyncio.sleep(every_s)

@@ -4,7 +4,13 @@
 The webhook answers fast: the signature is checked over the raw bytes before parsing, every
 status of the POST is stored in one statement (which also NOTIFYs the reconcilers), and only
 then is 200 returned. A body that was not stored is never acknowledged: a database outage
-answers 503 so that Meta delivers it again.
+answers 503 so that Meta delivers it again. A body already stored (the same SHA-256 within
+`webhook.replay_window_s`) is acknowledged without being stored again, in that same statement.
+
+Its bounds: connections (`engine/ingress.py`: how many, idle, header and request deadlines,
+header size) and bodies (`engine/bodies.py`: size, deadline, the budget of bytes held before
+a signature is known). A request over one is answered 408/413/431/503 and its connection
+closed without reading the rest.
 """
 
 from __future__ import annotations
@@ -20,18 +26,25 @@ import asyncpg
 from aiohttp import web
 
 from daemon.config import Config
+from daemon.core.throttle import LogThrottle
 from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sql import query
+from daemon.engine.bodies import Body, BodyBudget, BodyRefused, read_body
+from daemon.engine.ingress import (
+    READ_BUFFER_BYTES,
+    ConnectionStats,
+    GuardedSite,
+    IngressLimits,
+    track_requests,
+)
 from daemon.engine.runtime import Component, Runtime
 from daemon.errors import ConfigError
 from daemon.logs import get_logger
-from daemon.whatsapp.signature import SIGNATURE_HEADER
+from daemon.whatsapp.signature import SIGNATURE_HEADER, StreamingVerifier, parse_header
 from daemon.whatsapp.webhook import (
     ReceiptRow,
-    SignatureCheck,
     WebhookPayloadError,
-    check_signature,
     handshake_challenge,
     parse_webhook,
 )
@@ -48,6 +61,19 @@ READY_TIMEOUT_S: Final = 1.0
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
 
+@dataclass
+class WebhookStats:
+    """Counters of the web server: webhook responses by status code, statuses stored, replays
+    acknowledged without storing, connections, and the budget of bodies being read."""
+
+    responses: Counter[int] = field(default_factory=Counter)
+    stored: int = 0
+    ignored_changes: int = 0
+    replays: int = 0
+    connections: ConnectionStats = field(default_factory=ConnectionStats)
+    bodies: BodyBudget | None = None  # set by build_web_app
+
+
 @dataclass(frozen=True)
 class WebDeps:
     """What the web app needs; `build_web_app` takes only this, so tests can start it alone."""
@@ -57,27 +83,25 @@ class WebDeps:
     stopping: asyncio.Event | None = None  # once set, /readyz answers 503
     extra_routes: Sequence[RouteInstaller] = ()
     on_stored: Sequence[ReceiptObserver] = ()
+    stats: WebhookStats | None = None  # given: shared with e.g. metrics
 
 
-@dataclass
-class WebhookStats:
-    """Counters of the webhook endpoint (responses by status code, statuses stored)."""
-
-    responses: Counter[int] = field(default_factory=Counter)
-    stored: int = 0
-    ignored_changes: int = 0
-
-
+REJECTIONS_LOGGED_PER_S: Final = 10
 DEPS_KEY: Final = web.AppKey("wa_sender_web_deps", WebDeps)
+REJECTIONS_KEY: Final = web.AppKey("wa_sender_webhook_rejections", LogThrottle)
 STATS_KEY: Final = web.AppKey("wa_sender_webhook_stats", WebhookStats)
 
 
 def build_web_app(deps: WebDeps) -> web.Application:
     """The aiohttp app: health routes, the webhook routes when enabled, then extra routes.
-    Bodies above `webhook.max_body_bytes` are refused while being read (413)."""
-    app = web.Application(client_max_size=deps.config.webhook.max_body_bytes)
+    Serve it with `serve_web_app` (the connection bounds)."""
+    webhook = deps.config.webhook
+    app = web.Application(client_max_size=webhook.max_body_bytes, middlewares=[track_requests])
     app[DEPS_KEY] = deps
-    app[STATS_KEY] = WebhookStats()
+    stats = deps.stats if deps.stats is not None else WebhookStats()
+    stats.bodies = BodyBudget(webhook.max_pending_bytes)
+    app[STATS_KEY] = stats
+    app[REJECTIONS_KEY] = LogThrottle(REJECTIONS_LOGGED_PER_S, 1.0)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if deps.config.webhook.enabled:
@@ -90,18 +114,33 @@ def build_web_app(deps: WebDeps) -> web.Application:
 
 @asynccontextmanager
 async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
-    """Serve `app` on host:port (0: an ephemeral port) for the body; yields the base URL."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    """Serve `app` on host:port (0: an ephemeral port) for the body; yields the base URL.
+    Connections are bounded by the app's `[webhook]` limits (`engine/ingress.py`)."""
+    webhook = app[DEPS_KEY].config.webhook
+    limits = IngressLimits(
+        max_connections=webhook.max_connections,
+        keepalive_timeout_s=webhook.keepalive_timeout_s,
+        header_timeout_s=webhook.header_timeout_s,
+        body_timeout_s=webhook.body_timeout_s,
+    )
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        # The guard ends idle connections and slow headers; aiohttp's own timer only backs it.
+        keepalive_timeout=webhook.keepalive_timeout_s + webhook.header_timeout_s + 1.0,
+        # A refused body is not read to its end: closing at once costs no CPU or memory.
+        lingering_time=0,
+        read_bufsize=READ_BUFFER_BYTES,
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = GuardedSite(runner, host, port, limits, app[STATS_KEY].connections)
         try:
             await site.start()
         except OSError as exc:
             raise ConfigError(f"cannot serve the webhook on {host}:{port}: {exc}") from exc
-        bound_host, bound_port = runner.addresses[0][:2]
-        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
-        base_url = f"http://{url_host}:{bound_port}"
+        base_url = site.name
         log.info("web_server_started", url=base_url)
         yield base_url
     finally:
@@ -124,21 +163,24 @@ def warn_if_no_verify_token(config: Config) -> None:
 
 
 def web_component(
-    extra_routes: Sequence[RouteInstaller] = (), on_stored: Sequence[ReceiptObserver] = ()
+    extra_routes: Sequence[RouteInstaller] = (),
+    on_stored: Sequence[ReceiptObserver] = (),
+    stats: WebhookStats | None = None,
 ) -> Component:
     """Component of `wa-sender run`: the web server on webhook.host/port.
 
     Other features plug in here rather than opening a port of their own: `extra_routes` add
     routes (e.g. `web_component(extra_routes=[install_metrics])` in `default_components`),
-    `on_stored` observers see the rows of every stored POST. The webhook routes exist only
-    when `webhook.enabled`; health and extra routes are always served.
+    `on_stored` observers see the rows of every stored POST, `stats` (when given) is the
+    server's counters, shared e.g. with metrics. The webhook routes exist only when
+    `webhook.enabled`; health and extra routes are always served.
     """
 
     @asynccontextmanager
     async def component(runtime: Runtime) -> AsyncIterator[web.Application]:
         config = runtime.config
         check_webhook_config(config)
-        deps = WebDeps(config, runtime.pool, runtime.stop, extra_routes, on_stored)
+        deps = WebDeps(config, runtime.pool, runtime.stop, extra_routes, on_stored, stats)
         app = build_web_app(deps)
         warn_if_no_verify_token(config)
         async with serve_web_app(app, config.webhook.host, config.webhook.port):
@@ -190,27 +232,44 @@ async def receive_statuses(request: web.Request) -> web.Response:
 
 async def _receive_statuses(request: web.Request) -> web.Response:
     deps = request.app[DEPS_KEY]
+    webhook = deps.config.webhook
+    length = request.content_length
+    if length is not None and length > webhook.max_body_bytes:
+        return _rejected(request, 413, "body too large", length=length)
+    header = request.headers.get(SIGNATURE_HEADER)
+    if not header or not header.strip():
+        return _rejected(request, 401, "signature missing")
+    given = parse_header(header)
+    if given is None or not deps.config.whatsapp.app_secret:  # nothing can verify
+        return _rejected(request, 403, "signature invalid")
+    budget = request.app[STATS_KEY].bodies
+    assert budget is not None
+    try:
+        async with read_body(
+            request.content,
+            length,
+            max_bytes=webhook.max_body_bytes,
+            timeout_s=webhook.body_timeout_s,
+            budget=budget,
+            verifier=StreamingVerifier(deps.config.whatsapp.app_secret, given),
+        ) as body:
+            if not body.signed:
+                return _rejected(request, 403, "signature invalid")
+            return await _store(request, body)
+    except BodyRefused as exc:
+        return _rejected(request, exc.status, exc.reason, length=length)
+    except (ConnectionError, web.RequestPayloadError) as exc:
+        log.debug("webhook_body_lost", error=repr(exc))  # the client is gone or broke framing
+        return _rejected(request, 400, "body not received")
+
+
+async def _store(request: web.Request, body: Body) -> web.Response:
+    deps = request.app[DEPS_KEY]
     stats = request.app[STATS_KEY]
-    limit = deps.config.webhook.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        return _rejected(413, "body too large", length=request.content_length)
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _rejected(413, "body too large")
-
-    check = check_signature(
-        body, request.headers.get(SIGNATURE_HEADER), deps.config.whatsapp.app_secret
-    )
-    if check is SignatureCheck.MISSING:
-        return _rejected(401, "signature missing")
-    if check is SignatureCheck.INVALID:
-        return _rejected(403, "signature invalid")
-
-    try:
-        parsed = parse_webhook(body)
+        parsed = parse_webhook(body.data)
     except WebhookPayloadError as exc:
-        return _rejected(400, str(exc))
+        return _rejected(request, 400, str(exc))
     for change in parsed.ignored:
         stats.ignored_changes += 1
         log.info("webhook_change_ignored", field=change.field, reason=change.reason)
@@ -219,20 +278,34 @@ async def _receive_statuses(request: web.Request) -> web.Response:
 
     try:
         async with asyncio.timeout(STORE_TIMEOUT_S), deps.pool.acquire() as conn:
-            stored = await store.store_receipts(conn, parsed.receipts)
+            result = await store.store_receipts(
+                conn, parsed.receipts, body.digest, deps.config.webhook.replay_window_s
+            )
     except (asyncpg.DataError, UnicodeEncodeError) as exc:
         # e.g. NUL characters or lone surrogates: PostgreSQL cannot hold them, ever.
-        return _rejected(400, f"statuses cannot be stored: {type(exc).__name__}")
+        return _rejected(request, 400, f"statuses cannot be stored: {type(exc).__name__}")
     except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         log.warning("webhook_store_failed", statuses=len(parsed.receipts), error=repr(exc))
         return web.Response(status=503, text="try again later")
-    stats.stored += stored
-    log.debug("receipt_stored", statuses=stored)  # per POST: hundreds a second under load
+    if result.replay:
+        stats.replays += 1
+        log.debug("webhook_replay_acknowledged", statuses=len(parsed.receipts))
+        return web.Response(text="ok")
+    stats.stored += result.stored
+    log.debug("receipt_stored", statuses=result.stored)  # per POST: hundreds a second under load
     for observer in deps.on_stored:
         observer(parsed.receipts)
     return web.Response(text="ok")
 
 
-def _rejected(status: int, reason: str, **extra: object) -> web.Response:
-    log.warning("webhook_rejected", http_status=status, reason=reason, **extra)
-    return web.Response(status=status, text=reason)
+def _rejected(request: web.Request, status: int, reason: str, **extra: object) -> web.Response:
+    """A refusal: logged (at most `REJECTIONS_LOGGED_PER_S` a second, the others counted),
+    answered, and the connection closed (its body is not read on)."""
+    logged, suppressed = request.app[REJECTIONS_KEY].allow(asyncio.get_running_loop().time())
+    if logged:
+        if suppressed:
+            extra["not_logged_before"] = suppressed
+        log.warning("webhook_rejected", http_status=status, reason=reason, **extra)
+    response = web.Response(status=status, text=reason)
+    response.force_close()
+    return response

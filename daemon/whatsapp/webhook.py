@@ -95,7 +95,7 @@ def handshake_challenge(query: Mapping[str, str], verify_token: str) -> str | No
     return challenge if challenge else None
 
 
-def parse_webhook(body: bytes) -> ParsedWebhook:
+def parse_webhook(body: bytes | memoryview) -> ParsedWebhook:
     """Every status of every entry/change of a POST body; WebhookPayloadError if malformed."""
     try:
         document = orjson.loads(body)

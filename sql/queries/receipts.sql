@@ -1,17 +1,44 @@
 -- Status receipts: the webhook's insert, the reconciler's batch, the wake-up on new sends.
 
 -- name: store_receipts
--- Every status of one webhook POST in one statement, and a NOTIFY on channel $10 so that
--- reconcilers wake up. Returns how many rows were stored.
-WITH stored AS (
+-- Every status of one webhook POST in one statement, unless the same body was stored within
+-- the replay window: $11 the body's SHA-256 (NULL: no replay check), $12 the window in
+-- seconds (a digest older than that counts as new, whether or not upkeep pruned it yet).
+-- A NOTIFY on channel $10 when statuses were stored, so that reconcilers wake up. Returns how
+-- many rows were stored and whether the body was a replay (then nothing was stored).
+WITH seen AS (
+    INSERT INTO webhook_digests AS d (digest)
+    SELECT $11::bytea WHERE $11::bytea IS NOT NULL
+    ON CONFLICT (digest) DO UPDATE SET received_at = now()
+        WHERE d.received_at < now() - make_interval(secs => $12)
+    RETURNING 1
+),
+stored AS (
     INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
                                  callback_data, error_code, error_title, raw)
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
                          $6::text[], $7::int[], $8::text[], $9::jsonb[])
+    WHERE $11::bytea IS NULL OR EXISTS (SELECT FROM seen)
     RETURNING 1
 ),
 counted AS (SELECT count(*) AS n FROM stored)
-SELECT n, pg_notify($10, n::text) FROM counted;
+SELECT n, $11::bytea IS NOT NULL AND NOT EXISTS (SELECT FROM seen) AS replay,
+       CASE WHEN n > 0 THEN pg_notify($10, n::text) END AS notified
+FROM counted;
+
+-- name: prune_webhook_digests
+-- Up to $2 digests older than the replay window ($1 seconds), deleted; rows another pruner
+-- holds are skipped. Returns how many.
+WITH old AS (
+    SELECT ctid FROM webhook_digests
+    WHERE received_at < now() - make_interval(secs => $1)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+),
+deleted AS (
+    DELETE FROM webhook_digests WHERE ctid = ANY(ARRAY(SELECT ctid FROM old)) RETURNING 1
+)
+SELECT count(*) FROM deleted;
 
 -- name: custom_plans
 -- For the rest of the transaction: plan with the real parameters and the table's current
@@ -49,7 +76,8 @@ LIMIT $1;
 --          the contact is then still sent or unconfirmed (failed after delivered/read is an
 --          event only). The state rules are those of daemon/core/states.py (tests compare).
 --          sent_at/delivered_at/read_at/failed_at are set once, from the payload timestamps
---          (a read fills a missing delivered_at); an unknown outcome that a receipt proves
+--          (a read fills a missing delivered_at), clamped so that they never go backwards
+--          (dated); an unknown outcome that a receipt proves
 --          is resolved (outcome_unknown, next_attempt_at, lease cleared).
 -- verdicts: applied (the receipt changed its contact: state or a timestamp), duplicate
 --          (matched, changed nothing: duplicates, backward or unknown statuses), pending
@@ -169,13 +197,34 @@ settled AS (
            ) AS changes
     FROM outcome o
 ),
+dated AS (
+    -- Timestamps never go backwards: sent_at <= delivered_at <= read_at, failed_at >= sent_at.
+    -- Meta's are whole seconds from its clock, ours (sent_at of an accepted send) have
+    -- microseconds from ours: a receipt dated before the message was sent is clamped to the
+    -- time before it (its state still applies), a late sent receipt to the delivery it
+    -- preceded.
+    SELECT s.*, t.new_sent_at,
+           coalesce(s.old_delivered_at,
+                    CASE WHEN coalesce(s.delivered_ts, s.read_ts) IS NOT NULL
+                         THEN greatest(coalesce(s.delivered_ts, s.read_ts), t.new_sent_at) END)
+               AS new_delivered_at
+    FROM settled s
+    CROSS JOIN LATERAL (
+        SELECT coalesce(s.old_sent_at,
+                        CASE WHEN s.sent_ts IS NOT NULL
+                             THEN least(s.sent_ts, s.old_delivered_at, s.old_read_at) END)
+                   AS new_sent_at
+    ) t
+),
 updated AS (
     UPDATE contacts c
     SET state = f.new_state,
-        sent_at = coalesce(c.sent_at, f.sent_ts),
-        delivered_at = coalesce(c.delivered_at, f.delivered_ts, f.read_ts),
-        read_at = coalesce(c.read_at, f.read_ts),
-        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, f.failed_ts) ELSE c.failed_at END,
+        sent_at = f.new_sent_at,
+        delivered_at = f.new_delivered_at,
+        read_at = coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
+                                           THEN greatest(f.read_ts, f.new_delivered_at) END),
+        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, greatest(f.failed_ts, f.new_sent_at))
+                         ELSE c.failed_at END,
         error_code = CASE WHEN f.fails THEN f.failed_code
                           WHEN f.resolved THEN NULL ELSE c.error_code END,
         error_title = CASE WHEN f.fails THEN f.failed_title
@@ -188,7 +237,7 @@ updated AS (
         claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
         lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
         updated_at = now()
-    FROM settled f
+    FROM dated f
     WHERE c.id = f.contact_id AND f.changes
       AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes))
     RETURNING c.id

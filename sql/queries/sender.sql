@@ -46,7 +46,12 @@ SET state = CASE
     error_code = CASE WHEN c.state = 'in_progress' THEN r.error_code ELSE c.error_code END,
     error_title = CASE WHEN c.state = 'in_progress' THEN r.error_title ELSE c.error_title END,
     next_attempt_at = CASE WHEN c.state = 'in_progress' THEN r.next_attempt_at ELSE c.next_attempt_at END,
-    sent_at = CASE WHEN r.state = 'sent' THEN coalesce(c.sent_at, r.at) ELSE c.sent_at END,
+    -- Never after a delivery or read a receipt recorded first (timestamps do not go back).
+    sent_at = CASE WHEN r.state = 'sent'
+                   THEN coalesce(c.sent_at, least(r.at, c.delivered_at, c.read_at,
+                                                  CASE WHEN c.state = 'delivery_failed'
+                                                       THEN c.failed_at END))
+                   ELSE c.sent_at END,
     failed_at = CASE WHEN c.state = 'in_progress' AND r.state IN ('sending_failed', 'error')
                      THEN r.at ELSE c.failed_at END,
     outcome_unknown = CASE WHEN r.state = 'sent' THEN false ELSE c.outcome_unknown END,
