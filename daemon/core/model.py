@@ -28,6 +28,8 @@ class Campaign:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The stop number of its last pause or cancel (0: never stopped); see db.campaigns.
+    stop_seq: int = 0
 
 
 @dataclass(frozen=True)
