@@ -1,5 +1,5 @@
 """The daemon's web server: the receipts webhook, `/healthz`, `/readyz`, and any extra routes
-(e.g. `/metrics`) installed by other components.
+installed by other components (`/metrics` has a server of its own: engine.metrics).
 
 The webhook answers fast: the signature is checked over the raw bytes before parsing, every
 status of the POST is stored in one statement (which also NOTIFYs the reconcilers), and only
@@ -24,7 +24,7 @@ from daemon.db import receipts_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.db.sql import query
 from daemon.engine.runtime import Component, Runtime
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, ListenError
 from daemon.logs import get_logger
 from daemon.whatsapp.signature import SIGNATURE_HEADER
 from daemon.whatsapp.webhook import (
@@ -57,6 +57,7 @@ class WebDeps:
     stopping: asyncio.Event | None = None  # once set, /readyz answers 503
     extra_routes: Sequence[RouteInstaller] = ()
     on_stored: Sequence[ReceiptObserver] = ()
+    stats: WebhookStats | None = None  # shared with /metrics; a new one when None
 
 
 @dataclass
@@ -77,7 +78,7 @@ def build_web_app(deps: WebDeps) -> web.Application:
     Bodies above `webhook.max_body_bytes` are refused while being read (413)."""
     app = web.Application(client_max_size=deps.config.webhook.max_body_bytes)
     app[DEPS_KEY] = deps
-    app[STATS_KEY] = WebhookStats()
+    app[STATS_KEY] = deps.stats if deps.stats is not None else WebhookStats()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if deps.config.webhook.enabled:
@@ -89,8 +90,11 @@ def build_web_app(deps: WebDeps) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
-    """Serve `app` on host:port (0: an ephemeral port) for the body; yields the base URL."""
+async def serve_web_app(
+    app: web.Application, host: str, port: int, *, what: str = "the webhook"
+) -> AsyncIterator[str]:
+    """Serve `app` on host:port (0: an ephemeral port) for the body; yields the base URL.
+    ListenError (one line, naming `what` and the address) when it cannot listen there."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
@@ -98,7 +102,11 @@ async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIter
         try:
             await site.start()
         except OSError as exc:
-            raise ConfigError(f"cannot serve the webhook on {host}:{port}: {exc}") from exc
+            reason = exc.strerror or str(exc)
+            raise ListenError(
+                f"cannot serve {what} on {host}:{port}: {reason} (another wa-sender on this "
+                "host? set a different port)"
+            ) from None
         bound_host, bound_port = runner.addresses[0][:2]
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         base_url = f"http://{url_host}:{bound_port}"
@@ -124,7 +132,9 @@ def warn_if_no_verify_token(config: Config) -> None:
 
 
 def web_component(
-    extra_routes: Sequence[RouteInstaller] = (), on_stored: Sequence[ReceiptObserver] = ()
+    extra_routes: Sequence[RouteInstaller] = (),
+    on_stored: Sequence[ReceiptObserver] = (),
+    stats: WebhookStats | None = None,
 ) -> Component:
     """Component of `wa-sender run`: the web server on webhook.host/port.
 
@@ -138,7 +148,7 @@ def web_component(
     async def component(runtime: Runtime) -> AsyncIterator[web.Application]:
         config = runtime.config
         check_webhook_config(config)
-        deps = WebDeps(config, runtime.pool, runtime.stop, extra_routes, on_stored)
+        deps = WebDeps(config, runtime.pool, runtime.stop, extra_routes, on_stored, stats)
         app = build_web_app(deps)
         warn_if_no_verify_token(config)
         async with serve_web_app(app, config.webhook.host, config.webhook.port):
