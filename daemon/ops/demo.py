@@ -21,8 +21,9 @@ from typing import TextIO
 import asyncpg
 
 from daemon.config import Config, Secret, with_overrides
+from daemon.core.model import CampaignProgress
 from daemon.core.payload import Template
-from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState
+from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState, ContactState
 from daemon.db import campaigns as store
 from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
@@ -31,10 +32,17 @@ from daemon.db.sql import query
 from daemon.engine.service import default_components, run_daemon
 from daemon.logs import configure_logging
 from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
-from daemon.mockapi.server import start_mock_server
+from daemon.mockapi.server import RunningMock, start_mock_server
 from daemon.ops.render import progress_bar, progress_table
 
 DEMO_NUMBER_ID = "106540352242922"
+# The states of a contact the API accepted a message for.
+REACHED = (
+    ContactState.SENT,
+    ContactState.DELIVERED,
+    ContactState.READ,
+    ContactState.DELIVERY_FAILED,
+)
 # Recipients that the mock refuses for good, to show Sending failed with its code.
 NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
 
@@ -151,15 +159,24 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
                 code = await asyncio.wait_for(daemon, 60)
         progress = await store.campaign_progress(conn, campaign_id)
         print("\n" + progress_table(progress), file=out)
-        duplicates = len(mock.state.duplicated_callback_data())
-        print(
-            f"\nmock received {len(mock.state.accepted)} messages for {result.imported} contacts; "
-            f"double sends: {duplicates}",
-            file=out,
-        )
+        print("\n" + closing_line(progress, len(mock.state.accepted), mock), file=out)
         return code
     finally:
         await conn.close()
+
+
+def closing_line(progress: CampaignProgress, accepted: int, mock: RunningMock) -> str:
+    """ "N messages for N contacts (M refused by the API), double sends: 0": the messages the
+    mock accepted, the contacts that got one, those it refused for good, and the callback
+    data it accepted more than once."""
+    counts = progress.counts
+    reached = sum(counts.get(state, 0) for state in REACHED)
+    refused = counts.get(ContactState.SENDING_FAILED, 0)
+    duplicates = len(mock.state.duplicated_callback_data())
+    return (
+        f"{accepted} messages for {reached} contacts ({refused} refused by the API), "
+        f"double sends: {duplicates}"
+    )
 
 
 async def _show_progress(

@@ -26,6 +26,7 @@ import asyncpg
 from daemon.db.campaigns import get_campaign
 from daemon.db.sql import report_path
 from daemon.errors import NotFoundError, WaSenderError
+from daemon.ops.render import printable
 
 FORMATS = ("table", "csv", "json")
 
@@ -95,17 +96,16 @@ def render(result: ReportResult, fmt: str) -> str:
 
 def render_table(result: ReportResult) -> str:
     """Aligned columns like psql's: numbers right-aligned, NULL empty, a row count at the end."""
-    cells = [[_text(v, table=True) for v in row] for row in result.rows]
+    cells = [[printable(_text(v, table=True)) for v in row] for row in result.rows]
     numeric = [
         all(row[i] is None or _is_number(row[i]) for row in result.rows)
         and any(row[i] is not None for row in result.rows)
         for i in range(len(result.columns))
     ]
-    widths = [
-        max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(result.columns)
-    ]
+    columns = [printable(name) for name in result.columns]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
     lines = [
-        "  ".join(name.ljust(w) for name, w in zip(result.columns, widths, strict=True)).rstrip(),
+        "  ".join(name.ljust(w) for name, w in zip(columns, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
     for row in cells:
