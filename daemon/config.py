@@ -383,8 +383,12 @@ def describe_bound(bound: Bound, config: Config | None = None) -> str:
 
 def check_bounds(config: Config, origins: Mapping[str, str] | None = None) -> None:
     """Every key of `BOUNDS` is finite and within its range; else one ConfigError line (the
-    origin, the key, its range, the value)."""
-    for name, bound in BOUNDS.items():
+    origin, the key, its range, the value). Ranges of fixed numbers are checked first, so
+    that a key another key's range names is itself known good when that one is checked."""
+    fixed = [(n, b) for n, b in BOUNDS.items() if not isinstance(b.low, str)]
+    fixed = [(n, b) for n, b in fixed if not isinstance(b.high, str)]
+    relative = [(n, b) for n, b in BOUNDS.items() if (n, b) not in fixed]
+    for name, bound in [*fixed, *relative]:
         value = key_value(config, name)
         low, high = _limit(config, bound.low), _limit(config, bound.high)
         finite = isinstance(value, int) or math.isfinite(value)  # a huge int has no float

@@ -243,6 +243,12 @@ class FakeSender:
     inflight: int = 0
     stats: FakeStats = field(default_factory=FakeStats)
 
+    def rates(self) -> dict[str, tuple[float, float]]:
+        return {"1000001": (80.0, 40.0)}
+
+    def heartbeat_age_s(self) -> float:
+        return 0.5
+
 
 @dataclass
 class FakeRecorder:
@@ -274,6 +280,9 @@ async def test_loop_samples_the_pipeline_and_the_campaigns(
             sender.stats.rate_wait_s = 5.5  # waits before the loop started are not counted
             await _until(lambda: value(metrics, "wa_sender_rate_limit_wait_seconds_total") == 0.5)
             assert value(metrics, "wa_sender_inflight_sends") == 2
+            rate = value(metrics, "wa_sender_effective_rate_per_second", phone_number_id="1000001")
+            assert rate == 40.0
+            assert value(metrics, "wa_sender_daemon_heartbeat_age_seconds") == 0.5
             assert value(metrics, "wa_sender_claimed_contacts") == 7
             assert (
                 value(

@@ -112,6 +112,10 @@ class Claimer:
             self._claims_in_doubt = True
         self._last_heartbeat = max(self._last_heartbeat, started)
 
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the last heartbeat that reached the database was sent."""
+        return time.monotonic() - self._last_heartbeat
+
     def stop_campaigns(self, stopped: Mapping[CampaignId, int]) -> None:
         """Campaigns paused or canceled (with their stop numbers): no longer sendable, and not
         made sendable again by a read of the running campaigns made before their stop."""

@@ -306,12 +306,8 @@ async def metrics_loop(
         )
         metrics.add_rate_limit_wait(sender.stats.rate_wait_s - waited_s)
         waited_s = sender.stats.rate_wait_s
-        rates = getattr(sender, "rates", None)
-        if rates is not None:
-            metrics.set_rates(rates())
-        age = getattr(sender, "heartbeat_age_s", None)
-        if age is not None:
-            metrics.heartbeat_age.set(age())
+        metrics.set_rates(sender.rates())
+        metrics.heartbeat_age.set(sender.heartbeat_age_s())
         now = loop.time()
         if now >= next_database or now >= next_campaigns:
             try:

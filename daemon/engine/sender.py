@@ -135,6 +135,17 @@ class Sender:
         """Sends in flight."""
         return len(self._inflight)
 
+    def rates(self) -> dict[str, tuple[float, float]]:
+        """Each sending number's (configured share, effective) rate now."""
+        return {
+            number: (bucket.configured_rate, bucket.effective_rate)
+            for number, bucket in self._limiters.buckets().items()
+        }
+
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the last heartbeat that reached the database was sent."""
+        return self._claims.heartbeat_age_s()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Claim until `stop` is set; then drain (see `shutdown`)."""
         await self._claims.run(stop)

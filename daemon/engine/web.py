@@ -10,6 +10,7 @@ answers 503 so that Meta delivers it again.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -102,7 +103,7 @@ async def serve_web_app(
         try:
             await site.start()
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             raise ListenError(
                 f"cannot serve {what} on {host}:{port}: {reason} (another wa-sender on this "
                 "host? set a different port)"

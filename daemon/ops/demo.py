@@ -48,6 +48,7 @@ NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
 
 
 def free_port() -> int:
+    """A free TCP port on loopback (for the demo's webhook)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -64,6 +65,7 @@ def write_generated_contacts(path: Path, sample: Path, count: int) -> None:
 
 
 def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -> Config:
+    """`config` pointed at the local mock, with throwaway secrets and the demo's pace."""
     return with_overrides(
         config,
         whatsapp={
@@ -89,6 +91,7 @@ def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -
 
 
 async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: TextIO) -> int:
+    """The whole demo on `dsn`: a campaign, the mock, the daemon, live progress; its exit code."""
     configure_logging("console", "warning", stream=sys.stderr)
     webhook_port = free_port()
     sample = resources.files("daemon.demo").joinpath("contacts.csv")
@@ -235,4 +238,5 @@ async def _wait_receipts_applied(conn: asyncpg.Connection, timeout_s: float) -> 
 
 
 def main_demo(config: Config, dsn: str, contacts: int, rate: float) -> int:
+    """`run_demo` to stdout, in its own event loop."""
     return asyncio.run(run_demo(config, dsn, contacts, rate, sys.stdout))

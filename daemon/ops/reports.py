@@ -35,10 +35,12 @@ _VARIABLE = re.compile(r"(?<!:):(?:'campaign_id'|campaign_id\b)")
 
 
 def reports_dir() -> Path:
+    """sql/reports/."""
     return report_path("_").parent
 
 
 def available_reports() -> list[str]:
+    """The report names, sorted."""
     return sorted(p.stem for p in reports_dir().glob("*.sql") if _NAME.fullmatch(p.stem))
 
 
@@ -60,6 +62,8 @@ def to_parameterised(psql_text: str) -> str:
 
 @dataclass(frozen=True)
 class ReportResult:
+    """A report's columns and rows."""
+
     name: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
@@ -85,6 +89,7 @@ async def run_report(
 
 
 def render(result: ReportResult, fmt: str) -> str:
+    """The result as `fmt`: table, csv or json."""
     if fmt == "table":
         return render_table(result)
     if fmt == "csv":
@@ -121,6 +126,7 @@ def render_table(result: ReportResult) -> str:
 
 
 def render_csv(result: ReportResult) -> str:
+    """The result as CSV, a header row first."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.columns)
@@ -129,6 +135,7 @@ def render_csv(result: ReportResult) -> str:
 
 
 def render_json(result: ReportResult) -> str:
+    """The result as a JSON array of objects, one per row."""
     return json.dumps(
         [
             {name: _json_value(v) for name, v in zip(result.columns, row, strict=True)}
