@@ -25,6 +25,7 @@ from daemon.config import (
 )
 from daemon.errors import EXIT_CONFIG, ConfigError
 from tests.helpers.proc import REPO
+from tests.test_cli import wa
 
 
 def limit_value(limit: float | str) -> float:
@@ -179,3 +180,27 @@ def test_the_shipped_config_is_valid_and_documents_every_range() -> None:
         row = re.search(rf"^\| `{re.escape(name)}` \| ([^|]+) \|", readme, re.MULTILINE)
         assert row, f"README.md has no range row for {name}"
         assert row.group(1).strip() == describe_bound(bound), name
+
+
+def test_config_check_validates_a_file_and_the_environment_without_starting_anything(
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[sender]\nrate_per_second = 200.0\n")
+    result = wa(None, "config", "check", str(good), env={"WA_SENDER_WEBHOOK_PORT": "9443"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"config ok: {good}, 1 environment override(s)"
+    # What `run` would still refuse is said, not an error: the CLI needs no token.
+    assert "warning: `wa-sender run` would refuse to start: whatsapp.access_token" in result.stderr
+    shown = wa(
+        None, "config", "check", str(good), "--show", env={"DATABASE_URL": "postgresql://u:pw@h/d"}
+    )
+    assert "sender.rate_per_second = 200.0" in shown.stdout and "from 1 to 65535" in shown.stdout
+    assert "pw" not in shown.stdout and "database.url = 'set'" in shown.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[webhook]\nport = 70000\n")
+    result = wa(None, "config", "check", str(bad))
+    assert result.returncode == 78
+    assert result.stderr.strip() == (
+        f"wa-sender: error: {bad}: webhook.port must be a whole number from 1 to 65535, got 70000"
+    )
