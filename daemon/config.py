@@ -1,18 +1,22 @@
 """Configuration: `config.toml` sections, overridden by `WA_SENDER_<SECTION>_<KEY>` variables.
 
 Secrets (access token, app secret, verify token) are never read from the file: only from the
-environment or from systemd credentials (`$CREDENTIALS_DIRECTORY/<name>`).
+environment or from systemd credentials (`$CREDENTIALS_DIRECTORY/<name>`). Every numeric key
+has a range in `BOUNDS`, checked at load: a value outside it (or NaN, or infinite) is one
+`ConfigError` line naming the key and its range, exit code 78.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from daemon.errors import ConfigError
 
@@ -29,6 +33,8 @@ NO_SECRET = Secret("")
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    """[database]: the PostgreSQL DSN, or where the embedded one keeps its data."""
+
     # A DSN may hold a password: kept out of repr() (a config in a traceback or a log line).
     url: str = field(default="", repr=False)
     # Where the embedded PostgreSQL keeps its data when no url is set ("" = per-user state dir).
@@ -39,6 +45,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class WhatsAppConfig:
+    """[whatsapp]: the Cloud API endpoint, the default sending number and the secrets."""
+
     base_url: str = "https://graph.facebook.com"
     api_version: str = "v23.0"
     phone_number_id: str = ""
@@ -56,9 +64,14 @@ class WhatsAppConfig:
 
 @dataclass(frozen=True)
 class SenderConfig:
+    """[sender]: claiming, pacing and retrying."""
+
     batch_size: int = 500
     concurrency: int = 64
     rate_per_second: float = 80.0
+    # The ceiling of rate_per_second: the Cloud API's top tier is 1,000 msg/s per number;
+    # raise it only against the mock (load tests).
+    max_rate_per_second: float = 1000.0
     # 0: automatic, a tenth of rate_per_second (at least 1); see core.ratelimit.burst_for.
     burst: float = 0.0
     max_attempts: int = 5
@@ -74,6 +87,8 @@ class SenderConfig:
 
 @dataclass(frozen=True)
 class WebhookConfig:
+    """[webhook]: the receipts webhook server and the reconciler."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
@@ -96,6 +111,8 @@ class WebhookConfig:
 
 @dataclass(frozen=True)
 class RecoveryConfig:
+    """[recovery]: leases and what an unknown outcome becomes."""
+
     lease_s: float = 60.0
     unknown_outcome: str = "reconcile"
     grace_s: float = 30.0
@@ -106,19 +123,28 @@ class RecoveryConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
+    """[limits]: the portfolio messaging limit."""
+
     # Unique recipients per rolling 24 h for the business portfolio; 0 = unlimited.
     daily_unique_recipients: int = 0
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
+    """[logging]: format and level."""
+
     format: str = "auto"
     level: str = "info"
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """[metrics]: Prometheus /metrics (and /healthz, /readyz) on an address of their own, so
+    that the public reverse proxy exposes only the webhook."""
+
     enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8081
 
 
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # runtime.event_loop, and the baselines' --event-loop
@@ -126,12 +152,16 @@ EVENT_LOOPS = ("auto", "uvloop", "asyncio")  # runtime.event_loop, and the basel
 
 @dataclass(frozen=True)
 class RuntimeConfig:
+    """[runtime]: the event loop."""
+
     # auto: uvloop when it is installed (a dependency on Linux and macOS), else asyncio's own.
     event_loop: str = "auto"
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, one frozen section per table of config.toml."""
+
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     whatsapp: WhatsAppConfig = field(default_factory=WhatsAppConfig)
     sender: SenderConfig = field(default_factory=SenderConfig)
@@ -152,6 +182,58 @@ _CHOICES: Mapping[tuple[str, str], frozenset[str]] = {
     ("logging", "level"): frozenset({"debug", "info", "warning", "error"}),
     ("runtime", "event_loop"): frozenset(EVENT_LOOPS),
     ("whatsapp", "marketing_endpoint"): frozenset({"cloud", "marketing_messages"}),
+}
+
+Limit = float | str
+"""A bound: a number, or another key's name ("sender.max_rate_per_second") whose value it is."""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The range of one numeric key: finite and from `low` to `high`, both included (either
+    may name another key); `above` makes `low` excluded (a rate must be above 0)."""
+
+    low: Limit
+    high: Limit
+    above: bool = False
+
+
+DAY_S: Final = 86_400.0
+# Every numeric key of every section, with its range: `load_config` refuses a value outside
+# it (and NaN or infinity) with one line naming the key and the range, and a test fails for a
+# numeric key missing here. A new key joins with one line.
+BOUNDS: Mapping[str, Bound] = {
+    "database.pool_min": Bound(0, "database.pool_max"),
+    "database.pool_max": Bound(1, 1000),
+    "whatsapp.request_timeout_s": Bound(0.1, 600),
+    "whatsapp.max_connections": Bound(1, 100_000),
+    "sender.batch_size": Bound(1, 100_000),
+    "sender.concurrency": Bound(1, 100_000),
+    "sender.rate_per_second": Bound(0, "sender.max_rate_per_second", above=True),
+    "sender.max_rate_per_second": Bound(1, 1_000_000),
+    "sender.burst": Bound(0, 1_000_000),
+    "sender.max_attempts": Bound(1, 100),
+    "sender.retry_initial_s": Bound(0.001, DAY_S),
+    "sender.retry_max_s": Bound("sender.retry_initial_s", 7 * DAY_S),
+    "sender.flush_interval_s": Bound(0.001, 10),
+    "sender.idle_poll_s": Bound(0.01, 3600),
+    "sender.shutdown_timeout_s": Bound(0, 3600),
+    "sender.breaker_threshold": Bound(0, 1_000_000),
+    "webhook.port": Bound(1, 65535),
+    "webhook.max_body_bytes": Bound(1024, 1 << 30),
+    "webhook.reconcile_batch": Bound(1, 100_000),
+    "webhook.orphan_after_s": Bound(1, 30 * DAY_S),
+    "webhook.max_connections": Bound(1, 65535),
+    "webhook.max_pending_bytes": Bound("webhook.max_body_bytes", 1 << 30),
+    "webhook.keepalive_timeout_s": Bound(1, 3600),
+    "webhook.header_timeout_s": Bound(1, 300),
+    "webhook.body_timeout_s": Bound(1, 300),
+    "webhook.replay_window_s": Bound(3600, 30 * DAY_S),
+    "recovery.lease_s": Bound(1, DAY_S),
+    "recovery.grace_s": Bound(0, DAY_S),
+    "recovery.max_unknown_outcomes": Bound(1, 1000),
+    "limits.daily_unique_recipients": Bound(0, 1_000_000_000),
+    "metrics.port": Bound(1, 65535),
 }
 
 
@@ -185,22 +267,28 @@ def _field_types(section_cls: type) -> dict[str, type]:
     return {f.name: hints[str(f.type)] for f in dataclasses.fields(section_cls)}
 
 
-def _section_class(f: dataclasses.Field[Any]) -> type:
-    assert isinstance(f.type, str)
+SECTIONS: Mapping[str, type] = {
+    "database": DatabaseConfig,
+    "whatsapp": WhatsAppConfig,
+    "sender": SenderConfig,
+    "webhook": WebhookConfig,
+    "recovery": RecoveryConfig,
+    "limits": LimitsConfig,
+    "logging": LoggingConfig,
+    "metrics": MetricsConfig,
+    "runtime": RuntimeConfig,
+}
+"""Each table of config.toml and the dataclass it fills (the fields of `Config`)."""
+
+
+def numeric_keys() -> dict[str, type]:
+    """Every int and float key, "section.key" -> its type (what `BOUNDS` must cover)."""
     return {
-        cls.__name__: cls
-        for cls in (
-            DatabaseConfig,
-            WhatsAppConfig,
-            SenderConfig,
-            WebhookConfig,
-            RecoveryConfig,
-            LimitsConfig,
-            LoggingConfig,
-            MetricsConfig,
-            RuntimeConfig,
-        )
-    }[f.type]
+        f"{section}.{key}": kind
+        for section, cls in SECTIONS.items()
+        for key, kind in _field_types(cls).items()
+        if kind in (int, float)
+    }
 
 
 def _read_credential(name: str, environ: Mapping[str, str]) -> str | None:
@@ -214,8 +302,14 @@ def _read_credential(name: str, environ: Mapping[str, str]) -> str | None:
         return None
 
 
+def env_name(section: str, key: str) -> str:
+    """The environment variable that overrides `section.key`."""
+    return f"WA_SENDER_{section.upper()}_{key.upper()}"
+
+
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> Config:
-    """Read `path` (optional when it does not exist and was not named), then the environment."""
+    """Read `path` (optional when it does not exist and was not named), then the environment;
+    ConfigError (one line, naming the key) for anything wrong, ranges included."""
     env = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None:
@@ -223,93 +317,151 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"config file is a directory: {path}") from None
+        except PermissionError:
+            raise ConfigError(f"config file cannot be read (permission denied): {path}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     origin = str(path) if path else "config"
 
     sections: dict[str, dict[str, Any]] = {}
-    section_types: dict[str, type] = {f.name: _section_class(f) for f in dataclasses.fields(Config)}
+    origins: dict[str, str] = {}  # "section.key" -> where its value came from
     for section, values in raw.items():
-        if section not in section_types:
+        if section not in SECTIONS:
             raise ConfigError(f"{origin}: unknown section [{section}]")
         if not isinstance(values, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
-        types = _field_types(section_types[section])
+        types = _field_types(SECTIONS[section])
         for key, value in values.items():
             if key not in types:
                 raise ConfigError(f"{origin}: unknown key {section}.{key}")
             if (section, key) in SECRET_KEYS:
-                env_name = f"WA_SENDER_{section.upper()}_{key.upper()}"
                 raise ConfigError(
                     f"{origin}: {section}.{key} is a secret and must not be in a file; "
-                    f"set {env_name} or a systemd credential named {key}"
+                    f"set {env_name(section, key)} or a systemd credential named {key}"
                 )
             sections.setdefault(section, {})[key] = _coerce(section, key, value, types[key], origin)
+            origins[f"{section}.{key}"] = origin
 
-    prefix = "WA_SENDER_"
     known_env = set()
-    for section, factory in section_types.items():
+    for section, factory in SECTIONS.items():
         for key, target in _field_types(factory).items():
-            env_name = f"{prefix}{section.upper()}_{key.upper()}"
-            known_env.add(env_name)
-            override: str | None = env.get(env_name)
+            name = env_name(section, key)
+            known_env.add(name)
+            override: str | None = env.get(name)
+            where = f"environment {name}"
             if override is None and (section, key) in SECRET_KEYS:
                 override = _read_credential(key, env)
+                where = f"credential {key}"
             if override is not None:
                 sections.setdefault(section, {})[key] = _coerce(
-                    section, key, override, target, f"environment {env_name}"
+                    section, key, override, target, where
                 )
+                origins[f"{section}.{key}"] = where
     for name in env:
-        if name.startswith(prefix) and name not in known_env:
+        if name.startswith("WA_SENDER_") and name not in known_env:
             raise ConfigError(f"unknown environment override {name}")
     if env.get("DATABASE_URL"):
         sections.setdefault("database", {})["url"] = env["DATABASE_URL"]
+        origins["database.url"] = "environment DATABASE_URL"
 
     for (section, key), allowed in _CHOICES.items():
         chosen = sections.get(section, {}).get(key)
         if chosen is not None and chosen not in allowed:
+            where = origins.get(f"{section}.{key}", origin)
             raise ConfigError(
-                f"{section}.{key} must be one of {', '.join(sorted(allowed))}, got {chosen!r}"
+                f"{where}: {section}.{key} must be one of {', '.join(sorted(allowed))}, "
+                f"got {chosen!r}"
             )
-    built = {name: section_types[name](**sections.get(name, {})) for name in section_types}
+    built = {name: SECTIONS[name](**sections.get(name, {})) for name in SECTIONS}
     config = Config(**built)
-    _check_ranges(config)
+    check_bounds(config, origins)
+    _check_values(config, origins)
     return config
 
 
-def _check_ranges(config: Config) -> None:
-    positive = {
-        "sender.batch_size": config.sender.batch_size,
-        "sender.concurrency": config.sender.concurrency,
-        "sender.rate_per_second": config.sender.rate_per_second,
-        "sender.max_attempts": config.sender.max_attempts,
-        "recovery.lease_s": config.recovery.lease_s,
-        "recovery.max_unknown_outcomes": config.recovery.max_unknown_outcomes,
-        "whatsapp.request_timeout_s": config.whatsapp.request_timeout_s,
-        "webhook.max_body_bytes": config.webhook.max_body_bytes,
-        "webhook.max_connections": config.webhook.max_connections,
-        "webhook.max_pending_bytes": config.webhook.max_pending_bytes,
-        "webhook.keepalive_timeout_s": config.webhook.keepalive_timeout_s,
-        "webhook.header_timeout_s": config.webhook.header_timeout_s,
-        "webhook.body_timeout_s": config.webhook.body_timeout_s,
-        "webhook.replay_window_s": config.webhook.replay_window_s,
-    }
-    for name, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{name} must be greater than 0, got {value}")
-    if config.sender.breaker_threshold < 0:
-        raise ConfigError("sender.breaker_threshold must be 0 (never) or more")
-    if config.sender.burst < 0:
-        raise ConfigError(f"sender.burst must be 0 (automatic) or more, got {config.sender.burst}")
-    if config.webhook.max_pending_bytes < config.webhook.max_body_bytes:
+def key_value(config: Config, name: str) -> Any:
+    """The value of "section.key" in `config`."""
+    section, _, key = name.partition(".")
+    return getattr(getattr(config, section), key)
+
+
+def _limit(config: Config, limit: Limit) -> float:
+    return float(key_value(config, limit)) if isinstance(limit, str) else float(limit)
+
+
+def _number(value: float) -> str:
+    """1000.0 -> "1000", 0.001 -> "0.001", 1073741824 -> "1073741824"."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def describe_limit(limit: Limit, config: Config | None = None) -> str:
+    """A bound as the documentation and the error lines show it: a number, or the key it
+    names (with that key's value in `config`)."""
+    if isinstance(limit, str):
+        return limit if config is None else f"{limit} ({_number(_limit(config, limit))})"
+    return _number(limit)
+
+
+def describe_bound(bound: Bound, config: Config | None = None) -> str:
+    """E.g. "from 1 to 65535", "above 0, up to sender.max_rate_per_second (1000)"."""
+    low, high = describe_limit(bound.low, config), describe_limit(bound.high, config)
+    return f"above {low}, up to {high}" if bound.above else f"from {low} to {high}"
+
+
+def check_bounds(config: Config, origins: Mapping[str, str] | None = None) -> None:
+    """Every key of `BOUNDS` is finite and within its range; else one ConfigError line (the
+    origin, the key, its range, the value). Ranges of fixed numbers are checked first, so
+    that a key another key's range names is itself known good when that one is checked."""
+    fixed = [(n, b) for n, b in BOUNDS.items() if not isinstance(b.low, str)]
+    fixed = [(n, b) for n, b in fixed if not isinstance(b.high, str)]
+    relative = [(n, b) for n, b in BOUNDS.items() if (n, b) not in fixed]
+    for name, bound in [*fixed, *relative]:
+        value = key_value(config, name)
+        low, high = _limit(config, bound.low), _limit(config, bound.high)
+        finite = isinstance(value, int) or math.isfinite(value)  # a huge int has no float
+        inside = finite and (value > low if bound.above else value >= low)
+        if inside and value <= high:
+            continue
+        where = (origins or {}).get(name, "config")
+        kind = "a whole number" if isinstance(value, int) else "a finite number"
         raise ConfigError(
-            "webhook.max_pending_bytes must be at least webhook.max_body_bytes "
-            f"({config.webhook.max_body_bytes}), got {config.webhook.max_pending_bytes}"
+            f"{where}: {name} must be {kind} {describe_bound(bound, config)}, got {_shown(value)}"
         )
-    if config.limits.daily_unique_recipients < 0:
-        raise ConfigError("limits.daily_unique_recipients must be 0 (unlimited) or more")
+
+
+def _shown(value: object, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+_DIGITS = re.compile(r"[0-9]{1,32}")
+
+
+def _check_values(config: Config, origins: Mapping[str, str]) -> None:
+    def fail(name: str, message: str) -> None:
+        raise ConfigError(f"{origins.get(name, 'config')}: {name} {message}")
+
     if not config.webhook.path.startswith("/"):
-        raise ConfigError(f"webhook.path must start with '/', got {config.webhook.path!r}")
+        fail("webhook.path", f"must start with '/', got {config.webhook.path!r}")
+    number = config.whatsapp.phone_number_id
+    if number and not _DIGITS.fullmatch(number):
+        fail("whatsapp.phone_number_id", f"must be the number's id (digits only), got {number!r}")
+    base_url = config.whatsapp.base_url
+    if not base_url.startswith(("https://", "http://")):
+        fail("whatsapp.base_url", f"must start with https:// or http://, got {base_url!r}")
+    for name in ("webhook.host", "metrics.host"):
+        if not key_value(config, name).strip():
+            fail(name, "must not be empty")
+    webhook, metrics = config.webhook, config.metrics
+    if (
+        webhook.enabled
+        and metrics.enabled
+        and webhook.port == metrics.port
+        and (webhook.host == metrics.host or {"0.0.0.0", "::"} & {webhook.host, metrics.host})
+    ):
+        fail("metrics.port", f"must differ from webhook.port ({webhook.port}) on the same host")
 
 
 def with_overrides(config: Config, **sections: Mapping[str, Any]) -> Config:

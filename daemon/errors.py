@@ -1,10 +1,26 @@
-"""Root exception of wa-sender and its few meaningful children."""
+"""Root exception of wa-sender and its few meaningful children, and the exit codes the CLI
+turns them into."""
 
 from __future__ import annotations
+
+from typing import ClassVar, Final
+
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+"""Anything that went wrong but the command line or the configuration."""
+EXIT_USAGE: Final = 2
+"""The command line is wrong (argparse's own code too)."""
+EXIT_CONFIG: Final = 78
+"""EX_CONFIG (sysexits.h): the configuration is wrong; systemd must not restart on it
+(`RestartPreventExitStatus=78` in the unit)."""
+EXIT_INTERRUPTED: Final = 130
+"""Ctrl-C (128 + SIGINT)."""
 
 
 class WaSenderError(Exception):
     """Base of every error wa-sender raises on purpose; the CLI prints it as one line."""
+
+    exit_code: ClassVar[int] = EXIT_ERROR
 
 
 class EmbeddedPostgresError(WaSenderError):
@@ -12,7 +28,15 @@ class EmbeddedPostgresError(WaSenderError):
 
 
 class ConfigError(WaSenderError):
-    """The configuration file or an environment override is invalid."""
+    """The configuration file or an environment override is invalid (exit code 78)."""
+
+    exit_code: ClassVar[int] = EXIT_CONFIG
+
+
+class UsageError(WaSenderError):
+    """The command line is wrong in a way argparse cannot see (exit code 2)."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
 
 
 class DatabaseError(WaSenderError):
@@ -34,3 +58,7 @@ class ImportFileError(WaSenderError):
 class TemplateRefusedError(WaSenderError):
     """A template the catalogue does not allow (unknown, not approved, another language) or
     that does not fit the campaign's values."""
+
+
+class ListenError(WaSenderError):
+    """A server could not listen on its address (port in use, address not local)."""

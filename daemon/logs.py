@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
+from enum import Enum
 from typing import Any, TextIO
 
 import structlog
@@ -30,11 +31,33 @@ def mask_phone(value: str) -> str:
 
 
 def mask_text(text: str) -> str:
+    """`text` with DSN passwords and phone-number-like digit runs masked."""
     text = _DSN_PASSWORD.sub(r"\1***@", text)
     return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
 
 
+def plain_values(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A processor: enum members become their values (the console renderer would show
+    `<OutcomeKind.ACCEPTED: 'accepted'>`), also as the keys and items of dicts and lists."""
+    for key, value in event.items():
+        event[key] = _plain(value)
+    return event
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A processor: secrets dropped, phone numbers masked (by key, and inside text)."""
     for key, value in list(event.items()):
         if key in SECRET_KEYS:
             event[key] = "***"
@@ -65,6 +88,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            plain_values,
             redact,
             structlog.processors.format_exc_info,
             renderer,
@@ -79,4 +103,5 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
 
 
 def get_logger(name: str) -> Any:
+    """The module's structlog logger."""
     return structlog.get_logger(name)

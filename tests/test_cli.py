@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,11 @@ def test_demo_runs_a_campaign_end_to_end_on_an_embedded_database(tmp_path: Path)
     assert "imported 320, invalid 5" in out
     assert "': finished\n" in out and "Read" in out
     assert "double sends: 0" in out
+    closing = re.search(
+        r"(\d+) messages for (\d+) contacts \((\d+) refused by the API\), double sends: 0\n", out
+    )
+    assert closing, out[-500:]
+    assert closing[1] == closing[2] and int(closing[1]) + int(closing[3]) == 320
     assert "Progress [##############################] 100.0% (325/325 final)" in out
 
 

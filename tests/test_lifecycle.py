@@ -10,6 +10,7 @@ import pytest
 from daemon.core.states import CampaignCommand, CampaignState
 from daemon.db.campaigns import campaign_progress, change_campaign_state, remove_contacts
 from daemon.errors import TransitionError
+from daemon.ops.lifecycle import change_state
 from tests.helpers.data import campaign_with_contacts, phone
 
 C = CampaignCommand
@@ -59,7 +60,8 @@ async def test_cancel_moves_initial_and_retry_scheduled_to_canceled(
         "UPDATE contacts SET state = 'sent', attempts = 1 WHERE id = (SELECT max(id) FROM contacts)"
     )
     await change_campaign_state(conn, cid, C.START)
-    await change_campaign_state(conn, cid, C.CANCEL)
+    result = await change_state(conn, cid, C.CANCEL)
+    assert result.canceled == 3 and result.confirmed_by == 0  # no daemon runs
     counts = (await campaign_progress(conn, cid)).counts
     assert {s.value: n for s, n in counts.items() if n} == {"canceled_by_admin": 3, "sent": 1}
 

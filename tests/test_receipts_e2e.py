@@ -236,6 +236,6 @@ def test_the_daemon_runs_the_reconciler_always_and_the_web_server_when_enabled()
     disabled = with_overrides(Config(), webhook={"enabled": False}, metrics={"enabled": False})
     assert default_components(disabled) == [reconciler_component]
     metrics_only = with_overrides(Config(), webhook={"enabled": False})
-    assert len(default_components(metrics_only)) == 3  # reconciler, metrics, web server
+    assert len(default_components(metrics_only)) == 2  # reconciler, metrics (own server)
     with pytest.raises(ConfigError, match="app_secret"):
         default_components(Config())

@@ -75,8 +75,8 @@ async def test_metrics_endpoint_shows_counters_moving_during_a_run(
         config = daemon_config(
             mock.base_url,
             sender={"rate_per_second": 500.0, "burst": 10.0},
-            webhook={"enabled": False, "port": port},
-            metrics={"enabled": True},
+            webhook={"enabled": False},
+            metrics={"enabled": True, "port": port},  # /metrics has a port of its own
         )
         async with running_daemon(config, db_dsn, components=default_components(config)):
             await change_campaign_state(conn, cid, CampaignCommand.START)

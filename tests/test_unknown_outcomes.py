@@ -262,7 +262,9 @@ def test_max_unknown_outcomes_from_the_environment() -> None:
 @pytest.mark.parametrize("value", ["0", "-1"])
 def test_max_unknown_outcomes_must_be_at_least_1(value: str) -> None:
     env = {"WA_SENDER_RECOVERY_MAX_UNKNOWN_OUTCOMES": value}
-    with pytest.raises(ConfigError, match=r"recovery\.max_unknown_outcomes must be greater than 0"):
+    with pytest.raises(
+        ConfigError, match=r"recovery\.max_unknown_outcomes must be a whole number from 1 to"
+    ):
         load_config(None, environ=env)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeAlias
 
 import asyncpg
@@ -23,17 +25,36 @@ Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What a group module's `add_parser` adds its commands to."""
 
 
+def config_path(args: argparse.Namespace) -> Path | None:
+    """The config file to read: `--config` when given (it must exist), else ./config.toml if
+    there is one, else None (built-in defaults and the environment)."""
+    path = Path(args.config)
+    if not getattr(args, "config_explicit", True) and not path.exists():
+        return None
+    return path
+
+
 def with_connection(config: Config, work: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
     """Run `work` on one connection to the configured (or embedded) database."""
+    return with_connections(config, 1, lambda conns: work(conns[0]))
+
+
+def with_connections(
+    config: Config, count: int, work: Callable[[list[asyncpg.Connection]], Awaitable[int]]
+) -> int:
+    """Run `work` on `count` connections to the configured (or embedded) database."""
     with database_dsn(config.database) as dsn:
 
         async def main() -> int:
-            conn = await connect(dsn)
+            conns: list[asyncpg.Connection] = []
             try:
-                await ensure_schema(conn, embedded=not config.database.url)
-                return await work(conn)
+                for _ in range(count):
+                    conns.append(await connect(dsn))
+                await ensure_schema(conns[0], embedded=not config.database.url)
+                return await work(conns)
             finally:
-                await conn.close()
+                for conn in conns:
+                    await conn.close()
 
         return asyncio.run(main())
 
@@ -73,6 +94,21 @@ def phone_arg(raw: str) -> str:
         return parse_phone(raw)
     except WaSenderError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def phone_number_id_arg(raw: str) -> str:
+    """Argument type: a WhatsApp phone number id (digits only, as Meta shows it)."""
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"a phone number id is digits only (Meta's WhatsApp Manager shows it), got {raw!r}"
+        )
+    return text
+
+
+def print_json(document: object) -> None:
+    """Print one JSON document (the `--json` output of a command)."""
+    print(json.dumps(document, indent=2, default=str))
 
 
 def positive_int(raw: str) -> int:

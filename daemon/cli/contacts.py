@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from daemon.cli.common import Commands, phone_arg, positive_int, with_connection
+from daemon.cli.common import Commands, phone_arg, positive_int, print_json, with_connection
 from daemon.config import Config
 from daemon.db import campaigns as store
 from daemon.db.importer import import_contacts
@@ -21,13 +21,16 @@ def add_parser(commands: Commands) -> None:
     p = sub.add_parser(
         "import", help="load a CSV (header 'phone' or 'Guest phone number' + parameter columns)"
     )
-    p.add_argument("id", type=positive_int)
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("id", type=positive_int, help="campaign id")
+    p.add_argument("file", help="the CSV file")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_contacts_import)
     p = sub.add_parser("remove", help="remove contacts (campaign draft or paused only)")
-    p.add_argument("id", type=positive_int)
-    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
+    p.add_argument("id", type=positive_int, help="campaign id")
+    p.add_argument(
+        "phones", nargs="+", type=phone_arg, metavar="PHONE", help="phone numbers to remove"
+    )
+    p.add_argument("--json", action="store_true", help="print what was removed as JSON")
     p.set_defaults(handler=cmd_contacts_remove)
 
 
@@ -67,9 +70,18 @@ def cmd_contacts_remove(args: argparse.Namespace, config: Config) -> int:
 
     async def work(conn: asyncpg.Connection) -> int:
         removed, not_removed = await store.remove_contacts(conn, args.id, args.phones)
-        print(f"removed {len(removed)}")
-        for phone, why in not_removed.items():
-            print(f"  not removed {phone}: {why}")
+        if args.json:
+            print_json(
+                {
+                    "campaign_id": args.id,
+                    "removed": len(removed),
+                    "not_removed": not_removed,
+                }
+            )
+        else:
+            print(f"removed {len(removed)}")
+            for phone, why in not_removed.items():
+                print(f"  not removed {phone}: {why}")
         return 0 if not not_removed else 1
 
     return with_connection(config, work)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import asyncpg
 
-from daemon.cli.common import Commands, days, parse_phone, with_connection
+from daemon.cli.common import Commands, days, parse_phone, print_json, with_connection
 from daemon.config import Config
 from daemon.ops import gdpr
 
@@ -22,7 +23,14 @@ def add_parser(commands: Commands) -> None:
         "campaigns finished or canceled more than DAYS days ago, and scrub their status "
         "receipts. States, timestamps and error codes stay: reports keep their counts.",
     )
-    p.add_argument("--older-than", type=days, required=True, metavar="DAYS")
+    p.add_argument(
+        "--older-than",
+        type=days,
+        required=True,
+        metavar="DAYS",
+        help="campaigns finished or canceled more than DAYS days ago",
+    )
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_gdpr_purge)
     p = sub.add_parser(
         "forget",
@@ -32,7 +40,8 @@ def add_parser(commands: Commands) -> None:
         "the suppression list (reason 'gdpr forget'), the one place it is kept, so that it is "
         "never messaged again.",
     )
-    p.add_argument("phone", metavar="PHONE")
+    p.add_argument("phone", metavar="PHONE", help="the person's phone number")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_gdpr_forget)
 
 
@@ -41,6 +50,9 @@ def cmd_gdpr_purge(args: argparse.Namespace, config: Config) -> int:
 
     async def work(conn: asyncpg.Connection) -> int:
         r = await gdpr.purge(conn, args.older_than)
+        if args.json:
+            print_json({"older_than_days": args.older_than, **dataclasses.asdict(r)})
+            return 0
         print(
             f"anonymised {r.contacts} contacts in {r.campaigns} campaigns finished or canceled "
             f"more than {args.older_than} days ago; scrubbed {r.receipts} status receipts and "
@@ -57,6 +69,9 @@ def cmd_gdpr_forget(args: argparse.Namespace, config: Config) -> int:
 
     async def work(conn: asyncpg.Connection) -> int:
         r = await gdpr.forget(conn, phone)
+        if args.json:
+            print_json(dataclasses.asdict(r))
+            return 0
         listed = (
             f"added to the suppression list (reason {gdpr.FORGET_REASON!r})"
             if r.suppression_added

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,6 @@ import orjson
 from daemon.cli.common import Commands
 from daemon.config import EVENT_LOOPS
 from daemon.core.templates import TemplateError, parse_catalogue
-from daemon.engine import eventloop
 from daemon.errors import ConfigError
 from daemon.mockapi.config import (
     DEFAULT_TOKEN,
@@ -24,13 +24,21 @@ from daemon.mockapi.config import (
     MockConfig,
     ReceiptConfig,
 )
-from daemon.mockapi.server import run_mock_server
 
 TOKEN_ENV = "WA_SENDER_WHATSAPP_ACCESS_TOKEN"
 APP_SECRET_ENV = "WA_SENDER_WHATSAPP_APP_SECRET"
 DEFAULT_PORT = 8090
 
 _RECEIPT_DEFAULTS = {f.name: f.default for f in fields(ReceiptConfig)}
+_RATE_HELP = {
+    "delivered_rate": "share of accepted messages that get a delivered status",
+    "read_rate": "share of delivered messages that get a read status",
+    "read_without_delivered_rate": "share of reads posted without a delivered first",
+    "failed_rate": "share of accepted messages that get a failed status instead",
+    "duplicate_rate": "share of statuses posted twice",
+    "reorder_rate": "share of statuses posted out of order",
+    "split_rate": "share of statuses posted in a POST of their own",
+}
 
 
 def _rate(text: str) -> float:
@@ -85,7 +93,7 @@ def add_parser(commands: Commands) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The mock's flags, in groups (server, throughput, faults, receipts)."""
     server = parser.add_argument_group("server")
-    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--host", default="127.0.0.1", help="the address to serve on")
     server.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
     server.add_argument(
         "--token",
@@ -143,24 +151,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     limit.add_argument("--limit", type=float, default=None, help="msg/s per phone number id")
     limit.add_argument("--burst", type=float, default=None, help="token bucket size")
     limit.add_argument(
-        "--limit-mode", choices=("token_bucket", "sliding_window"), default="token_bucket"
+        "--limit-mode",
+        choices=("token_bucket", "sliding_window"),
+        default="token_bucket",
+        help="how the per-number limit counts requests",
     )
 
     faults = parser.add_argument_group("faults (probabilities per request)")
-    faults.add_argument("--latency-ms", type=float, default=0.0)
-    faults.add_argument("--jitter-ms", type=float, default=0.0)
-    faults.add_argument("--jitter", choices=("uniform", "exponential"), default="uniform")
     faults.add_argument(
-        "--error-rate", "--transient-rate", dest="transient_rate", type=_rate, default=0.0
+        "--latency-ms", type=float, default=0.0, help="added to every answer, milliseconds"
     )
-    faults.add_argument("--transient-codes", type=_codes, default=FaultConfig.transient_codes)
-    faults.add_argument("--permanent-rate", type=_rate, default=0.0)
-    faults.add_argument("--permanent-codes", type=_codes, default=FaultConfig.permanent_codes)
-    faults.add_argument("--fatal-rate", type=_rate, default=0.0)
-    faults.add_argument("--fatal-codes", type=_codes, default=FaultConfig.fatal_codes)
-    faults.add_argument("--timeout-rate", type=_rate, default=0.0)
-    faults.add_argument("--hang-s", type=float, default=FaultConfig.hang_s)
-    faults.add_argument("--drop-rate", type=_rate, default=0.0)
+    faults.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="random extra latency, milliseconds"
+    )
+    faults.add_argument(
+        "--jitter",
+        choices=("uniform", "exponential"),
+        default="uniform",
+        help="the extra latency's distribution (exponential: a long tail)",
+    )
+    faults.add_argument(
+        "--error-rate",
+        "--transient-rate",
+        dest="transient_rate",
+        type=_rate,
+        default=0.0,
+        help="share of sends answered with a transient error",
+    )
+    faults.add_argument(
+        "--transient-codes",
+        type=_codes,
+        default=FaultConfig.transient_codes,
+        help="comma-separated codes the transient errors carry",
+    )
+    faults.add_argument(
+        "--permanent-rate", type=_rate, default=0.0, help="share refused for the recipient"
+    )
+    faults.add_argument(
+        "--permanent-codes",
+        type=_codes,
+        default=FaultConfig.permanent_codes,
+        help="comma-separated codes of the permanent refusals",
+    )
+    faults.add_argument(
+        "--fatal-rate", type=_rate, default=0.0, help="share answered with a campaign-fatal error"
+    )
+    faults.add_argument(
+        "--fatal-codes",
+        type=_codes,
+        default=FaultConfig.fatal_codes,
+        help="comma-separated codes of the campaign-fatal errors",
+    )
+    faults.add_argument(
+        "--timeout-rate", type=_rate, default=0.0, help="share left unanswered for --hang-s"
+    )
+    faults.add_argument(
+        "--hang-s",
+        type=float,
+        default=FaultConfig.hang_s,
+        help="how long an unanswered send hangs, seconds",
+    )
+    faults.add_argument(
+        "--drop-rate", type=_rate, default=0.0, help="share whose connection is reset"
+    )
     faults.add_argument(
         "--lost-response-accept-rate",
         type=_rate,
@@ -178,7 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     receipts = parser.add_argument_group("receipts (status webhooks)")
     receipts.add_argument("--receipts", action="store_true", help="post status webhooks")
-    receipts.add_argument("--webhook-url", default=None)
+    receipts.add_argument(
+        "--webhook-url", default=None, help="where to post them (the daemon's webhook)"
+    )
     receipts.add_argument(
         "--app-secret",
         default=None,
@@ -186,9 +241,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for name in RECEIPT_RATE_FIELDS:
         receipts.add_argument(
-            "--" + name.replace("_", "-"), type=_rate, default=_RECEIPT_DEFAULTS[name]
+            "--" + name.replace("_", "-"),
+            type=_rate,
+            default=_RECEIPT_DEFAULTS[name],
+            help=_RATE_HELP[name],
         )
-    receipts.add_argument("--failed-codes", type=_codes, default=ReceiptConfig.failed_codes)
+    receipts.add_argument(
+        "--failed-codes",
+        type=_codes,
+        default=ReceiptConfig.failed_codes,
+        help="comma-separated codes of the failed statuses",
+    )
     for name in ("sent_delay_s", "delivered_delay_s", "read_delay_s", "failed_delay_s"):
         receipts.add_argument(
             "--" + name.removesuffix("_s").replace("_", "-"),
@@ -198,11 +261,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="MIN,MAX",
             help="seconds after the previous status",
         )
-    receipts.add_argument("--batch-size", type=int, default=ReceiptConfig.batch_size)
     receipts.add_argument(
-        "--flush-interval-ms", type=float, default=ReceiptConfig.flush_interval_s * 1000
+        "--batch-size",
+        type=int,
+        default=ReceiptConfig.batch_size,
+        help="statuses per webhook POST, at most",
     )
-    receipts.add_argument("--waba-id", default=ReceiptConfig.waba_id)
+    receipts.add_argument(
+        "--flush-interval-ms",
+        type=float,
+        default=ReceiptConfig.flush_interval_s * 1000,
+        help="how often a partial batch is posted, milliseconds",
+    )
+    receipts.add_argument(
+        "--waba-id", default=ReceiptConfig.waba_id, help="the WABA id the webhooks name"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> MockConfig:
@@ -274,8 +347,20 @@ def read_templates(path: Path) -> tuple[dict[str, Any], ...]:
     return tuple(entries) if isinstance(entries, list) else (entries,)
 
 
+async def run_mock_server(
+    config: MockConfig, host: str, port: int, *, on_ready: Callable[[str], None] | None = None
+) -> None:
+    """`daemon.mockapi.server.run_mock_server`, imported on first use: the mock's schema and
+    server load in a quarter of a second that no other command needs to spend."""
+    from daemon.mockapi import server
+
+    await server.run_mock_server(config, host, port, on_ready=on_ready)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; prints ``mock-api listening on URL`` once ready."""
+    from daemon.engine import eventloop
+
     try:
         config = config_from_args(args)
     except ValueError as exc:

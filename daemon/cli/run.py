@@ -8,8 +8,6 @@ import sys
 from daemon.cli.common import Commands, ensure_embedded_schema
 from daemon.config import Config
 from daemon.db.database import database_dsn
-from daemon.engine import eventloop
-from daemon.engine.service import check_config_for_run, default_components, run_daemon
 from daemon.logs import configure_logging
 
 
@@ -23,6 +21,10 @@ def add_parser(commands: Commands) -> None:
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
     """`run`: the daemon until SIGTERM (the embedded database migrates itself)."""
+    # The engine only for the commands that run it: every other command starts faster.
+    from daemon.engine import eventloop
+    from daemon.engine.service import check_config_for_run, default_components, run_daemon
+
     check_config_for_run(config)
     configure_logging(config.logging.format, config.logging.level, stream=sys.stdout)
     with database_dsn(config.database) as dsn:

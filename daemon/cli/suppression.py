@@ -7,9 +7,10 @@ import json
 
 import asyncpg
 
-from daemon.cli.common import Commands, phone_arg, with_connection
+from daemon.cli.common import Commands, phone_arg, print_json, with_connection
 from daemon.config import Config
 from daemon.db import campaigns as store
+from daemon.ops.render import printable
 
 
 def add_parser(commands: Commands) -> None:
@@ -17,14 +18,16 @@ def add_parser(commands: Commands) -> None:
     suppression = commands.add_parser("suppression", help="the opt-out list")
     sub = suppression.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = sub.add_parser("add", help="never send to these phones")
-    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
-    p.add_argument("--reason", default="opt-out")
+    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE", help="phone numbers")
+    p.add_argument("--reason", default="opt-out", help="why (default: opt-out)")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_suppression)
     p = sub.add_parser("remove", help="allow these phones again")
-    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE")
+    p.add_argument("phones", nargs="+", type=phone_arg, metavar="PHONE", help="phone numbers")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_suppression)
     p = sub.add_parser("list", help="list suppressed phones")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
     p.set_defaults(handler=cmd_suppression)
 
 
@@ -34,10 +37,16 @@ def cmd_suppression(args: argparse.Namespace, config: Config) -> int:
     async def work(conn: asyncpg.Connection) -> int:
         if args.action == "add":
             added = [p for p in args.phones if await store.add_suppression(conn, p, args.reason)]
-            print(f"added {len(added)} (already listed: {len(args.phones) - len(added)})")
+            if args.json:
+                print_json({"added": len(added), "already_listed": len(args.phones) - len(added)})
+            else:
+                print(f"added {len(added)} (already listed: {len(args.phones) - len(added)})")
         elif args.action == "remove":
             gone = [p for p in args.phones if await store.remove_suppression(conn, p)]
-            print(f"removed {len(gone)} (not listed: {len(args.phones) - len(gone)})")
+            if args.json:
+                print_json({"removed": len(gone), "not_listed": len(args.phones) - len(gone)})
+            else:
+                print(f"removed {len(gone)} (not listed: {len(args.phones) - len(gone)})")
         else:
             rows = await store.list_suppressions(conn)
             if args.json:
@@ -48,7 +57,8 @@ def cmd_suppression(args: argparse.Namespace, config: Config) -> int:
                 )
             else:
                 for r in rows:
-                    print(f"{r['phone']}  {r['reason']}  {r['created_at']:%Y-%m-%d %H:%M}")
+                    reason = printable(r["reason"])
+                    print(f"{r['phone']}  {reason}  {r['created_at']:%Y-%m-%d %H:%M}")
         return 0
 
     return with_connection(config, work)

@@ -10,9 +10,6 @@ from typing import Any
 from daemon.cli.common import Commands, ensure_embedded_schema
 from daemon.config import Config, with_overrides
 from daemon.db.database import database_dsn
-from daemon.engine import eventloop
-from daemon.engine.service import run_webhook
-from daemon.engine.web import check_webhook_config
 from daemon.logs import configure_logging
 
 
@@ -29,6 +26,10 @@ def add_parser(commands: Commands) -> None:
 
 def cmd_webhook(args: argparse.Namespace, config: Config) -> int:
     """`webhook`: the webhook server and reconciler alone, on --host/--port."""
+    from daemon.engine import eventloop  # the engine only for the commands that run it
+    from daemon.engine.service import run_webhook
+    from daemon.engine.web import check_webhook_config
+
     overrides: dict[str, Any] = {"enabled": True}
     if args.host:
         overrides["host"] = args.host

@@ -31,6 +31,8 @@ class Campaign:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # The stop number of its last pause or cancel (0: never stopped); see db.campaigns.
+    stop_seq: int = 0
     # The template's binding to the contacts' values; a campaign from before the template
     # catalogue (or created without one) gets `legacy_spec(template)`.
     spec: CampaignTemplate | None = None

@@ -182,6 +182,10 @@ class RateLimiters:
         for bucket in self._buckets.values():
             bucket.set_rate(now, self._rate_per_s * share, self._burst * share)
 
+    def buckets(self) -> dict[str, TokenBucket]:
+        """Every number's bucket made so far."""
+        return dict(self._buckets)
+
     def effective_rates(self) -> dict[str, float]:
         """The effective rate of each number's bucket."""
         return {number: bucket.effective_rate for number, bucket in self._buckets.items()}

@@ -49,6 +49,7 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         spec=None if raw_spec is None else _stored_spec(orjson.dumps(raw_spec)),
+        stop_seq=r.get("stop_seq", 0),
     )
 
 
@@ -115,10 +116,19 @@ _COMMAND_QUERY = {
 }
 
 
+ADMIN_PAUSE_REASON = "paused by admin"
+"""The pause reason of an operator's pause; any other reason is a pause by the daemon."""
+
+
 async def change_campaign_state(
     conn: asyncpg.Connection, campaign_id: int, command: CampaignCommand, reason: str | None = None
 ) -> Campaign:
-    """Apply an operator's lifecycle command; a forbidden one raises TransitionError."""
+    """Apply an operator's lifecycle command in one short transaction (the campaign row only),
+    and NOTIFY the daemons; a forbidden one raises TransitionError.
+
+    Pause and cancel are stops: they take the next stop number (`Campaign.stop_seq`), which
+    every daemon confirms once it holds nothing of the campaign (`ops.lifecycle` waits for
+    that). Cancel leaves the contacts to `cancel_pending_batch`."""
     async with conn.transaction():
         campaign = await get_campaign(conn, campaign_id, lock=True)
         try:
@@ -134,10 +144,8 @@ async def change_campaign_state(
                 )
         args: list[Any] = [campaign_id]
         if command is CampaignCommand.PAUSE:
-            args.append(reason or "paused by admin")
+            args.append(reason or ADMIN_PAUSE_REASON)
         record = await conn.fetchrow(query(_COMMAND_QUERY[command]), *args)
-        if command is CampaignCommand.CANCEL:
-            await conn.execute(query("cancel_pending_contacts"), campaign_id)
         await conn.execute(query("notify_campaigns_changed"), f"{campaign_id}:{command.value}")
     return campaign_from_record(record)
 
@@ -148,6 +156,28 @@ async def template_problem(conn: asyncpg.Connection, campaign: Campaign) -> str 
     spec = campaign.template_spec
     waba_id = spec.waba_id if spec.source is TemplateSource.CATALOGUE else ""
     return catalogue_problem(spec, await templates_named(conn, spec.name, waba_id))
+
+
+async def cancel_pending_batch(
+    conn: asyncpg.Connection, campaign_id: int, after_id: int, limit: int
+) -> tuple[int, int | None]:
+    """Up to `limit` contacts of a canceled campaign not sent yet (ids above `after_id`)
+    become Canceled by admin: (how many, the highest id done or None)."""
+    row = await conn.fetchrow(query("cancel_pending_batch"), campaign_id, after_id, limit)
+    return int(row["n"]), row["last_id"]
+
+
+async def cancel_unheld_in_progress(conn: asyncpg.Connection, campaign_id: int) -> int:
+    """Contacts of a canceled campaign in progress with a daemon that can no longer send:
+    Canceled by admin, outcome unknown. How many."""
+    status: str = await conn.execute(query("cancel_unheld_in_progress"), campaign_id)
+    return int(status.rpartition(" ")[2])
+
+
+async def pending_contact_count(conn: asyncpg.Connection, campaign_id: int) -> int:
+    """Contacts of the campaign initial, retry scheduled or in progress."""
+    count: int = await conn.fetchval(query("pending_contact_count"), campaign_id)
+    return count
 
 
 async def remove_contacts(

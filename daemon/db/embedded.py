@@ -343,6 +343,11 @@ def _reap(tmp: Path) -> None:
             os.close(fd)
 
 
+def running_dsn(data_dir: Path) -> str | None:
+    """The DSN of the server running on `data_dir` (whoever owns it), if one is ready."""
+    return _running_dsn(data_dir.resolve())
+
+
 def _running_dsn(data: Path) -> str | None:
     """The DSN of a ready server on `data` whose socket accepts connections, if there is one."""
     try:

@@ -47,9 +47,11 @@ class SendResult:
     message_status: str | None = None
 
 
-async def running_campaigns(conn: asyncpg.Connection) -> list[Campaign]:
-    """The running campaigns (held ones too), by id."""
-    return [campaign_from_record(r) for r in await conn.fetch(query("running_campaigns"))]
+async def running_campaigns(conn: asyncpg.Connection) -> tuple[list[Campaign], int | None]:
+    """The running campaigns (held ones too), by id, and the highest stop number as of the
+    same snapshot (None when no campaign runs)."""
+    rows = await conn.fetch(query("running_campaigns"))
+    return [campaign_from_record(r) for r in rows], (rows[0]["stop_seq_now"] if rows else None)
 
 
 async def claim_contacts(
@@ -211,8 +213,13 @@ async def next_retry_due(conn: asyncpg.Connection) -> datetime | None:
 
 
 async def pause_campaign_fatal(conn: asyncpg.Connection, campaign_id: int, reason: str) -> bool:
-    """Pause a running campaign for a campaign-fatal error; whether it was running."""
-    return await conn.fetchval(query("pause_campaign_fatal"), campaign_id, reason) is not None
+    """Pause a running campaign for a campaign-fatal error (a stop, like an operator's: the
+    other daemons are told by NOTIFY); whether it was running."""
+    async with conn.transaction():
+        paused = await conn.fetchval(query("pause_campaign_fatal"), campaign_id, reason)
+        if paused is not None:
+            await conn.execute(query("notify_campaigns_changed"), f"{campaign_id}:pause")
+    return paused is not None
 
 
 async def set_campaign_hold(
@@ -227,9 +234,31 @@ async def clear_campaign_hold(conn: asyncpg.Connection, campaign_id: int) -> Non
     await conn.execute(query("clear_campaign_hold"), campaign_id)
 
 
-async def heartbeat(conn: asyncpg.Connection, daemon_id: str, hostname: str, pid: int) -> None:
-    """This daemon is alive (its row in daemons)."""
-    await conn.execute(query("heartbeat"), daemon_id, hostname, pid)
+@dataclass(frozen=True)
+class Beat:
+    """What a heartbeat tells the others: the stops confirmed, the numbers with their rates
+    ({number: {"rate": r, "effective": e}}), the messages accepted, the send bound."""
+
+    acked_stop_seq: int
+    numbers: dict[str, dict[str, float]]
+    sent: int
+    send_bound_s: float
+
+
+async def heartbeat(
+    conn: asyncpg.Connection, daemon_id: str, hostname: str, pid: int, beat: Beat
+) -> None:
+    """This daemon is alive (its row in daemons, made again if it was removed)."""
+    await conn.execute(
+        query("heartbeat"),
+        daemon_id,
+        hostname,
+        pid,
+        beat.acked_stop_seq,
+        beat.numbers,
+        beat.sent,
+        beat.send_bound_s,
+    )
 
 
 async def live_daemon_count(conn: asyncpg.Connection, dead_after_s: float) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -27,7 +27,7 @@ from daemon.core.template_build import BodyBuilder
 from daemon.db import sender_store as store
 from daemon.db.pool import CONNECTION_ERRORS
 from daemon.engine.preparer import CampaignPreparer, Prepared
-from daemon.engine.upkeep import DEAD_AFTER_S
+from daemon.engine.upkeep import FENCE_AFTER_S
 from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
 
@@ -35,9 +35,6 @@ log = get_logger(__name__)
 
 FINISH_CHECK_EVERY_S = 1.0
 QUEUE_S = 0.5
-# Sending stops when this daemon has not heartbeated for this long: past DEAD_AFTER_S other
-# daemons may recover its claims, so it must renew them before sending again.
-FENCE_AFTER_S = DEAD_AFTER_S * 0.6
 
 
 @dataclass(slots=True)
@@ -66,6 +63,10 @@ class ClaimHolder(Protocol):
         """Whether a send of this campaign is in flight."""
         ...
 
+    async def release(self, ids: list[int]) -> None:
+        """Give back contacts claimed and never sent."""
+        ...
+
 
 class Claimer:
     """Claims contacts into the holder's queues (`run`) and fences them (`fence_clear`,
@@ -91,6 +92,10 @@ class Claimer:
         self.room = asyncio.Event()  # set by the send workers when a queue runs low
         self._halted: set[CampaignId] = set()
         self.sendable: set[CampaignId] = set()
+        # Campaigns paused or canceled, with their stop numbers: a read of the running
+        # campaigns older than a campaign's stop does not make it sendable again.
+        self._stopped_at: dict[CampaignId, int] = {}
+        self.claiming: CampaignId | None = None  # the campaign a claim statement is out for
         self._claim_cursor: dict[CampaignId, int] = {}
         self._finish_checked: dict[CampaignId, float] = {}
         self._last_heartbeat = time.monotonic()
@@ -105,13 +110,26 @@ class Claimer:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
         self._wake.set()
 
-    def note_heartbeat(self) -> None:
-        """This daemon is alive in the database's eyes; after a long silence its queued claims
-        are in doubt until renewed."""
-        now = time.monotonic()
-        if now - self._last_heartbeat > FENCE_AFTER_S:
+    def note_heartbeat(self, started: float) -> None:
+        """A heartbeat that was sent at `started` (monotonic) was written: this daemon is alive
+        in the database's eyes since then (the database wrote it later, so `heartbeat_at` +
+        the fence bounds every send; see `send_bound_s`). After a long silence its queued
+        claims are in doubt until renewed."""
+        if started - self._last_heartbeat > FENCE_AFTER_S:
             self._claims_in_doubt = True
-        self._last_heartbeat = now
+        self._last_heartbeat = max(self._last_heartbeat, started)
+
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the last heartbeat that reached the database was sent."""
+        return time.monotonic() - self._last_heartbeat
+
+    def stop_campaigns(self, stopped: Mapping[CampaignId, int]) -> None:
+        """Campaigns paused or canceled (with their stop numbers): no longer sendable, and not
+        made sendable again by a read of the running campaigns made before their stop."""
+        for campaign_id, seq in stopped.items():
+            self._stopped_at[campaign_id] = max(seq, self._stopped_at.get(campaign_id, 0))
+            self.sendable.discard(campaign_id)
+            self._claim_cursor.pop(campaign_id, None)  # released contacts lie behind it
 
     def halt(self, campaign_id: CampaignId) -> bool:
         """Stop sending a campaign (a campaign-fatal error); False if it was halted already."""
@@ -150,16 +168,21 @@ class Claimer:
             self._wake.clear()
             self.room.clear()
             async with self._pool.acquire() as conn:
-                campaigns = await store.running_campaigns(conn)
+                campaigns, read_seq = await store.running_campaigns(conn)
                 now = datetime.now(UTC)
                 running = {c.id for c in campaigns}
                 self._halted &= running
                 for gone in [c for c in self._prepared_ids if c not in running]:
                     self.preparer.forget(gone)
                     self._prepared_ids.discard(gone)
+                stopped_at = self._stopped_at
                 # Queued contacts of a campaign paused or canceled meanwhile are released.
                 self.sendable = {
-                    c.id for c in campaigns if c.id not in self._halted and not _held(c, now)
+                    c.id
+                    for c in campaigns
+                    if c.id not in self._halted
+                    and not _held(c, now)
+                    and stopped_at.get(c.id, 0) <= (read_seq or 0)
                 }
                 claimed, full = 0, False
                 for campaign in campaigns:
@@ -193,6 +216,16 @@ class Claimer:
     async def _claim(
         self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
     ) -> int:
+        # While set, a stop of this campaign waits: the claim may yet come back with contacts.
+        self.claiming = campaign.id
+        try:
+            return await self._claim_into_queue(conn, campaign, limit, prepared)
+        finally:
+            self.claiming = None
+
+    async def _claim_into_queue(
+        self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
+    ) -> int:
         lease_s = self._config.recovery.lease_s
         daily_limit = self._config.limits.daily_unique_recipients
         after_id = self._claim_cursor.get(campaign.id, 0)
@@ -218,6 +251,11 @@ class Claimer:
         self._claim_cursor[campaign.id] = max(c.id for c in claimed) if len(claimed) == limit else 0
         if claimed and campaign.hold_reason:
             await store.clear_campaign_hold(conn, campaign.id)
+        if claimed and campaign.id not in self.sendable:
+            # Stopped while the claim ran (its statement saw the campaign running): given
+            # back unsent. No await from this check to the queue.
+            await self._holder.release([c.id for c in claimed])
+            return 0
         now = time.monotonic()
         build, endpoint = prepared.build, prepared.endpoint
         self._holder.queue_for(campaign.phone_number_id).put_many(

@@ -1,110 +1,92 @@
-"""Prometheus metrics of the daemon, served at `/metrics` by the daemon's web server.
+"""Prometheus metrics of the daemon, served at `/metrics` on an address of their own
+(`[metrics] host/port`, loopback by default) so that the public reverse proxy exposes only the
+webhook; `/healthz` and `/readyz` are served there too (and still on the webhook port).
 
-`Metrics` owns its own CollectorRegistry (several can live in one process, e.g. in tests).
-Wiring, in `wa-sender run`: `run_daemon(on_send=metrics.sends.on_send)`, the web component with
-`extra_routes=[metrics.install_routes]` and `on_stored=[metrics.on_receipts_stored]`, and
-`metrics_component(metrics)`, whose loop samples the pipeline every second and the
-per-campaign state counts of running and paused campaigns every few seconds.
+`Metrics` owns its own CollectorRegistry (several can live in one process, e.g. in tests), with
+prometheus_client's process and platform collectors. Wiring, in `wa-sender run`:
+`metrics_component(metrics, webhook_stats)` serves it and runs `metrics_loop`, which samples the
+pipeline and the rate limiters every second, the database (receipts lag, pending and orphan
+receipts, unknown outcomes, messaging-limit use, live daemons) every `DATABASE_EVERY_S`, and
+the campaigns (state counts, automatic pauses) every `CAMPAIGNS_EVERY_S`; the web component
+gets `on_stored=[metrics.on_receipts_stored]`.
 
-Every daemon exports the same `wa_sender_campaign_contacts` (it comes from the shared
-database): aggregate it across instances with max, not sum.
+Every daemon exports the same database-wide gauges (`wa_sender_campaign_contacts`,
+`wa_sender_receipts_*`, `wa_sender_unknown_outcomes_awaiting`, ...): aggregate them across
+instances with max, not sum.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import collections
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    HistogramMetricFamily,
-    Metric,
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import choose_encoder
 
-from daemon.core.outcomes import Outcome, OutcomeKind
+from daemon.core.outcomes import Outcome
 from daemon.core.states import CampaignState, ContactState
 from daemon.db.campaigns import campaign_progress, list_campaigns
+from daemon.db.observe import DatabaseSample, sample
 from daemon.db.pool import CONNECTION_ERRORS
+from daemon.engine.collectors import (
+    LATENCY_BUCKETS,
+    SendMetrics,
+    WebhookMetrics,
+    automatic_pauses,
+    code_class,
+    pause_reason_class,
+)
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Runtime
 from daemon.engine.sender import Sender
+from daemon.engine.web import (
+    DEPS_KEY,
+    WebDeps,
+    WebhookStats,
+    healthz,
+    readyz,
+    serve_web_app,
+)
 from daemon.logs import get_logger
 from daemon.whatsapp.webhook import ReceiptRow
+
+__all__ = [
+    "LATENCY_BUCKETS",
+    "Metrics",
+    "SendMetrics",
+    "WebhookMetrics",
+    "add_metrics_routes",
+    "code_class",
+    "metrics_component",
+    "metrics_loop",
+    "pause_reason_class",
+]
 
 log = get_logger(__name__)
 
 SAMPLE_EVERY_S = 1.0
+DATABASE_EVERY_S = 2.0
 CAMPAIGNS_EVERY_S = 5.0
-# Cloud API answers in 100 ms - 2 s; the default request timeout is 10 s.
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_BUCKET_LABELS = (*(repr(bound) for bound in LATENCY_BUCKETS), "+Inf")  # le="0.25", ..., "+Inf"
-_ACCEPTED = OutcomeKind.ACCEPTED
-_ACCEPTED_LABELS = (_ACCEPTED, "none")  # what `code_class` gives every accepted send
+LIVE_WITHIN_S = 10.0  # a daemon heard from within this long counts in wa_sender_daemons_live
 WATCHED_CAMPAIGN_STATES = frozenset({CampaignState.RUNNING, CampaignState.PAUSED})
-
-
-def code_class(outcome: Outcome) -> str:
-    """The `code_class` label: the Graph error code, else `http_<status>` for an error without
-    a code, else `none` (accepted sends, transport errors)."""
-    if outcome.error_code is not None:
-        return str(outcome.error_code)
-    if outcome.http_status is not None and not 200 <= outcome.http_status < 300:
-        return f"http_{outcome.http_status}"
-    return "none"
-
-
-class SendMetrics(Collector):
-    """`wa_sender_sends_total` and `wa_sender_send_latency_seconds`, counted in plain Python on
-    every send and turned into metric families only when scraped: prometheus_client's own
-    Counter and Histogram take a lock per update, 2.4 % of the daemon's CPU at full speed. The
-    daemon's single event loop is the only writer."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
-        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound
-        self._sum = 0.0
-
-    def observe(self, outcome: Outcome, seconds: float) -> None:
-        """Count one send outside the sender (tests, benchmarks)."""
-        self.on_send(None, outcome, seconds)
-
-    def on_send(self, _work: object, outcome: Outcome, seconds: float) -> None:
-        """A `SendObserver`: the sender calls it on every send, with no call in between."""
-        if outcome.kind is _ACCEPTED:
-            labels = _ACCEPTED_LABELS
-        else:
-            labels = (outcome.kind, code_class(outcome))  # the StrEnum member is its value
-        self._counts[labels] = self._counts.get(labels, 0) + 1
-        self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self._sum += seconds
-
-    def collect(self) -> Iterator[Metric]:
-        """The metric families, built at scrape time."""
-        sends = CounterMetricFamily(
-            "wa_sender_sends",
-            "Send attempts that got an answer, by outcome and error code",
-            labels=["outcome", "code_class"],
-        )
-        for labels, count in sorted(self._counts.items()):
-            sends.add_metric(list(labels), count)
-        yield sends
-        cumulative, total = [], 0
-        for label, count in zip(_BUCKET_LABELS, self._buckets, strict=True):
-            total += count
-            cumulative.append((label, total))
-        latency = HistogramMetricFamily(
-            "wa_sender_send_latency_seconds", "Duration of one send request to the Cloud API"
-        )
-        latency.add_metric([], cumulative, sum_value=self._sum)
-        yield latency
 
 
 class Metrics:
@@ -113,8 +95,12 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.sends = SendMetrics()
         r.register(self.sends)
+        self.webhook = WebhookMetrics()
+        r.register(self.webhook)
         self.receipts = Counter(
             "wa_sender_receipts", "Status receipts received, by status", ["status"], registry=r
         )
@@ -138,7 +124,71 @@ class Metrics:
             ["campaign_id", "state"],
             registry=r,
         )
+        self.effective_rate = Gauge(
+            "wa_sender_effective_rate_per_second",
+            "This daemon's send rate per number now: its share of the configured rate after "
+            "the adaptive slow-down (429, 130429) and any quality factor",
+            ["phone_number_id"],
+            registry=r,
+        )
+        self.configured_rate = Gauge(
+            "wa_sender_configured_rate_per_second",
+            "This daemon's share of sender.rate_per_second per number (before slow-downs)",
+            ["phone_number_id"],
+            registry=r,
+        )
+        self.heartbeat_age = Gauge(
+            "wa_sender_daemon_heartbeat_age_seconds",
+            "Seconds since this daemon's last heartbeat reached the database (it stops "
+            "sending past a few seconds)",
+            registry=r,
+        )
+        self.daemons_live = Gauge(
+            "wa_sender_daemons_live",
+            "Daemons that heartbeated within 10 s on the shared database",
+            registry=r,
+        )
+        self.receipts_lag = Gauge(
+            "wa_sender_receipts_lag_seconds",
+            "Stored -> applied: how long the most overdue status receipt has waited to be "
+            "applied since it became due (0: none waits)",
+            registry=r,
+        )
+        self.receipts_pending = Gauge(
+            "wa_sender_receipts_pending",
+            "Status receipts stored and not applied yet (due, or waiting for their contact)",
+            registry=r,
+        )
+        self.receipts_orphaned = Gauge(
+            "wa_sender_receipts_orphaned",
+            "Status receipts that never matched a contact (kept, see report orphan_receipts)",
+            registry=r,
+        )
+        self.unknown_outcomes = Gauge(
+            "wa_sender_unknown_outcomes_awaiting",
+            "Contacts whose last attempt has an unknown outcome, waiting for a receipt "
+            "(recovery.unknown_outcome = reconcile) or their retry",
+            registry=r,
+        )
+        self.paused_automatically = Gauge(
+            "wa_sender_campaigns_paused_automatically",
+            "Campaigns the daemon paused or holds (not an operator), by reason class",
+            ["reason"],
+            registry=r,
+        )
+        self.limit_used = Gauge(
+            "wa_sender_messaging_limit_used",
+            "Unique recipients messaged in the rolling 24 h (the portfolio messaging limit)",
+            registry=r,
+        )
+        self.limit = Gauge(
+            "wa_sender_messaging_limit",
+            "limits.daily_unique_recipients (0: no limit configured)",
+            registry=r,
+        )
         self._campaign_series: set[tuple[str, str]] = set()
+        self._number_series: set[str] = set()
+        self._pause_series: set[str] = set()
 
     # -- fed by the engine --------------------------------------------------------------
 
@@ -167,6 +217,34 @@ class Metrics:
         self.inflight.set(inflight)
         self.claimed.set(claimed)
 
+    def set_rates(self, rates: Mapping[str, tuple[float, float]]) -> None:
+        """Each number's (configured share, effective) rate now."""
+        for number, (configured, effective) in rates.items():
+            self.configured_rate.labels(number).set(configured)
+            self.effective_rate.labels(number).set(effective)
+        for number in self._number_series - set(rates):
+            self.configured_rate.remove(number)
+            self.effective_rate.remove(number)
+        self._number_series = set(rates)
+
+    def set_database(self, observed: DatabaseSample, daily_limit: int) -> None:
+        """The database-wide gauges from one sample, and the configured messaging limit."""
+        self.receipts_lag.set(observed.receipts_lag_s)
+        self.receipts_pending.set(observed.receipts_pending)
+        self.receipts_orphaned.set(observed.receipts_orphaned)
+        self.unknown_outcomes.set(observed.unknown_outcomes)
+        self.limit_used.set(observed.limit_used)
+        self.limit.set(daily_limit)
+        self.daemons_live.set(observed.daemons_live)
+
+    def set_automatic_pauses(self, by_reason: Mapping[str, int]) -> None:
+        """Campaigns paused or held by the daemon, by reason class (others disappear)."""
+        for reason, n in by_reason.items():
+            self.paused_automatically.labels(reason).set(n)
+        for reason in self._pause_series - set(by_reason):
+            self.paused_automatically.remove(reason)
+        self._pause_series = set(by_reason)
+
     def set_campaign_counts(self, counts: Mapping[int, Mapping[ContactState, int]]) -> None:
         """Replace the per-campaign series; campaigns no longer listed disappear."""
         series: set[tuple[str, str]] = set()
@@ -180,17 +258,24 @@ class Metrics:
         self._campaign_series = series
 
     async def refresh_campaigns(self, conn: asyncpg.Connection) -> None:
-        """Read the state counts of the running and paused campaigns."""
+        """Read the state counts of the running and paused campaigns, and the automatic
+        pauses."""
         counts: dict[int, Mapping[ContactState, int]] = {}
-        for campaign in await list_campaigns(conn):
+        campaigns = await list_campaigns(conn)
+        for campaign in campaigns:
             if campaign.state in WATCHED_CAMPAIGN_STATES:
                 counts[campaign.id] = (await campaign_progress(conn, campaign.id)).counts
         self.set_campaign_counts(counts)
+        self.set_automatic_pauses(automatic_pauses(campaigns, datetime.now(UTC)))
+
+    async def refresh_database(self, conn: asyncpg.Connection, daily_limit: int) -> None:
+        """Read the database-wide gauges (one round trip)."""
+        self.set_database(await sample(conn, LIVE_WITHIN_S), daily_limit)
 
     # -- exposition ---------------------------------------------------------------------
 
     def install_routes(self, app: web.Application) -> None:
-        """A `RouteInstaller` of the web component: adds `/metrics`."""
+        """A `RouteInstaller`: adds `/metrics` to a web app."""
         add_metrics_routes(app, self)
 
     def exposition(self) -> bytes:
@@ -204,12 +289,15 @@ async def metrics_loop(
     recorder: ResultRecorder,
     pool: asyncpg.Pool,
     *,
+    daily_limit: int = 0,
     every_s: float = SAMPLE_EVERY_S,
+    database_every_s: float = DATABASE_EVERY_S,
     campaigns_every_s: float = CAMPAIGNS_EVERY_S,
 ) -> None:
-    """Sample the pipeline every `every_s`, the campaign counts every `campaigns_every_s`."""
+    """Sample the pipeline and rates every `every_s`, the database every `database_every_s`,
+    the campaigns every `campaigns_every_s`."""
     loop = asyncio.get_running_loop()
-    next_campaigns = loop.time()
+    next_database = next_campaigns = loop.time()
     waited_s = sender.stats.rate_wait_s
     while True:
         queued, inflight = sender.queued, sender.inflight
@@ -218,28 +306,49 @@ async def metrics_loop(
         )
         metrics.add_rate_limit_wait(sender.stats.rate_wait_s - waited_s)
         waited_s = sender.stats.rate_wait_s
-        if loop.time() >= next_campaigns:
-            next_campaigns = loop.time() + campaigns_every_s
+        metrics.set_rates(sender.rates())
+        metrics.heartbeat_age.set(sender.heartbeat_age_s())
+        now = loop.time()
+        if now >= next_database or now >= next_campaigns:
             try:
                 async with pool.acquire() as conn:
-                    await metrics.refresh_campaigns(conn)
+                    if now >= next_database:
+                        next_database = now + database_every_s
+                        await metrics.refresh_database(conn, daily_limit)
+                    if now >= next_campaigns:
+                        next_campaigns = now + campaigns_every_s
+                        await metrics.refresh_campaigns(conn)
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("metrics_refresh_failed", error=repr(exc))
         await asyncio.sleep(every_s)
 
 
 def metrics_component(
-    metrics: Metrics,
+    metrics: Metrics, webhook_stats: WebhookStats | None = None
 ) -> Callable[[Runtime], AbstractAsyncContextManager[None]]:
-    """A `run_daemon` component that runs `metrics_loop` as one of the daemon's tasks."""
+    """A `run_daemon` component: serves /metrics, /healthz and /readyz on metrics.host/port
+    (when metrics.enabled), runs `metrics_loop` as one of the daemon's tasks and counts every
+    send. `webhook_stats`: the web component's, for the webhook's families."""
 
     @asynccontextmanager
     async def component(runtime: Runtime) -> AsyncIterator[None]:
-        runtime.extra_tasks["metrics"] = metrics_loop(
-            metrics, runtime.sender, runtime.recorder, runtime.pool
-        )
+        config = runtime.config
+        metrics.webhook.stats = webhook_stats
         runtime.sender.send_observers.append(metrics.sends.on_send)
-        yield
+        async with AsyncExitStack() as stack:
+            if config.metrics.enabled:
+                app = build_metrics_app(metrics, WebDeps(config, runtime.pool, runtime.stop))
+                await stack.enter_async_context(
+                    serve_web_app(app, config.metrics.host, config.metrics.port, what="metrics")
+                )
+            runtime.extra_tasks["metrics"] = metrics_loop(
+                metrics,
+                runtime.sender,
+                runtime.recorder,
+                runtime.pool,
+                daily_limit=config.limits.daily_unique_recipients,
+            )
+            yield
 
     return component
 
@@ -247,6 +356,16 @@ def metrics_component(
 # -- web ------------------------------------------------------------------------------------
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_metrics_app(metrics: Metrics, deps: WebDeps) -> web.Application:
+    """The metrics server's app: /metrics, and the health routes operators probe."""
+    app = web.Application()
+    app[DEPS_KEY] = deps
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    add_metrics_routes(app, metrics)
+    return app
 
 
 def metrics_handler(metrics: Metrics) -> Handler:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -43,6 +43,8 @@ log = get_logger(__name__)
 # the next token became a busy loop (0.9 of a core at 1,000 msg/s). Sleeping a little longer
 # costs no rate: the bucket keeps the tokens that accrue meanwhile (up to the burst).
 MIN_RATE_SLEEP_S = 0.001
+# A worker waiting that long for a token checks in between whether its campaign was stopped.
+STOP_CHECK_S = 0.05
 # A worker whose taking or checking failed (a bug) waits this long before it tries again.
 WORKER_FAILURE_PAUSE_S = 0.1
 # Enum members read from their class cost a Python-level lookup on 3.11 (~0.2 us): the hot
@@ -120,9 +122,9 @@ class Sender:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
         self._claims.wake()
 
-    def note_heartbeat(self) -> None:
-        """This daemon is alive in the database's eyes (see `Claimer.note_heartbeat`)."""
-        self._claims.note_heartbeat()
+    def note_heartbeat(self, started: float) -> None:
+        """A heartbeat sent at `started` was written (see `Claimer.note_heartbeat`)."""
+        self._claims.note_heartbeat(started)
 
     @property
     def claimed(self) -> int:
@@ -138,6 +140,17 @@ class Sender:
     def inflight(self) -> int:
         """Sends in flight."""
         return len(self._inflight)
+
+    def rates(self) -> dict[str, tuple[float, float]]:
+        """Each sending number's (configured share, effective) rate now."""
+        return {
+            number: (bucket.configured_rate, bucket.effective_rate)
+            for number, bucket in self._limiters.buckets().items()
+        }
+
+    def heartbeat_age_s(self) -> float:
+        """Seconds since the last heartbeat that reached the database was sent."""
+        return self._claims.heartbeat_age_s()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim until `stop` is set; then drain (see `shutdown`)."""
@@ -203,6 +216,38 @@ class Sender:
     def sending(self, campaign_id: CampaignId) -> bool:
         """Whether a send of this campaign is in flight."""
         return any(w.campaign.id == campaign_id for w in self._inflight.values())
+
+    async def release(self, ids: list[int]) -> None:
+        """Give back contacts claimed and never sent (see `store.release_contacts`)."""
+        await self._release(ids)
+
+    # -- campaign stops (engine.stops) ---------------------------------------------------
+
+    def stop_campaigns(self, stopped: Mapping[CampaignId, int]) -> None:
+        """Paused or canceled campaigns, with their stop numbers: from now on no send of
+        theirs starts (checked right before each request)."""
+        self._claims.stop_campaigns(stopped)
+
+    async def drop_campaigns(self, campaign_ids: Collection[CampaignId]) -> int:
+        """Release the queued contacts of these campaigns; how many. Those a worker holds are
+        released by the worker itself, before it would send."""
+        dropped: list[int] = [
+            w.contact.id
+            for queue in self._queues.values()
+            for w in queue.take_where(lambda w: w.campaign.id in campaign_ids)
+        ]
+        await self._release(dropped)
+        return len(dropped)
+
+    def holds(self, campaign_ids: Collection[CampaignId]) -> bool:
+        """Whether any contact of these campaigns is queued, in a worker's hands, in flight,
+        or being claimed."""
+        if self._claims.claiming in campaign_ids:
+            return True
+        return any(
+            w.campaign.id in campaign_ids
+            for w in (*self._in_hand.values(), *self._inflight.values(), *self.held())
+        )
 
     # -- take, pace and send ------------------------------------------------------------
 
@@ -288,8 +333,11 @@ class Sender:
             work = self._in_hand[me] = await queue.take()
             loop = asyncio.get_running_loop()
             while (delay := bucket.take(loop.time())) > 0:
+                if work.campaign.id not in self._claims.sendable:
+                    break  # stopped meanwhile: released by the check that follows, unsent
                 self.stats.rate_wait_s += delay
-                await asyncio.sleep(max(delay, MIN_RATE_SLEEP_S))
+                # In slices: a pause must not wait for a token due seconds from now.
+                await asyncio.sleep(max(min(delay, STOP_CHECK_S), MIN_RATE_SLEEP_S))
         return work
 
     def _cleared_now(self, work: Work) -> bool:
@@ -305,13 +353,16 @@ class Sender:
         """Checked after pacing, which may take long at a low rate: the campaign still runs
         (else its queued contacts are released) and the claim is still ours (fencing)."""
         claims = self._claims
-        if work.campaign.id not in claims.sendable:
-            halted = queue.take_where(lambda other: other.campaign.id == work.campaign.id)
-            await self._release([work.contact.id, *(w.contact.id for w in halted)])
-            return False
-        if not claims.fence_clear(work):
+        while True:  # every await below may change the answer: checked again after it
+            if work.campaign.id not in claims.sendable:
+                halted = queue.take_where(lambda other: other.campaign.id == work.campaign.id)
+                await self._release([work.contact.id, *(w.contact.id for w in halted)])
+                return False
+            if work.contact.id in claims.lost:  # another daemon recovered it
+                return False
+            if claims.fence_clear(work):
+                return True
             await claims.fence(work)
-        return work.contact.id not in claims.lost  # else another daemon recovered it
 
     async def _send(self, work: Work, bucket: TokenBucket, loop: asyncio.AbstractEventLoop) -> None:
         contact, campaign = work.contact, work.campaign

@@ -14,8 +14,10 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 
+from daemon import version
 from daemon.config import Config
 from daemon.core.ratelimit import RateLimiters, burst_for
+from daemon.db import daemons
 from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
@@ -24,12 +26,15 @@ from daemon.engine.reconciler import Reconciler, reconciler_component, reconcile
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
 from daemon.engine.sender import Sender, SendObserver
+from daemon.engine.stops import StopWatcher
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import (
+    beat_numbers,
     digest_prune_loop,
     heartbeat_loop,
     new_daemon_id,
     recovery_loop,
+    send_bound_s,
 )
 from daemon.engine.web import (
     WebDeps,
@@ -50,29 +55,25 @@ STATUS_EVERY_S = 5.0
 
 
 def default_components(config: Config) -> list[Component]:
-    """The receipts reconciler, metrics, and the web server (webhook, /metrics, health).
+    """The receipts reconciler, metrics (their own server: /metrics, health), and the webhook
+    server (webhook, health).
 
     The reconciler comes first so that it stops after the web server (components are left in
     reverse order)."""
     components: list[Component] = [reconciler_component]
-    extra_routes = []
     on_stored = []
-    web_stats = WebhookStats()
+    stats = WebhookStats()
     if config.metrics.enabled:
         from daemon.engine.metrics import Metrics, metrics_component
         from daemon.engine.webhook_metrics import WebhookCollector
 
         metrics = Metrics()
-        metrics.registry.register(WebhookCollector(web_stats))
-        components.append(metrics_component(metrics))
-        extra_routes.append(metrics.install_routes)
+        metrics.registry.register(WebhookCollector(stats))
+        components.append(metrics_component(metrics, stats))
         on_stored.append(metrics.on_receipts_stored)
     if config.webhook.enabled:
         check_webhook_config(config)  # before anything starts: one clear line, no traceback
-    if config.webhook.enabled or config.metrics.enabled:
-        components.append(
-            web_component(extra_routes=extra_routes, on_stored=on_stored, stats=web_stats)
-        )
+        components.append(web_component(on_stored=on_stored, stats=stats))
     return components
 
 
@@ -119,7 +120,6 @@ async def run_daemon(
         )
         async with pool.acquire() as conn:
             await require_current_schema(conn)
-            await store.heartbeat(conn, daemon_id, *_host_pid())
         client = await stack.enter_async_context(
             CloudApiClient(
                 config.whatsapp.base_url,
@@ -140,22 +140,44 @@ async def run_daemon(
         )
         sender = Sender(pool, client, config, daemon_id, limiters, recorder, on_send=on_send)
         runtime = Runtime(config, dsn, pool, daemon_id, sender, recorder, stop)
+        stack.callback(_close_unstarted, runtime)
         for component in components or []:
             await stack.enter_async_context(component(runtime))
 
+        # Registered once its ports are bound: a daemon that cannot start must not count as
+        # live (a share of the rate, a stop to confirm) for the others.
+        bound_s = send_bound_s(config.whatsapp.request_timeout_s)
+        async with pool.acquire() as conn:
+            confirmed = await daemons.register_daemon(
+                conn, daemon_id, *_host_pid(), bound_s, version()
+            )
+        stops = StopWatcher(pool, daemon_id, sender, recorder, confirmed)
+
+        def beat() -> store.Beat:
+            numbers = beat_numbers(limiters)
+            return store.Beat(stops.confirmed_seq, numbers, sender.stats.sent, bound_s)
+
+        def campaigns_changed() -> None:
+            sender.wake()
+            stops.wake()
+
         tasks.start("recorder", recorder.run())
-        tasks.start("heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat))
+        tasks.start(
+            "heartbeat", heartbeat_loop(pool, daemon_id, limiters, sender.note_heartbeat, beat)
+        )
         if notifier.watchdog_interval_s:
             # The event loop is alive even while the database is away: a long outage must not
             # get the daemon killed with results still waiting in memory.
             tasks.start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
         tasks.start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
-        tasks.start("listener", listen_for_campaign_changes(dsn, sender.wake))
+        tasks.start("stops", stops.run())
+        tasks.start("listener", listen_for_campaign_changes(dsn, campaigns_changed))
         if config.webhook.enabled:
             tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))
         tasks.start("status", _status_loop(sender, notifier))
         for name, coro in runtime.extra_tasks.items():
             tasks.start(name, coro)
+        runtime.extra_tasks.clear()
         claim = tasks.start("claim", sender.run(stop))
         notifier.ready("sending")
         log.info(
@@ -247,6 +269,14 @@ async def run_webhook(
         failed = ", ".join(tasks.failed)
         raise WaSenderError(f"webhook service stopped because a task failed: {failed}")
     return 0
+
+
+def _close_unstarted(runtime: Runtime) -> None:
+    """Tasks components registered but the daemon never started (it failed first): closed,
+    so that no 'coroutine was never awaited' warning follows the error line."""
+    for coro in runtime.extra_tasks.values():
+        coro.close()
+    runtime.extra_tasks.clear()
 
 
 def _host_pid() -> tuple[str, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 
@@ -26,6 +27,9 @@ HEARTBEAT_EVERY_S = 1.0
 # for their leases, and it no longer takes a share of the rate.
 DEAD_AFTER_S = 5.0
 DIGEST_PRUNE_EVERY_S = 300.0
+# Sending stops when this daemon has not heartbeated for this long: past DEAD_AFTER_S other
+# daemons may recover its claims, so it must renew them before sending again.
+FENCE_AFTER_S = DEAD_AFTER_S * 0.6
 
 
 def new_daemon_id() -> str:
@@ -33,21 +37,47 @@ def new_daemon_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def send_bound_s(request_timeout_s: float) -> float:
+    """How long after its last heartbeat a daemon may still have a message leave: it starts
+    no send once its heartbeat is older than FENCE_AFTER_S (measured from when the heartbeat
+    was sent, before the database wrote it), and a send lasts at most the request timeout;
+    a second of margin for clocks and scheduling."""
+    return FENCE_AFTER_S + request_timeout_s + 1.0
+
+
+def beat_numbers(limiters: RateLimiters) -> dict[str, dict[str, float]]:
+    """Each sending number's rate (this daemon's share) and effective rate, for the heartbeat."""
+    return {
+        number: {
+            "rate": round(bucket.configured_rate, 3),
+            "effective": round(bucket.effective_rate, 3),
+        }
+        for number, bucket in limiters.buckets().items()
+    }
+
+
 async def heartbeat_loop(
-    pool: asyncpg.Pool, daemon_id: str, limiters: RateLimiters, on_beat: Callable[[], None]
+    pool: asyncpg.Pool,
+    daemon_id: str,
+    limiters: RateLimiters,
+    on_beat: Callable[[float], None],
+    beat: Callable[[], store.Beat],
 ) -> None:
-    """Every daemon takes an equal share of each number's rate: n live daemons, 1/n each."""
+    """Heartbeat every second (what `beat` says: stops confirmed, numbers, rates); then call
+    `on_beat` with the monotonic time the heartbeat was sent. Every daemon takes an equal
+    share of each number's rate: n live daemons, 1/n each."""
     host, pid = socket.gethostname(), os.getpid()
     loop = asyncio.get_running_loop()
     while True:
+        started = time.monotonic()
         try:
             async with pool.acquire() as conn:
-                await store.heartbeat(conn, daemon_id, host, pid)
+                await store.heartbeat(conn, daemon_id, host, pid, beat())
                 live = max(1, await store.live_daemon_count(conn, DEAD_AFTER_S))
             if abs(limiters.share - 1 / live) > 1e-9:
                 log.info("rate_share_changed", daemons=live, share=round(1 / live, 4))
                 limiters.set_share(loop.time(), 1 / live)
-            on_beat()
+            on_beat(started)
         except CONNECTION_ERRORS as exc:
             log.warning("heartbeat_failed", error=repr(exc))
             await asyncio.sleep(HEARTBEAT_EVERY_S / 4)

@@ -1,5 +1,5 @@
 """The daemon's web server: the receipts webhook, `/healthz`, `/readyz`, and any extra routes
-(e.g. `/metrics`) installed by other components.
+installed by other components (`/metrics` has a server of its own: engine.metrics).
 
 The webhook answers fast: the signature is checked over the raw bytes before parsing, every
 status of the POST is stored in one statement (which also NOTIFYs the reconcilers), and only
@@ -16,6 +16,7 @@ closed without reading the rest.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -39,7 +40,7 @@ from daemon.engine.ingress import (
     track_requests,
 )
 from daemon.engine.runtime import Component, Runtime
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, ListenError
 from daemon.logs import get_logger
 from daemon.whatsapp.signature import SIGNATURE_HEADER, StreamingVerifier, parse_header
 from daemon.whatsapp.webhook import (
@@ -113,9 +114,12 @@ def build_web_app(deps: WebDeps) -> web.Application:
 
 
 @asynccontextmanager
-async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+async def serve_web_app(
+    app: web.Application, host: str, port: int, *, what: str = "the webhook"
+) -> AsyncIterator[str]:
     """Serve `app` on host:port (0: an ephemeral port) for the body; yields the base URL.
-    Connections are bounded by the app's `[webhook]` limits (`engine/ingress.py`)."""
+    Connections are bounded by the `[webhook]` limits (`engine/ingress.py`). ListenError (one
+    line, naming `what` and the address) when it cannot listen there."""
     webhook = app[DEPS_KEY].config.webhook
     limits = IngressLimits(
         max_connections=webhook.max_connections,
@@ -123,6 +127,8 @@ async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIter
         header_timeout_s=webhook.header_timeout_s,
         body_timeout_s=webhook.body_timeout_s,
     )
+    stats = app.get(STATS_KEY)  # the metrics app has none: its connections are counted apart
+    connections = stats.connections if stats is not None else ConnectionStats()
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -135,11 +141,15 @@ async def serve_web_app(app: web.Application, host: str, port: int) -> AsyncIter
     )
     await runner.setup()
     try:
-        site = GuardedSite(runner, host, port, limits, app[STATS_KEY].connections)
+        site = GuardedSite(runner, host, port, limits, connections)
         try:
             await site.start()
         except OSError as exc:
-            raise ConfigError(f"cannot serve the webhook on {host}:{port}: {exc}") from exc
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ListenError(
+                f"cannot serve {what} on {host}:{port}: {reason} (another wa-sender on this "
+                "host? set a different port)"
+            ) from None
         base_url = site.name
         log.info("web_server_started", url=base_url)
         yield base_url

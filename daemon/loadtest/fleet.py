@@ -24,7 +24,8 @@ READY_TIMEOUT_S = 60.0
 class DaemonSettings:
     dsn: str
     env: Mapping[str, str]  # WA_SENDER_* for every daemon
-    web_ports: tuple[int, ...] = ()  # one per daemon: webhook (receipts on) and /metrics
+    web_ports: tuple[int, ...] = ()  # one per daemon: the webhook (receipts on)
+    metrics_ports: tuple[int, ...] = ()  # one per daemon: /metrics
     probe: bool = True
 
 
@@ -56,6 +57,8 @@ class DaemonFleet:
         env = {**self.settings.env, "DATABASE_URL": self.settings.dsn}
         if self.settings.web_ports:
             env["WA_SENDER_WEBHOOK_PORT"] = str(self.settings.web_ports[slot.index])
+        if self.settings.metrics_ports:
+            env["WA_SENDER_METRICS_PORT"] = str(self.settings.metrics_ports[slot.index])
         if self.settings.probe:
             argv = [sys.executable, "-m", "daemon.loadtest.probe", "--latency-out", str(latency)]
             slot.latency_files.append(latency)

@@ -139,6 +139,8 @@ def daemon_env(options: LoadtestOptions, base_url: str) -> dict[str, str]:
         "WA_SENDER_WHATSAPP_ACCESS_TOKEN": TOKEN,
         "WA_SENDER_WHATSAPP_MAX_CONNECTIONS": str(options.effective_max_connections),
         "WA_SENDER_SENDER_RATE_PER_SECOND": repr(options.daemon_rate),
+        # The mock, not the Cloud API: rates above its 1,000 msg/s per number are allowed.
+        "WA_SENDER_SENDER_MAX_RATE_PER_SECOND": repr(max(options.daemon_rate, 1000.0)),
         "WA_SENDER_SENDER_BURST": repr(options.daemon_burst),
         "WA_SENDER_SENDER_CONCURRENCY": str(options.effective_concurrency),
         "WA_SENDER_RECOVERY_GRACE_S": GRACE_S,
@@ -177,15 +179,18 @@ async def run_wa_sender(
             max(1.0, ctx.remaining_s()),
         )
         seed_s = time.monotonic() - seeded
-        # Each daemon's web server (webhook and /metrics) on a port of its own.
+        # Each daemon's webhook and /metrics on ports of their own.
         ports = tuple(free_port() for _ in range(options.daemons))
+        metrics_ports = tuple(free_port() for _ in range(options.daemons))
         webhook_url = f"http://127.0.0.1:{ports[0]}{WEBHOOK_PATH}" if options.receipts else None
         mock = await start_mock(mock_settings(options, webhook_url), run_dir / "mock.log")
         ctx.children.append(mock.child)
         sampler = ctx.sampler(mock, database=True)
         fleet = DaemonFleet(
             options.daemons,
-            DaemonSettings(dsn, daemon_env(options, mock.base_url), ports, options.probe),
+            DaemonSettings(
+                dsn, daemon_env(options, mock.base_url), ports, metrics_ports, options.probe
+            ),
             run_dir,
             sampler,
         )

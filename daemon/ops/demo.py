@@ -21,7 +21,8 @@ from typing import TextIO
 import asyncpg
 
 from daemon.config import Config, Secret, with_overrides
-from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState
+from daemon.core.model import CampaignProgress
+from daemon.core.states import PENDING_STATES, CampaignCommand, CampaignState, ContactState
 from daemon.db import campaigns as store
 from daemon.db import templates_store
 from daemon.db.importer import ImportResult, import_contacts
@@ -31,7 +32,7 @@ from daemon.db.sql import query
 from daemon.engine.service import default_components, run_daemon
 from daemon.logs import configure_logging
 from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
-from daemon.mockapi.server import start_mock_server
+from daemon.mockapi.server import RunningMock, start_mock_server
 from daemon.ops.create import CampaignRequest, create_campaign_from_request
 from daemon.ops.render import progress_bar, progress_table
 from daemon.whatsapp.management import fetch_templates, management_session
@@ -42,11 +43,19 @@ DEMO_TOKEN = "demo-token"
 # ({{first_name}}) and a URL button whose url ends in each contact's own suffix.
 DEMO_TEMPLATE = "spring_offer"
 DEMO_IMAGE = "https://shop.example.com/img/spring.jpg"
+# The states of a contact the API accepted a message for.
+REACHED = (
+    ContactState.SENT,
+    ContactState.DELIVERED,
+    ContactState.READ,
+    ContactState.DELIVERY_FAILED,
+)
 # Recipients that the mock refuses for good, to show Sending failed with its code.
 NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
 
 
 def free_port() -> int:
+    """A free TCP port on loopback (for the demo's webhook)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -63,6 +72,7 @@ def write_generated_contacts(path: Path, sample: Path, count: int) -> None:
 
 
 def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -> Config:
+    """`config` pointed at the local mock, with throwaway secrets and the demo's pace."""
     return with_overrides(
         config,
         whatsapp={
@@ -88,6 +98,7 @@ def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -
 
 
 async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: TextIO) -> int:
+    """The whole demo on `dsn`: a campaign, the mock, the daemon, live progress; its exit code."""
     configure_logging("console", "warning", stream=sys.stderr)
     webhook_port = free_port()
     sample = resources.files("daemon.demo").joinpath("contacts.csv")
@@ -116,7 +127,7 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             ),
         )
         async with start_mock_server(mock_config) as mock:
-            campaign_id, result = await _demo_campaign(
+            campaign_id, _imported = await _demo_campaign(
                 conn, mock.base_url, mock_config.waba_id, sample, contacts, out
             )
             daemon_cfg = demo_config(config, mock.base_url, webhook_port, rate)
@@ -145,12 +156,7 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
                 code = await asyncio.wait_for(daemon, 60)
         progress = await store.campaign_progress(conn, campaign_id)
         print("\n" + progress_table(progress), file=out)
-        duplicates = len(mock.state.duplicated_callback_data())
-        print(
-            f"\nmock received {len(mock.state.accepted)} messages for {result.imported} contacts; "
-            f"double sends: {duplicates}",
-            file=out,
-        )
+        print("\n" + closing_line(progress, len(mock.state.accepted), mock), file=out)
         return code
     finally:
         await conn.close()
@@ -194,6 +200,20 @@ async def _demo_campaign(
         file=out,
     )
     return created.campaign_id, result
+
+
+def closing_line(progress: CampaignProgress, accepted: int, mock: RunningMock) -> str:
+    """ "N messages for N contacts (M refused by the API), double sends: 0": the messages the
+    mock accepted, the contacts that got one, those it refused for good, and the callback
+    data it accepted more than once."""
+    counts = progress.counts
+    reached = sum(counts.get(state, 0) for state in REACHED)
+    refused = counts.get(ContactState.SENDING_FAILED, 0)
+    duplicates = len(mock.state.duplicated_callback_data())
+    return (
+        f"{accepted} messages for {reached} contacts ({refused} refused by the API), "
+        f"double sends: {duplicates}"
+    )
 
 
 async def _show_progress(
@@ -252,4 +272,5 @@ async def _wait_receipts_applied(conn: asyncpg.Connection, timeout_s: float) -> 
 
 
 def main_demo(config: Config, dsn: str, contacts: int, rate: float) -> int:
+    """`run_demo` to stdout, in its own event loop."""
     return asyncio.run(run_demo(config, dsn, contacts, rate, sys.stdout))

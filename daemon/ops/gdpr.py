@@ -21,6 +21,8 @@ FORGET_REASON = "gdpr forget"
 
 @dataclass(frozen=True)
 class PurgeResult:
+    """What `purge` anonymised: campaigns, contacts, receipts, messaging-limit entries."""
+
     campaigns: int
     contacts: int
     receipts: int
@@ -29,6 +31,8 @@ class PurgeResult:
 
 @dataclass(frozen=True)
 class ForgetResult:
+    """What `forget` did to one person: contacts, receipts, entries, the suppression."""
+
     contacts: int
     removed: int  # of `contacts`: still waiting to be sent, now removed
     receipts: int

@@ -1,27 +1,56 @@
-"""Text and JSON renderings of campaigns for the CLI."""
+"""Text and JSON renderings for the CLI, and the one escaping helper every table or line of
+user text goes through (`printable`): a campaign name holding ESC, CR or LF must not move the
+operator's cursor, recolour the terminal, or forge a line of output."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from daemon.core.model import Campaign, CampaignProgress
 from daemon.core.states import ContactState
 
+# C0 and C1 controls, DEL, the bidirectional overrides and isolates (RTL tricks), and the
+# Unicode line and paragraph separators. Other format characters (the zero-width joiner of
+# emoji sequences) are shown as they are.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(value: object) -> str:
+    """`value` as text safe to print in a table or a line: control characters escaped
+    (`\\x1b`, `\\r`, `\\n`, `\\u202e`); everything else as it is."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNPRINTABLE.sub(_escape, text)
+
 
 def progress_bar(fraction: float, width: int = 30) -> str:
+    """`[#####.....]`, `fraction` of it filled."""
     filled = round(max(0.0, min(1.0, fraction)) * width)
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
 def campaign_line(c: Campaign) -> str:
+    """One line of `campaign list`: id, state, name, template, reason."""
     reason = c.pause_reason or c.hold_reason
-    extra = f"  ({reason})" if reason else ""
-    return (
-        f"{c.id:>6}  {c.state.value:<9} {c.name}  [{c.template.name}/{c.template.language}]{extra}"
-    )
+    extra = f"  ({printable(reason)})" if reason else ""
+    template = f"{printable(c.template.name)}/{printable(c.template.language)}"
+    return f"{c.id:>6}  {c.state.value:<9} {printable(c.name)}  [{template}]{extra}"
 
 
 def campaign_dict(c: Campaign) -> dict[str, Any]:
+    """The campaign for `--json` (JSON escapes control characters itself)."""
     return {
         "id": c.id,
         "name": c.name,
@@ -46,6 +75,7 @@ def campaign_dict(c: Campaign) -> dict[str, Any]:
 
 
 def progress_dict(p: CampaignProgress) -> dict[str, Any]:
+    """The campaign with its counts by state, for `campaign status --json`."""
     return {
         **campaign_dict(p.campaign),
         "total": p.total,
@@ -59,17 +89,18 @@ def progress_dict(p: CampaignProgress) -> dict[str, Any]:
 def progress_table(
     p: CampaignProgress, *, rate: float | None = None, eta_s: float | None = None
 ) -> str:
+    """The `campaign status` table: counts and shares by state, then the progress bar."""
     c = p.campaign
-    lines = [f"Campaign {c.id} {c.name!r}: {c.state.value}"]
+    lines = [f"Campaign {c.id} '{printable(c.name)}': {c.state.value}"]
     spec = c.template_spec
     lines.append(
-        f"Template: {spec.name} ({spec.language}), {spec.source.value}"
-        + (f", {spec.definition.category}" if spec.definition.category else "")
+        f"Template: {printable(spec.name)} ({printable(spec.language)}), {spec.source.value}"
+        + (f", {printable(spec.definition.category)}" if spec.definition.category else "")
     )
     if c.pause_reason:
-        lines.append(f"Paused: {c.pause_reason}")
+        lines.append(f"Paused: {printable(c.pause_reason)}")
     if c.hold_reason:
-        lines.append(f"Held: {c.hold_reason}")
+        lines.append(f"Held: {printable(c.hold_reason)}")
     lines.append(f"{'State':<24}{'Count':>10}{'%':>8}")
     total = p.total
     for state in ContactState:

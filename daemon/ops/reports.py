@@ -26,6 +26,7 @@ import asyncpg
 from daemon.db.campaigns import get_campaign
 from daemon.db.sql import report_path
 from daemon.errors import NotFoundError, WaSenderError
+from daemon.ops.render import printable
 
 FORMATS = ("table", "csv", "json")
 
@@ -34,10 +35,12 @@ _VARIABLE = re.compile(r"(?<!:):(?:'campaign_id'|campaign_id\b)")
 
 
 def reports_dir() -> Path:
+    """sql/reports/."""
     return report_path("_").parent
 
 
 def available_reports() -> list[str]:
+    """The report names, sorted."""
     return sorted(p.stem for p in reports_dir().glob("*.sql") if _NAME.fullmatch(p.stem))
 
 
@@ -59,6 +62,8 @@ def to_parameterised(psql_text: str) -> str:
 
 @dataclass(frozen=True)
 class ReportResult:
+    """A report's columns and rows."""
+
     name: str
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
@@ -84,6 +89,7 @@ async def run_report(
 
 
 def render(result: ReportResult, fmt: str) -> str:
+    """The result as `fmt`: table, csv or json."""
     if fmt == "table":
         return render_table(result)
     if fmt == "csv":
@@ -95,17 +101,16 @@ def render(result: ReportResult, fmt: str) -> str:
 
 def render_table(result: ReportResult) -> str:
     """Aligned columns like psql's: numbers right-aligned, NULL empty, a row count at the end."""
-    cells = [[_text(v, table=True) for v in row] for row in result.rows]
+    cells = [[printable(_text(v, table=True)) for v in row] for row in result.rows]
     numeric = [
         all(row[i] is None or _is_number(row[i]) for row in result.rows)
         and any(row[i] is not None for row in result.rows)
         for i in range(len(result.columns))
     ]
-    widths = [
-        max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(result.columns)
-    ]
+    columns = [printable(name) for name in result.columns]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
     lines = [
-        "  ".join(name.ljust(w) for name, w in zip(result.columns, widths, strict=True)).rstrip(),
+        "  ".join(name.ljust(w) for name, w in zip(columns, widths, strict=True)).rstrip(),
         "  ".join("-" * w for w in widths),
     ]
     for row in cells:
@@ -121,6 +126,7 @@ def render_table(result: ReportResult) -> str:
 
 
 def render_csv(result: ReportResult) -> str:
+    """The result as CSV, a header row first."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.columns)
@@ -129,6 +135,7 @@ def render_csv(result: ReportResult) -> str:
 
 
 def render_json(result: ReportResult) -> str:
+    """The result as a JSON array of objects, one per row."""
     return json.dumps(
         [
             {name: _json_value(v) for name, v in zip(result.columns, row, strict=True)}

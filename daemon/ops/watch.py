@@ -19,7 +19,7 @@ import asyncpg
 from daemon.core.model import CampaignProgress
 from daemon.core.states import CampaignState
 from daemon.db.campaigns import campaign_progress
-from daemon.ops.render import progress_table
+from daemon.ops.render import printable, progress_table
 
 DONE_STATES = frozenset({CampaignState.FINISHED, CampaignState.CANCELED})
 RATE_WINDOW_S = 10.0
@@ -70,7 +70,7 @@ def progress_line(p: CampaignProgress, rate: float | None, eta_s: float | None, 
         line += f", ETA {eta_s:,.0f}s"
     reason = c.pause_reason or c.hold_reason
     if reason:
-        line += f" ({reason})"
+        line += f" ({printable(reason)})"
     return line
 
 
@@ -82,6 +82,7 @@ class _Screen:
         self.lines = 0
 
     def draw(self, text: str) -> None:
+        """Replace the block drawn last with `text`."""
         prefix = f"\x1b[{self.lines}F\x1b[J" if self.lines else ""
         self.out.write(prefix + text + "\n")
         self.out.flush()

@@ -30,8 +30,10 @@ WHERE id = $1
 RETURNING *;
 
 -- name: pause_campaign
+-- A stop: the next stop number, which every daemon confirms (daemons.acked_stop_seq).
 UPDATE campaigns
-SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now()
+SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now(),
+    stop_seq = nextval('campaign_stop_seq')
 WHERE id = $1
 RETURNING *;
 
@@ -43,16 +45,48 @@ WHERE id = $1
 RETURNING *;
 
 -- name: cancel_campaign
+-- A stop, like pause; the contacts are moved afterwards, in batches (cancel_pending_batch).
 UPDATE campaigns
 SET state = 'canceled', canceled_at = now(), hold_reason = NULL, hold_until = NULL,
-    updated_at = now()
+    updated_at = now(), stop_seq = nextval('campaign_stop_seq')
 WHERE id = $1
 RETURNING *;
 
--- name: cancel_pending_contacts
-UPDATE contacts
-SET state = 'canceled_by_admin', canceled_at = now(), next_attempt_at = NULL, updated_at = now()
-WHERE campaign_id = $1 AND state IN ('initial', 'retry_scheduled');
+-- name: cancel_pending_batch
+-- Up to $3 contacts of canceled campaign $1 not sent yet (ids above $2, walking
+-- contacts_claimable) become canceled_by_admin; how many, and the highest id done.
+WITH done AS (
+    UPDATE contacts
+    SET state = 'canceled_by_admin', canceled_at = now(), next_attempt_at = NULL,
+        updated_at = now()
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM contacts
+        WHERE campaign_id = $1 AND state IN ('initial', 'retry_scheduled') AND id > $2
+        ORDER BY campaign_id, id
+        LIMIT $3
+        FOR UPDATE
+    ))
+    RETURNING id
+)
+SELECT count(*) AS n, max(id) AS last_id FROM done;
+
+-- name: cancel_unheld_in_progress
+-- Contacts of canceled campaign $1 still in progress, claimed by a daemon that can no longer
+-- send (gone, or silent for longer than its send bound): canceled_by_admin, their outcome
+-- unknown (a receipt may still prove the message left, and moves them on).
+UPDATE contacts AS c
+SET state = 'canceled_by_admin', canceled_at = now(), outcome_unknown = true,
+    unknown_attempts = c.unknown_attempts + 1, claimed_by = NULL, lease_until = NULL,
+    next_attempt_at = NULL, updated_at = now()
+WHERE c.campaign_id = $1 AND c.state = 'in_progress'
+  AND NOT EXISTS (
+      SELECT 1 FROM daemons d
+      WHERE d.id = c.claimed_by AND d.heartbeat_at > now() - make_interval(secs => d.send_bound_s)
+  );
+
+-- name: pending_contact_count
+SELECT count(*) FROM contacts
+WHERE campaign_id = $1 AND state IN ('initial', 'retry_scheduled', 'in_progress');
 
 -- name: notify_campaigns_changed
 SELECT pg_notify('wa_sender_campaigns', $1::text);

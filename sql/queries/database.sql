@@ -14,3 +14,9 @@ DROP DATABASE IF EXISTS {database} WITH (FORCE);
 
 -- name: backend_pid
 SELECT pg_backend_pid();
+
+-- name: client_connections
+-- Client connections to the server other than this one (the embedded server's keeper stops
+-- it after a while without any).
+SELECT count(*) FROM pg_stat_activity
+WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();

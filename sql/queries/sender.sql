@@ -1,7 +1,12 @@
 -- The sender's hot path: claim, record, release, recover; daemon heartbeats; limit guard.
 
 -- name: running_campaigns
-SELECT * FROM campaigns WHERE state = 'running' ORDER BY id;
+-- The running campaigns, each row with the highest stop number as of the same snapshot: a
+-- campaign stopped after this read (a higher number) is not taken for running by it.
+SELECT k.*, s.stop_seq_now
+FROM campaigns k, (SELECT coalesce(max(stop_seq), 0) AS stop_seq_now FROM campaigns) s
+WHERE k.state = 'running'
+ORDER BY k.id;
 
 -- name: claim_contacts
 -- $1 campaign, $2 daemon id, $3 lease seconds, $4 how many, $5 the highest id claimed from
@@ -166,8 +171,10 @@ FROM contacts c JOIN campaigns k ON k.id = c.campaign_id
 WHERE c.state = 'retry_scheduled' AND k.state = 'running';
 
 -- name: pause_campaign_fatal
+-- A stop like an operator's pause (the next stop number): every daemon drops the campaign.
 UPDATE campaigns
-SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now()
+SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now(),
+    stop_seq = nextval('campaign_stop_seq')
 WHERE id = $1 AND state = 'running'
 RETURNING id;
 
@@ -182,9 +189,24 @@ UPDATE campaigns
 SET hold_reason = NULL, hold_until = NULL, updated_at = now()
 WHERE id = $1 AND hold_reason IS NOT NULL;
 
+-- name: register_daemon
+-- A daemon starting holds nothing: it confirms every stop made so far. $4 its send bound in
+-- seconds, $5 its version. Returns the stop number it starts from.
+INSERT INTO daemons (id, hostname, pid, send_bound_s, version, acked_stop_seq)
+VALUES ($1, $2, $3, $4, $5, (SELECT coalesce(max(stop_seq), 0) FROM campaigns))
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+RETURNING acked_stop_seq;
+
 -- name: heartbeat
-INSERT INTO daemons (id, hostname, pid) VALUES ($1, $2, $3)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now();
+-- $4 the stops it has confirmed (its row may have been removed meanwhile: made again),
+-- $5 its numbers and rates (jsonb), $6 messages accepted since it started, $7 its send bound.
+INSERT INTO daemons (id, hostname, pid, acked_stop_seq, numbers, sent, send_bound_s)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (id) DO UPDATE
+SET heartbeat_at = now(),
+    acked_stop_seq = greatest(daemons.acked_stop_seq, EXCLUDED.acked_stop_seq),
+    numbers = EXCLUDED.numbers,
+    sent = EXCLUDED.sent;
 
 -- name: live_daemon_count
 SELECT count(*) FROM daemons WHERE heartbeat_at > now() - make_interval(secs => $1);

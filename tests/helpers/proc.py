@@ -22,6 +22,8 @@ def daemon_env(dsn: str, base_url: str, **overrides: str) -> dict[str, str]:
             "WA_SENDER_WEBHOOK_ENABLED": "false",
             "WA_SENDER_METRICS_ENABLED": "false",
             "WA_SENDER_SENDER_RATE_PER_SECOND": "1000",
+            # Against the mock, above the Cloud API's 1,000 msg/s per number.
+            "WA_SENDER_SENDER_MAX_RATE_PER_SECOND": "1000000",
             "WA_SENDER_SENDER_BURST": "50",
             "WA_SENDER_SENDER_RETRY_INITIAL_S": "0.05",
             "WA_SENDER_SENDER_RETRY_MAX_S": "0.2",
