@@ -136,8 +136,9 @@ async def test_no_secret_reaches_any_output(
         with pytest.raises(asyncpg.InvalidPasswordError):
             await asyncpg.connect(_wrong_password(dsn))
     cid = await campaign_with_contacts(conn, tmp_path, 200)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
+    metrics_base = f"http://127.0.0.1:{metrics_port}"
     # Error paths log too: transient and permanent errors, timeouts, dropped connections.
     faults = FaultConfig(
         transient_rate=0.1, permanent_rate=0.05, timeout_rate=0.02, hang_s=2.5, drop_rate=0.02
@@ -154,6 +155,8 @@ async def test_no_secret_reaches_any_output(
             webhook_host="127.0.0.1",
             webhook_port=str(port),
             metrics_enabled="true",
+            metrics_host="127.0.0.1",
+            metrics_port=str(metrics_port),
         )
         stdout_path, stderr_path = tmp_path / "daemon.out", tmp_path / "daemon.err"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -185,7 +188,9 @@ async def test_no_secret_reaches_any_output(
                 )
                 await wait_until_final(conn, cid, timeout_s=90)
                 assert await _get(outputs, session, base + "/readyz", "/readyz") == 200
-                assert await _get(outputs, session, base + "/metrics", "/metrics") == 200
+                assert await _get(outputs, session, metrics_base + "/metrics", "/metrics") == 200
+                for path in ("/healthz", "/readyz"):
+                    assert await _get(outputs, session, metrics_base + path, path) == 200
                 # The handshake, right and wrong, and posts signed, forged and unsigned.
                 for token in (VERIFY_TOKEN, "guess"):
                     query = f"hub.mode=subscribe&hub.verify_token={token}&hub.challenge=42"
@@ -195,7 +200,9 @@ async def test_no_secret_reaches_any_output(
                     headers = {SIGNATURE_HEADER: signature} if signature else {}
                     async with session.post(base + "/webhook", data=body, headers=headers) as r:
                         outputs.add("webhook answers", await r.read())
-                assert await _get(outputs, session, base + "/metrics", "/metrics") == 200
+                assert await _get(outputs, session, metrics_base + "/metrics", "/metrics") == 200
+                for path in ("/healthz", "/readyz"):
+                    assert await _get(outputs, session, metrics_base + path, path) == 200
         finally:
             assert await stop_daemon(daemon) == 0
         outputs.add("daemon stdout", stdout_path.read_bytes())

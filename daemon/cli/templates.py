@@ -35,20 +35,20 @@ def add_parser(commands: Commands) -> None:
     p = sub.add_parser(
         "sync", help="read the WABA's templates from Meta (whatsapp.waba_id) into the catalogue"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the counts synced as JSON")
     p.set_defaults(handler=cmd_templates_sync)
     p = sub.add_parser("list", help="the catalogue: one line per template and language")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the catalogue as JSON")
     p.set_defaults(handler=cmd_templates_list)
     p = sub.add_parser(
         "show", help="a template's components and the CSV columns / constants each one needs"
     )
-    p.add_argument("name")
+    p.add_argument("name", help="the template's name")
     p.add_argument("--language", help="only this language (default: every one)")
     p.add_argument(
         "--template-file", type=Path, help="read the template from this JSON file (Meta's shape)"
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the template and its keys as JSON")
     p.set_defaults(handler=cmd_templates_show)
 
 
