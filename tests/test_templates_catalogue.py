@@ -294,3 +294,12 @@ async def test_a_template_paused_while_its_campaign_sends_stops_it_within_second
     assert counts.get("initial", 0) >= 1000  # stopped long before the end of the list
     reason = (await get_campaign(conn, cid)).pause_reason
     assert reason is not None and "is PAUSED, not APPROVED" in reason
+
+
+async def test_sync_says_which_server_it_could_not_reach(db_dsn: str) -> None:
+    async with start_mock_server() as mock:
+        base_url = mock.base_url
+    # The mock is gone: nothing listens there any more.
+    env = {**env_for(mock), "WA_SENDER_WHATSAPP_BASE_URL": base_url}
+    result = await asyncio.to_thread(wa, db_dsn, "templates", "sync", env=env)
+    one_line_error(result, f"templates of WABA {WABA}: no answer from {base_url} (")
