@@ -294,6 +294,16 @@ async def test_a_template_paused_while_its_campaign_sends_stops_it_within_second
     assert counts.get("initial", 0) >= 1000  # stopped long before the end of the list
     reason = (await get_campaign(conn, cid)).pause_reason
     assert reason is not None and "is PAUSED, not APPROVED" in reason
+    try:  # resuming is refused while the catalogue still says PAUSED
+        await change_campaign_state(conn, cid, CampaignCommand.RESUME)
+    except TemplateRefusedError as exc:
+        assert "cannot resume: template sample_body_types (en_US) is PAUSED" in str(exc)
+    else:
+        raise AssertionError("resume was allowed")
+    await _set_status(conn, "sample_body_types", "APPROVED")  # Meta approved it again
+    assert (await change_campaign_state(conn, cid, CampaignCommand.RESUME)).state.value == (
+        "running"
+    )
 
 
 async def test_sync_says_which_server_it_could_not_reach(db_dsn: str) -> None:
