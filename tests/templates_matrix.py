@@ -34,6 +34,13 @@ from daemon.mockapi.validation import inline_refs
 
 SCHEMA_DIR = Path(__file__).parent / "data" / "schema"
 TINY_PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+# A 1 x 1 white PNG.
+TINY_PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00"
+    b"\x00\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\r\xefF\xb8\x00"
+    b"\x00\x00\x00IEND\xaeB`\x82"
+)
+HEADER_FILES = {".pdf": TINY_PDF, ".png": TINY_PNG}
 
 
 @dataclass(frozen=True)
@@ -112,10 +119,24 @@ CASES: list[Case] = [
         sets={"header.image.id": "4490709327384033"},
     ),
     *_both(
+        "header image (uploaded file)",
+        "sample_image",
+        NAME,
+        NAMED,
+        header_file="spring.png",
+    ),
+    *_both(
         "header video (link)",
         "sample_video",
         {"header.video.link": "https://cdn.example.com/{i}.mp4", **NAME},
         {"header.video.link": "https://cdn.example.com/{i}.mp4", **NAMED},
+    ),
+    *_both(
+        "header video (media id)",
+        "sample_video",
+        NAME,
+        NAMED,
+        sets={"header.video.id": "1166846181421424"},
     ),
     *_both(
         "header document (link, filename)",

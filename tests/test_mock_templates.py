@@ -204,6 +204,34 @@ async def test_unknown_names_pass_unless_the_catalogue_is_strict(
         )
 
 
+async def test_a_disabled_template_is_132016_and_codes_over_15_are_refused(
+    http: aiohttp.ClientSession,
+) -> None:
+    disabled = [
+        {**d, "status": "DISABLED"} if d["name"] == "sample_rich_named" else d
+        for d in SAMPLE_TEMPLATES
+    ]
+    async with start_mock_server(MockConfig(templates=tuple(disabled))) as mock:
+        status, payload = await post(http, mock, rich())
+        assert (status, payload["error"]["code"]) == (400, 132016), payload
+        assert payload["error"]["message"].startswith("(#132016) ")
+    long_coupon = rich()
+    components(long_coupon)[4]["parameters"][0]["coupon_code"] = "C" * 16
+    long_otp = body_of("sample_otp_copy_code", {"body.1": "1" * 16})
+    async with start_mock_server() as mock:
+        status, payload = await post(http, mock, long_coupon)  # the schema's maxLength
+        assert (status, payload["error"]["code"]) == (400, 100), payload
+        assert (
+            "coupon_code: 'CCCCCCCCCCCCCCCC' is too long"
+            in (payload["error"]["error_data"]["details"])
+        )
+        status, payload = await post(http, mock, long_otp)  # the template check's limit
+        assert (status, payload["error"]["code"]) == (400, 131009), payload
+        assert (
+            "one-time password is over 15 characters" in (payload["error"]["error_data"]["details"])
+        )
+
+
 async def test_an_unknown_phone_number_id_is_graph_s_100_33(http: aiohttp.ClientSession) -> None:
     async with start_mock_server(MockConfig(phone_number_ids=frozenset({PHONE_ID}))) as mock:
         status, payload = await post(http, mock, rich(), number="123")

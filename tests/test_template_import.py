@@ -4,7 +4,9 @@ kept, or fallen back to the campaign's and counted."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from daemon.db.importer import import_contacts
 from daemon.errors import ImportFileError
 from daemon.mockapi.catalogue import SAMPLE_TEMPLATES
 from tests.core.test_template_check import GOOD_RICH, REASONS, RICH
+from tests.test_cli import wa
 
 
 def definition(name: str, language: str = "en_US") -> Any:
@@ -108,6 +111,43 @@ async def test_languages_the_template_lacks_fall_back_and_are_counted(
     assert languages == [None, "de_DE", None, None, None]
 
 
+async def test_contacts_import_shows_the_fallbacks_and_the_reasons(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    cid = await campaign(
+        conn, "sample_header_text", others=[definition("sample_header_text", "de_DE")]
+    )
+    header = ["phone", "header.text", "body.1", "language"]
+    first = write(
+        tmp_path / "a.csv",
+        header,
+        [
+            ["+15550100001", "Summer", "Anna", "de_DE"],
+            ["+15550100002", "Été", "Chloé", "fr_FR"],
+            ["+15550100003", "Summer", "Two\nlines", "en_US"],
+        ],
+    )
+    shown = await asyncio.to_thread(wa, db_dsn, "contacts", "import", str(cid), str(first))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines() == [
+        "imported 2, invalid 1 (of 3 rows)",
+        "  invalid_parameter_text: 1",
+        "  language_fallback: 1 contact(s) in a language the template lacks get the campaign's",
+    ]
+    second = write(tmp_path / "b.csv", header, [["+15550100004", "Verano", "Diego", "es_ES"]])
+    as_json = await asyncio.to_thread(
+        wa, db_dsn, "contacts", "import", str(cid), str(second), "--json"
+    )
+    assert json.loads(as_json.stdout) == {
+        "campaign_id": cid,
+        "rows": 1,
+        "imported": 1,
+        "invalid": 0,
+        "reasons": {},
+        "notes": {"language_fallback": 1},
+    }
+
+
 async def test_a_missing_required_column_refuses_the_file(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -129,3 +169,48 @@ async def test_constants_need_no_column_and_optional_columns_may_be_absent(
     path = write(tmp_path / "c.csv", ["phone"], [["+15550100001"], ["+15550100002"]])
     result = await import_contacts(conn, cid, path)
     assert (result.imported, result.invalid) == (2, 0)
+
+
+# Reasons the rich template cannot show: a TEXT header's limit and a location header's numbers.
+HEADER_REASONS = [
+    ("parameter_too_long", "sample_header_text_named", {"header.text": "x" * 61}),
+    ("invalid_parameter_text", "sample_header_text_named", {"header.text": "a\tb"}),
+    ("invalid_location", "sample_location_named", {"header.location.latitude": "north"}),
+    ("invalid_location", "sample_location_named", {"header.location.longitude": "181"}),
+]
+HEADER_GOOD = {
+    "sample_header_text_named": {"header.text": "x" * 60, "body.first_name": "Anna"},
+    "sample_location_named": {
+        "header.location.latitude": "-90",
+        "header.location.longitude": "180",
+        "body.first_name": "Anna",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("reason", "name", "change"), HEADER_REASONS, ids=[f"{r[1]}-{r[0]}" for r in HEADER_REASONS]
+)
+async def test_header_values_are_checked_at_import_too(
+    conn: asyncpg.Connection, tmp_path: Path, reason: str, name: str, change: dict[str, str]
+) -> None:
+    cid = await campaign(conn, name)
+    good = HEADER_GOOD[name]
+    bad = {**good, **change}
+    path = write(
+        tmp_path / "c.csv",
+        ["phone", *good],
+        [["+15550100001", *good.values()], ["+15550100002", *bad.values()]],
+    )
+    result = await import_contacts(conn, cid, path)
+    assert (result.imported, result.reasons) == (1, {reason: 1})
+    stored = await conn.fetch(
+        "SELECT state::text, invalid_reason, params FROM contacts WHERE campaign_id = $1"
+        " ORDER BY source_line",
+        cid,
+    )
+    assert [(r["state"], r["invalid_reason"]) for r in stored] == [
+        ("initial", None),
+        ("invalid_record", reason),
+    ]
+    assert stored[1]["params"] == bad  # the row as it was: nothing lost

@@ -266,3 +266,50 @@ async def test_a_campaign_whose_template_was_paused_in_the_catalogue_does_not_se
     assert campaign.pause_reason is not None
     assert "template sample_body_types (en_US) is PAUSED, not APPROVED" in campaign.pause_reason
     assert await state_counts(conn, cid) == {"initial": 50}
+
+
+async def test_a_template_paused_while_its_campaign_sends_stops_it_within_seconds(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    async with start_mock_server() as mock:
+        cid = await _from_catalogue(conn, mock, "sample_body_types")
+        path = tmp_path / "c.csv"
+        path.write_text(
+            "phone,body.1,body.2,body.3\n"
+            + "".join(f"+1555010{i:04d},A,B,C\n" for i in range(2000)),
+            encoding="utf-8",
+        )
+        assert (await import_contacts(conn, cid, path)).imported == 2000
+        await change_campaign_state(conn, cid, CampaignCommand.START)
+        config = daemon_config(mock.base_url, sender={"rate_per_second": 100.0, "burst": 10.0})
+        async with running_daemon(config, db_dsn):
+            while mock.state.requests < 20:  # it is sending
+                await asyncio.sleep(0.05)
+            await _set_status(conn, "sample_body_types", "PAUSED")  # a `templates sync`
+            await wait_campaign_state(conn, cid, "paused", timeout_s=30)
+            at_pause = mock.state.requests
+            await asyncio.sleep(1.0)  # 100 more would go out in a second if it still sent
+            assert mock.state.requests - at_pause <= 3  # at most the sends already on the wire
+    counts = await state_counts(conn, cid)
+    assert counts.get("initial", 0) >= 1000  # stopped long before the end of the list
+    reason = (await get_campaign(conn, cid)).pause_reason
+    assert reason is not None and "is PAUSED, not APPROVED" in reason
+    try:  # resuming is refused while the catalogue still says PAUSED
+        await change_campaign_state(conn, cid, CampaignCommand.RESUME)
+    except TemplateRefusedError as exc:
+        assert "cannot resume: template sample_body_types (en_US) is PAUSED" in str(exc)
+    else:
+        raise AssertionError("resume was allowed")
+    await _set_status(conn, "sample_body_types", "APPROVED")  # Meta approved it again
+    assert (await change_campaign_state(conn, cid, CampaignCommand.RESUME)).state.value == (
+        "running"
+    )
+
+
+async def test_sync_says_which_server_it_could_not_reach(db_dsn: str) -> None:
+    async with start_mock_server() as mock:
+        base_url = mock.base_url
+    # The mock is gone: nothing listens there any more.
+    env = {**env_for(mock), "WA_SENDER_WHATSAPP_BASE_URL": base_url}
+    result = await asyncio.to_thread(wa, db_dsn, "templates", "sync", env=env)
+    one_line_error(result, f"templates of WABA {WABA}: no answer from {base_url} (")

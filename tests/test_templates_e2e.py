@@ -26,7 +26,7 @@ from daemon.mockapi.validation import TemplateMessageValidator
 from daemon.ops.create import CampaignRequest, create_campaign_from_request
 from daemon.whatsapp.management import fetch_templates, management_session
 from tests.helpers.daemon import daemon_config, running_daemon, wait_until_final
-from tests.templates_matrix import CASES, TINY_PDF, Case, OfficialSchema
+from tests.templates_matrix import CASES, HEADER_FILES, Case, OfficialSchema
 
 WABA = "102290129340398"
 PHONE = "106540352242922"
@@ -48,7 +48,7 @@ async def create(conn: asyncpg.Connection, case: Case, number: int, tmp_path: Pa
         header_file = None
         if case.header_file is not None:
             header_file = tmp_path / case.header_file
-            header_file.write_bytes(TINY_PDF)
+            header_file.write_bytes(HEADER_FILES[header_file.suffix])
         request = CampaignRequest(
             name=case.id,
             template=case.template,
@@ -148,14 +148,22 @@ async def test_every_component_kind_and_format_goes_end_to_end(
             )
             assert endpoint == expected, case.id
             table[case.id] = check_body(case, endpoint, body, mock, official, validators)
+            if case.header_file is not None:  # sent by the id of its upload for this number
+                header = body["template"]["components"][0]["parameters"][0]
+                uploaded = mock.state.media[header[header["type"]]["id"]]
+                assert (uploaded.phone_number_id, uploaded.filename) == (PHONE, case.header_file)
             for key, value in case.values.items():
                 if not key.endswith((".amount", ".code")):  # amounts are sent as amount_1000
                     text = json.dumps(value.format(i=_contact_index(body)))
                     assert text[1:-1] in json.dumps(body), (case.id, key)
         assert seen == dict.fromkeys(campaigns, CONTACTS)
-        uploaded = [m for m in mock.state.media.values()]
-        assert mock.state.uploads == {PHONE: 2}  # the two uploaded-file campaigns, once each
-        assert {m.filename for m in uploaded} == {"brochure.pdf"}
+        # The uploaded-file campaigns (a document and an image, each in both formats): once each.
+        with_file = [c for c in campaigns.values() if c.header_file is not None]
+        assert mock.state.uploads == {PHONE: len(with_file)} and len(with_file) == 4
+        assert sorted(m.filename for m in mock.state.media.values()) == sorted(
+            c.header_file for c in with_file
+        )
+        assert {m.mime_type for m in mock.state.media.values()} == {"application/pdf", "image/png"}
     print_table(table)
 
 

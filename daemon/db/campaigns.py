@@ -19,13 +19,8 @@ from daemon.core.states import (
     ForbiddenCampaignTransition,
     campaign_next_state,
 )
-from daemon.core.template_spec import (
-    CampaignTemplate,
-    TemplateSource,
-    catalogue_problem,
-    spec_from_json,
-    spec_to_json,
-)
+from daemon.core.template_spec import CampaignTemplate, TemplateSource
+from daemon.core.template_stored import catalogue_problem, spec_from_json, spec_to_json
 from daemon.db.sql import query
 from daemon.db.templates_store import templates_named
 from daemon.errors import NotFoundError, TemplateRefusedError, TransitionError

@@ -25,21 +25,16 @@ import orjson
 import structlog
 from aiohttp import web
 
-from daemon.mockapi.catalogue import DEFAULT_PAGE_LIMIT, SAMPLE_TEMPLATES, Catalogue
+from daemon.mockapi.catalogue import SAMPLE_TEMPLATES, Catalogue
 from daemon.mockapi.config import MockConfig
-from daemon.mockapi.errors import (
-    error_envelope,
-    error_spec,
-    invalid_token_envelope,
-    unknown_object_envelope,
-)
 from daemon.mockapi.fastlane import Answer, FastLanes, FastLaneSite, Unanswered
 from daemon.mockapi.faults import FaultInjector
 from daemon.mockapi.limits import ThroughputLimiter
-from daemon.mockapi.media import read_upload
+from daemon.mockapi.management import ManagementEndpoints
 from daemon.mockapi.receipts import ReceiptSender
-from daemon.mockapi.state import AcceptedMessage, MockState, UploadedFile
-from daemon.mockapi.template_check import template_problem
+from daemon.mockapi.replies import Replies
+from daemon.mockapi.state import AcceptedMessage, MockState
+from daemon.mockapi.template_check import configured_template_problem, send_template_problem
 from daemon.mockapi.validation import (
     RequestProblem,
     TemplateMessageValidator,
@@ -51,7 +46,6 @@ from daemon.mockapi.validation import (
 log = structlog.get_logger()
 
 DEFAULT_API_VERSION = "v23.0"
-_FBTRACE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 _JSON = "application/json"
 _NDJSON_CHUNK = 2000
 MESSAGES = "messages"
@@ -76,10 +70,14 @@ class MockApi:
         )
         templates = SAMPLE_TEMPLATES if config.templates is None else config.templates
         self.catalogue = Catalogue(templates, strict=config.strict_templates)
-        self._media_ids = random.Random(f"{seed}:media")
         self.closing = asyncio.Event()
         self.started_at = time.time()
-        self._ids = random.Random(f"{seed}:ids")
+        self.replies = Replies(
+            self.state, random.Random(f"{seed}:ids"), log_requests=config.log_requests
+        )
+        self.management = ManagementEndpoints(
+            config, self.state, self.catalogue, self.replies, random.Random(f"{seed}:media")
+        )
         self._auth = f"Bearer {config.token}".encode()
         self.lanes = FastLanes(self)
 
@@ -143,7 +141,7 @@ class MockApi:
         if not hmac.compare_digest(authorization, self._auth):
             state.outcomes["unauthorized"] += 1
             state.record_error(190)
-            return 401, orjson.dumps(invalid_token_envelope(self._fbtrace_id()))
+            return self.replies.invalid_token()
         known_numbers = self.config.phone_number_ids
         if known_numbers is not None and phone_number_id not in known_numbers:
             return self._unknown_object(phone_number_id, "post")
@@ -160,13 +158,19 @@ class MockApi:
             and fit.fits(body["template"], marketing)
         ):
             # A known template's body, valid and fitting in one pass (mockapi.template_fit).
-            problem = self._configured_template_problem(body["template"])
+            problem = configured_template_problem(body["template"], self.config)
         elif marketing and isinstance(body, dict) and body.get("type") != "template":
             problem = RequestProblem(100, "Message must be a template message.")
         else:
             problem = validator.check(body) if validator else basic_problem(body)
             if problem is None:
-                problem = self._template_problem(body, marketing)
+                problem = send_template_problem(
+                    body,
+                    self.catalogue,
+                    self.config,
+                    validated=validator is not None,
+                    marketing=marketing,
+                )
         if problem is not None:
             return self._invalid(problem)
 
@@ -205,43 +209,6 @@ class MockApi:
         }
         return 200, orjson.dumps(payload)
 
-    def _template_problem(self, body: Any, marketing: bool = False) -> RequestProblem | None:
-        template = body.get("template")
-        name = template.get("name") if isinstance(template, dict) else None
-        if not isinstance(name, str):
-            return None
-        if self.validator is not None:  # without validation, a body may have any shape
-            try:
-                problem = template_problem(template, self.catalogue, marketing_endpoint=marketing)
-            except (KeyError, TypeError, AttributeError, IndexError):  # not the schema's shape
-                problem = RequestProblem(100, "Invalid parameter template.")
-            if problem is not None:
-                return problem
-        return self._configured_template_problem(template)
-
-    def _configured_template_problem(self, template: dict[str, Any]) -> RequestProblem | None:
-        """`--known-template` and `--expect-params`, when configured."""
-        name = template["name"]
-        known = self.config.known_templates
-        if known is not None and name not in known:
-            details = f"template name ({name}) does not exist in the translation"
-            return RequestProblem(132001, details)
-        expected = self.config.template_param_counts.get(name)
-        if expected is None:
-            return None
-        got = sum(
-            len(component.get("parameters") or [])
-            for component in template.get("components") or []
-            if isinstance(component, dict) and component.get("type") == "body"
-        )
-        if got != expected:
-            return RequestProblem(
-                132000,
-                f"body: number of localizable_params ({got}) does not match the expected"
-                f" number of params ({expected})",
-            )
-        return None
-
     def _accept(self, phone_number_id: str, body: dict[str, Any], mono: float) -> AcceptedMessage:
         template = body.get("template")
         name = template.get("name") if isinstance(template, dict) else None
@@ -260,80 +227,19 @@ class MockApi:
         return message
 
     def _unknown_object(self, object_id: str, method: str) -> tuple[int, bytes]:
-        self.state.outcomes["unknown_object"] += 1
-        self.state.record_error(100)
-        return 400, orjson.dumps(unknown_object_envelope(object_id, method, self._fbtrace_id()))
-
-    # -- template catalogue and media ----------------------------------------------------
-
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization")
-        if header is None:
-            token = request.query.get("access_token")
-            header = f"Bearer {token}" if token else ""
-        return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), self._auth)
-
-    async def list_templates(self, request: web.Request) -> web.Response:
-        """``GET /{version}/{waba_id}/message_templates``: the catalogue, cursor-paged
-        (``limit``, ``after``; ``fields`` picks the fields of each entry)."""
-        if not self._authorized(request):
-            return self._json(invalid_token_envelope(self._fbtrace_id()), 401)
-        waba_id = request.match_info["waba_id"]
-        if waba_id != self.config.waba_id:
-            status, body = self._unknown_object(waba_id, "get")
-            return web.Response(body=body, status=status, content_type=_JSON)
-        try:
-            limit = int(request.query.get("limit", str(DEFAULT_PAGE_LIMIT)))
-        except ValueError:
-            status, body = self._error(100, "Invalid parameter limit.")
-            return web.Response(body=body, status=status, content_type=_JSON)
-        after = request.query.get("after")
-        fields_raw = request.query.get("fields")
-        fields = [f.strip() for f in fields_raw.split(",") if f.strip()] if fields_raw else None
-        page = self.catalogue.page(limit, after, fields)
-        if self.catalogue.has_more(after, limit):
-            cursor = page["paging"]["cursors"]["after"]
-            page["paging"]["next"] = str(request.url.update_query({"after": cursor}))
-        self.state.outcomes["template_pages"] += 1
-        return self._json(page, 200)
-
-    async def upload_media(self, request: web.Request) -> web.Response:
-        """``POST /{version}/{phone_number_id}/media`` (multipart: messaging_product, type,
-        file): ``{"id": MEDIA_ID}``; counted per number in ``uploads``."""
-        if not self._authorized(request):
-            return self._json(invalid_token_envelope(self._fbtrace_id()), 401)
-        number = request.match_info["phone_number_id"]
-        known_numbers = self.config.phone_number_ids
-        if known_numbers is not None and number not in known_numbers:
-            status, body = self._unknown_object(number, "post")
-            return web.Response(body=body, status=status, content_type=_JSON)
-        upload = await read_upload(request)
-        if isinstance(upload, RequestProblem):
-            status, body = self._invalid(upload)
-            return web.Response(body=body, status=status, content_type=_JSON)
-        media_id = str(self._media_ids.randrange(10**15, 10**16))
-        self.state.uploads[number] += 1
-        self.state.media[media_id] = UploadedFile(
-            number, upload.filename, upload.mime_type, upload.size
-        )
-        return self._json({"id": media_id}, 200)
+        return self.replies.unknown_object(object_id, method)
 
     def _invalid(self, problem: RequestProblem) -> tuple[int, bytes]:
-        self.state.outcomes["invalid"] += 1
-        return self._error(problem.code, problem.details)
+        return self.replies.invalid(problem)
 
     def _error(self, code: int, details: str | None = None) -> tuple[int, bytes]:
-        self.state.record_error(code)
-        if self.config.log_requests:
-            log.debug("mock_message_refused", code=code)
-        spec = error_spec(code)
-        return spec.http_status, orjson.dumps(error_envelope(code, self._fbtrace_id(), details))
+        return self.replies.error(code, details)
 
     def _json(self, payload: dict[str, Any], status: int) -> web.Response:
         return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
 
     def _fbtrace_id(self) -> str:
-        return "A" + "".join(self._ids.choices(_FBTRACE_ALPHABET, k=22))
+        return self.replies.fbtrace_id()
 
     # -- harness endpoints ---------------------------------------------------------------
 
@@ -455,8 +361,12 @@ def build_mock_app(config: MockConfig) -> web.Application:
     app.router.add_post(
         r"/{version:v\d+\.\d+}/{phone_number_id}/marketing_messages", api.send_marketing_message
     )
-    app.router.add_post(r"/{version:v\d+\.\d+}/{phone_number_id}/media", api.upload_media)
-    app.router.add_get(r"/{version:v\d+\.\d+}/{waba_id}/message_templates", api.list_templates)
+    app.router.add_post(
+        r"/{version:v\d+\.\d+}/{phone_number_id}/media", api.management.upload_media
+    )
+    app.router.add_get(
+        r"/{version:v\d+\.\d+}/{waba_id}/message_templates", api.management.list_templates
+    )
     app.router.add_get("/healthz", api.healthz)
     app.router.add_get("/_mock/stats", api.get_stats)
     app.router.add_get("/_mock/messages", api.get_messages)

@@ -23,6 +23,7 @@ from daemon.core.templates import (
     TemplateDef,
 )
 from daemon.mockapi.catalogue import Catalogue
+from daemon.mockapi.config import MockConfig
 from daemon.mockapi.validation import RequestProblem
 
 _BAD_TEXT = re.compile(r"[\n\r\t]| {5}")
@@ -33,6 +34,52 @@ _BUTTON_SUB_TYPE = {
     ButtonType.QUICK_REPLY: ("quick_reply", "payload"),
     ButtonType.COPY_CODE: ("copy_code", "coupon_code"),
 }
+
+
+def send_template_problem(
+    body: Any, catalogue: Catalogue, config: MockConfig, *, validated: bool, marketing: bool
+) -> RequestProblem | None:
+    """What the mock refuses in a send's template (None: nothing): the catalogue check when
+    the body was `validated` against the schema (without validation a body may have any
+    shape), then `configured_template_problem`."""
+    template = body.get("template")
+    name = template.get("name") if isinstance(template, dict) else None
+    if not isinstance(name, str):
+        return None
+    if validated:
+        try:
+            problem = template_problem(template, catalogue, marketing_endpoint=marketing)
+        except (KeyError, TypeError, AttributeError, IndexError):  # not the schema's shape
+            problem = RequestProblem(100, "Invalid parameter template.")
+        if problem is not None:
+            return problem
+    return configured_template_problem(template, config)
+
+
+def configured_template_problem(
+    template: Mapping[str, Any], config: MockConfig
+) -> RequestProblem | None:
+    """`--known-template` and `--expect-params`, when configured."""
+    name = template["name"]
+    known = config.known_templates
+    if known is not None and name not in known:
+        details = f"template name ({name}) does not exist in the translation"
+        return RequestProblem(132001, details)
+    expected = config.template_param_counts.get(name)
+    if expected is None:
+        return None
+    got = sum(
+        len(component.get("parameters") or [])
+        for component in template.get("components") or []
+        if isinstance(component, dict) and component.get("type") == "body"
+    )
+    if got != expected:
+        return RequestProblem(
+            132000,
+            f"body: number of localizable_params ({got}) does not match the expected"
+            f" number of params ({expected})",
+        )
+    return None
 
 
 def template_problem(

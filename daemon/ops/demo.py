@@ -127,7 +127,7 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             ),
         )
         async with start_mock_server(mock_config) as mock:
-            campaign_id, _imported = await _demo_campaign(
+            campaign_id, _imported = await create_demo_campaign(
                 conn, mock.base_url, mock_config.waba_id, sample, contacts, out
             )
             daemon_cfg = demo_config(config, mock.base_url, webhook_port, rate)
@@ -162,7 +162,7 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
         await conn.close()
 
 
-async def _demo_campaign(
+async def create_demo_campaign(
     conn: asyncpg.Connection,
     mock_url: str,
     waba_id: str,

@@ -114,7 +114,7 @@ async def upload_media(
             payload = await response.read()
             status = response.status
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise GraphApiError(f"{what}: {type(exc).__name__}", transient=True) from exc
+        raise _unreachable(what, url, exc) from exc
     document = _document(payload)
     if status == 200 and isinstance(document.get("id"), str) and document["id"]:
         media_id: str = document["id"]
@@ -128,11 +128,20 @@ async def _get_json(session: aiohttp.ClientSession, url: URL, *, what: str) -> d
             payload = await response.read()
             status = response.status
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise GraphApiError(f"{what}: {type(exc).__name__}", transient=True) from exc
+        raise _unreachable(what, url, exc) from exc
     document = _document(payload)
     if status != 200:
         raise _refused(what, status, document)
     return document
+
+
+def _unreachable(what: str, url: URL, exc: BaseException) -> GraphApiError:
+    """A call that got no answer (transient): where to, and why, without the query."""
+    reason = str(exc)
+    if not reason and isinstance(exc, TimeoutError):
+        reason = "no answer in time"
+    shown = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
+    return GraphApiError(f"{what}: no answer from {url.origin()} ({shown})", transient=True)
 
 
 def _document(payload: bytes) -> dict[str, Any]:

@@ -14,11 +14,9 @@ from daemon.core.template_spec import (
     TemplateSource,
     ValueType,
     bind_template,
-    catalogue_problem,
-    spec_from_json,
-    spec_to_json,
     template_slots,
 )
+from daemon.core.template_stored import catalogue_problem, spec_from_json, spec_to_json
 from daemon.core.templates import TemplateDef, TemplateError, parse_template
 from daemon.mockapi.catalogue import SAMPLE_TEMPLATES
 
