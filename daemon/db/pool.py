@@ -30,6 +30,33 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# Errors of a database that is there but does not take writes now: read-only (a failover, a
+# maintenance switch), statement_timeout, disk full or out of memory, lock and serialisation
+# conflicts, I/O errors. The daemon stops sending while they last and retries its writes.
+BLOCKED_WRITE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.PostgresSystemError,
+)
+
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, *BLOCKED_WRITE_ERRORS)
+"""What the daemon's loops retry through: a lost connection or a database blocking writes."""
+
+# Errors a value in the statement causes (a unique violation, a number out of range, a byte
+# the encoding refuses): writing the same batch again fails again, so the recorder isolates
+# the result that causes it.
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+)
+
+
+def is_blocked_write(exc: BaseException) -> bool:
+    """Whether `exc` says the database blocks writes (not that the connection was lost)."""
+    return isinstance(exc, BLOCKED_WRITE_ERRORS)
+
 
 class JsonText(str):
     """A value that is already JSON text: written to json/jsonb columns as is."""

@@ -127,6 +127,7 @@ async def run_daemon(
                 config.whatsapp.access_token,
                 timeout_s=config.whatsapp.request_timeout_s,
                 max_connections=config.whatsapp.max_connections,
+                max_response_bytes=config.whatsapp.max_response_bytes,
             )
         )
         limiters = RateLimiters(
