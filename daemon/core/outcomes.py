@@ -350,7 +350,7 @@ def _accepted(document: Mapping[str, Any] | None, http_status: int) -> Outcome |
         OutcomeKind.ACCEPTED,
         wamid,
         wa_id,
-        status if isinstance(status, str) and status else "accepted",
+        status if isinstance(status, str) and status and status.isprintable() else "accepted",
         http_status,
     )
 
