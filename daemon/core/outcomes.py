@@ -184,8 +184,9 @@ def classify_response(
     A 2xx whose body is not a send response (none, not JSON, no `messages[0].id`, an unusable
     id) is UNKNOWN: the request reached the API and nothing says whether the message went; its
     callback data still lets a status receipt resolve it. A 3xx is never followed (a redirect
-    to another origin would hand it the token and the message): FATAL for the campaign, since
-    every contact would get the same redirect. `body` None: not read (over the size bound).
+    to another origin would hand it the token and the message): the API did not take the
+    message, so it is TRANSIENT, bounded by max_attempts like any other failure (contact
+    `error` when they run out). `body` None: not read (over the size bound).
     """
     document = _as_mapping(body)
     error = _error_object(document) if document is not None else None
@@ -200,11 +201,9 @@ def classify_response(
         )
     if 300 <= http_status < 400 and error is None:
         return Outcome(
-            OutcomeKind.FATAL,
+            OutcomeKind.TRANSIENT,
             http_status=http_status,
-            error_title=f"HTTP {http_status} redirect",
-            fatal_reason=f"HTTP {http_status} redirect from the API, not followed:"
-            " check whatsapp.base_url",
+            error_title=f"HTTP {http_status} redirect, not followed",
         )
     outcome = classify_error_object(error or {}, attempt=attempt, http_status=http_status)
     if retry_after_s is not None and outcome.kind is OutcomeKind.THROTTLED:

@@ -370,10 +370,10 @@ def test_204_is_an_unknown_outcome() -> None:
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_a_redirect_is_fatal_for_the_campaign_and_never_followed(status: int) -> None:
+def test_a_redirect_is_a_bounded_failure_never_followed(status: int) -> None:
     outcome = classify_response(status, b"", attempt=1)
-    assert outcome.kind is K.FATAL
-    assert outcome.fatal_reason is not None and "not followed" in outcome.fatal_reason
+    assert outcome.kind is K.TRANSIENT
+    assert outcome.error_title == f"HTTP {status} redirect, not followed"
 
 
 @pytest.mark.parametrize(
