@@ -86,10 +86,20 @@ async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the pool's codecs; DatabaseError when the database cannot be reached."""
     try:
         conn = await asyncpg.connect(dsn)
+    except ValueError as exc:
+        raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc
     await _init_connection(conn)
     return conn
+
+
+def malformed_dsn(exc: ValueError) -> DatabaseError:
+    """One line for a DSN asyncpg cannot parse (a port that is not a number, a broken IPv6
+    address); the DSN itself is never shown (it may hold a password)."""
+    text = str(exc)
+    why = "its port is not a number" if "int()" in text else text.splitlines()[0][:120]
+    return DatabaseError(f"database.url (or DATABASE_URL) is malformed: {why}")
 
 
 class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -116,6 +126,8 @@ async def open_pool(
             init=_init_connection,
             connection_class=PoolConnection,
         )
+    except ValueError as exc:
+        raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc
     try:
