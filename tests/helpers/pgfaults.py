@@ -35,6 +35,11 @@ class RestartablePostgres(EmbeddedPostgres):
     def _popen_server(
         self, args: list[str | Path], log: int, run_dir: Path
     ) -> subprocess.Popen[bytes]:
+        # Durable like a production server: the embedded defaults (fsync, synchronous_commit
+        # off) lose the last commits in an immediate shutdown, results the daemon was told
+        # were written (their contacts stayed in_progress under the live daemon).
+        durable = {"fsync=off": "fsync=on", "synchronous_commit=off": "synchronous_commit=on"}
+        args = [durable.get(a, a) if isinstance(a, str) else a for a in args]
         self._args = args
         return super()._popen_server(args, log, run_dir)
 
@@ -137,7 +142,7 @@ def table_lock(seconds: float) -> FaultFn:
 def restart(sig: signal.Signals) -> FaultFn:
     async def fault(ctx: FaultContext) -> None:
         await asyncio.to_thread(ctx.server.halt, sig)
-        await asyncio.to_thread(ctx.server.resume)
+        ctx.server.resume()  # on this thread: the server dies with the thread that spawned it
 
     return fault
 
@@ -145,7 +150,7 @@ def restart(sig: signal.Signals) -> FaultFn:
 async def stopped_15s(ctx: FaultContext) -> None:
     await asyncio.to_thread(ctx.server.halt, signal.SIGINT)
     await asyncio.sleep(15)
-    await asyncio.to_thread(ctx.server.resume)
+    ctx.server.resume()  # on this thread (PR_SET_PDEATHSIG follows the spawning thread)
 
 
 class TinyDisk:
