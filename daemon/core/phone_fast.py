@@ -107,7 +107,8 @@ def _country(code: int) -> _Country | None:
 def _region_country(region: str) -> _Country | None:
     if region not in _BY_REGION:
         metadata = PhoneMetadata.metadata_for_region(region, None)
-        country = _country(metadata.country_code) if metadata is not None else None
+        code = metadata.country_code if metadata is not None else None
+        country = _country(code) if code is not None else None
         _BY_REGION[region] = country if country is not None and country.region == region else None
     return _BY_REGION[region]
 
@@ -120,8 +121,10 @@ def _type_pattern(country: _Country, length: int) -> re.Pattern[str] | None:
     assert metadata is not None
     general = metadata.general_desc
     combined: re.Pattern[str] | None = None
-    if general.national_number_pattern and (
-        not general.possible_length or length in general.possible_length
+    if (
+        general is not None
+        and general.national_number_pattern
+        and (not general.possible_length or length in general.possible_length)
     ):
         alternatives = []
         for name in _TYPES:
@@ -164,9 +167,7 @@ def fast_parse(
             return None
         if digits.startswith(country.code_text):
             return None
-        if country.international_prefix is not None and country.international_prefix.match(
-            digits
-        ):
+        if country.international_prefix is not None and country.international_prefix.match(digits):
             return None
         national = digits
     if not 2 <= len(national) <= 17 or national[0] == "0":

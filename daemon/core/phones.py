@@ -19,7 +19,7 @@ import phonenumbers
 from phonenumbers import NumberParseException
 from phonenumbers.timezone import time_zones_for_number
 
-from daemon.core.phone_fast import INVALID, UNKNOWN_ZONE, fast_parse, single_zone
+from daemon.core.phone_fast import INVALID, fast_parse, single_zone
 
 # Formatting people and spreadsheets put in numbers: spaces (also no-break and thin ones),
 # dashes, dots, slashes, parentheses. Anything else but ASCII digits is refused: phonenumbers
