@@ -71,6 +71,7 @@ async def measure(dsn: str, path: Path) -> dict[str, float | int]:
         "rows_in_database": in_db,
         "seconds": round(seconds, 3),
         "rows_per_s": round(result.rows / seconds),
+        **result.timings,
     }
 
 

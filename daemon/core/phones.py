@@ -68,6 +68,8 @@ def clean_digits(raw: str) -> tuple[str, bool]:
     """The number's digits and whether they carry an international prefix ("+" or "00");
     InvalidPhone for what cannot be a number at all."""
     text = raw.strip()
+    if text.startswith("(+") and ")" in text:  # "(+420) 602 123 456"
+        text = "+" + text[2:].replace(")", " ", 1)
     international = text.startswith("+")
     if international:
         text = text[1:]
