@@ -36,6 +36,7 @@ class CsvSource:
     encoding: str
     size: int
     _raw: BinaryIO = field(repr=False)
+    _text: io.TextIOWrapper | None = field(default=None, repr=False)
 
     @property
     def bytes_read(self) -> int:
@@ -46,15 +47,16 @@ class CsvSource:
         """The file's lines with their line ends, decoded; ImportFileError at a byte that
         does not decode."""
         text = io.TextIOWrapper(self._raw, encoding=self.encoding, newline="")
+        self._text = text
         try:
             yield from text
         except UnicodeDecodeError:
             raise ImportFileError(decode_error(self.path, self.encoding)) from None
-        finally:
-            text.detach()
 
     def close(self) -> None:
         """Close the file."""
+        if self._text is not None:
+            self._text.close()  # closes the raw file too
         self._raw.close()
 
 
