@@ -75,16 +75,23 @@ async def export_contacts(
     fmt: str = "csv",
 ) -> int:
     """Write the campaign's contacts to `out` as CSV (formula-looking cells neutralised, the
-    parameters as one JSON cell) or as JSON lines' array; the number of contacts written."""
+    parameters as one JSON cell and one column each) or as one JSON array; the number of
+    contacts written."""
     n = 0
     async with conn.transaction(readonly=True):
         if fmt == "csv":
+            # Each of the template's values in a column of its own too (param.KEY), so that a
+            # spreadsheet shows them, formula-looking ones neutralised like every cell.
+            required, optional = (
+                await get_campaign(conn, campaign_id)
+            ).template_spec.import_columns()
+            keys = [*required, *optional]
             writer = csv.writer(out, lineterminator="\r\n")
-            writer.writerow(EXPORT_COLUMNS)
+            writer.writerow([*EXPORT_COLUMNS, *(f"param.{k}" for k in keys)])
             async for row in export_rows(conn, campaign_id, states):
-                writer.writerow(
-                    [csv_safe("" if row[c] is None else str(row[c])) for c in EXPORT_COLUMNS]
-                )
+                values = json.loads(row["params"]) if keys else {}
+                cells = [row[c] for c in EXPORT_COLUMNS] + [values.get(k) for k in keys]
+                writer.writerow([csv_safe("" if v is None else str(v)) for v in cells])
                 n += 1
         else:
             out.write("[")
