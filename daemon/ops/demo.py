@@ -51,7 +51,7 @@ REACHED = (
     ContactState.DELIVERY_FAILED,
 )
 # Recipients that the mock refuses for good, to show Sending failed with its code.
-NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
+NOT_ON_WHATSAPP = {"447700000003": 131026, "447700000011": 131026}
 
 
 def free_port() -> int:
