@@ -191,7 +191,7 @@ async def test_wrong_encoding_names_offset_line_and_option(
 ) -> None:
     campaign_id = await _campaign(conn)
     path = tmp_path / "c.csv"
-    head = "phone,first_name\n+447700000001,Anna\n".encode()
+    head = b"phone,first_name\n+447700000001,Anna\n"
     path.write_bytes(head + "+447700000002,Šárka\n".encode("cp1250"))
     with pytest.raises(ImportFileError) as refused:
         await import_contacts(conn, campaign_id, path)

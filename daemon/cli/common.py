@@ -86,7 +86,8 @@ def parse_phone(raw: str, default_country: str | None = None) -> str:
     try:
         return normalize_phone(raw, default_country)
     except InvalidPhone as exc:
-        hint = " (add the country code, or --default-country)" if not default_country else ""
+        missing = exc.reason == "missing_country_code"
+        hint = " (add the country code, or --default-country)" if missing else ""
         raise WaSenderError(f"invalid phone {raw!r}: {exc.reason}{hint}") from None
 
 
