@@ -68,7 +68,7 @@ def write_generated_contacts(path: Path, sample: Path, count: int) -> None:
         out.write(src.read())
         writer = csv.writer(out)
         for i in range(count):
-            writer.writerow([f"+1 555 01{i:05d}", f"Guest{i}", f"G{i:06d}"])
+            writer.writerow([f"+44 7911 {i:06d}", f"Guest{i}", f"G{i:06d}"])
 
 
 def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -> Config:
