@@ -32,6 +32,8 @@ CHANGING = [
     ["campaign", "cancel"],
     ["contacts", "import"],
     ["contacts", "remove"],
+    ["campaign", "retarget"],
+    ["campaign", "delete"],
     ["suppression", "add"],
     ["suppression", "remove"],
     ["gdpr", "purge"],

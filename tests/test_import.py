@@ -267,3 +267,18 @@ async def test_database_enforces_state_values(conn: asyncpg.Connection) -> None:
     from daemon.core.states import ContactState
 
     assert labels == [s.value for s in ContactState]
+
+
+async def test_a_nul_in_a_cell_makes_that_row_invalid_with_its_line(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    campaign_id = await _campaign(conn)
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"phone,first_name\n+447700000001,A\n+447700000002,B\x00b\n+447700000003,C\n")
+    result = await import_contacts(conn, campaign_id, path)
+    assert (result.imported, result.reasons) == (2, {"nul_character": 1})
+    bad = await conn.fetchrow(
+        "SELECT source_line, params->>'first_name' AS name FROM contacts"
+        " WHERE state = 'invalid_record'"
+    )
+    assert (bad["source_line"], bad["name"]) == (3, "B\ufffdb")
