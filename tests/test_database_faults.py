@@ -261,7 +261,7 @@ async def run_fault(
 
 async def tiny_tablespace(server: RestartablePostgres, disk: pgfaults.TinyDisk) -> Any:
     """A `before` hook: contacts moved onto a tablespace on the tiny disk."""
-    owner = "nobody" if server._user is None else server._user.pw_name  # noqa: SLF001
+    owner = "nobody" if server._user is None else server._user.pw_name
     disk.mount(owner)
     admin = await asyncpg.connect(server.dsn)
     try:
