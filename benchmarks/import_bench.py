@@ -1,7 +1,8 @@
 """Import benchmark: a CSV with 1% invalid rows through `contacts import`'s code, at two sizes,
 each in a process of its own, to show that memory does not grow with the file.
 
-Prints rows/s and the importing process's peak RSS for each size, and writes JSON. Uses
+Prints rows/s and the importing process's peak RSS for each size, then exports the campaign
+(`contacts export`, streamed) and prints its peak RSS too, and writes JSON. Uses
 DATABASE_URL if set, else a throwaway embedded PostgreSQL. Phones are Czech mobiles, half
 written internationally (`+420 601 234 567`), half nationally (`601 234 567`, read with the
 default country CZ).
@@ -28,6 +29,7 @@ from daemon.db.embedded import EmbeddedPostgres
 from daemon.db.importer import import_contacts
 from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
+from daemon.ops.contacts_out import export_contacts
 
 
 def write_csv(path: Path, rows: int, invalid_share: float, seed: int = 1) -> int:
@@ -62,6 +64,11 @@ async def measure(dsn: str, path: Path) -> dict[str, float | int]:
         in_db = await conn.fetchval(
             "SELECT count(*) FROM contacts WHERE campaign_id = $1", campaign_id
         )
+        rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        export_started = time.perf_counter()
+        with (path.parent / "export.csv").open("w", encoding="utf-8", newline="") as out:
+            exported = await export_contacts(conn, campaign_id, out)
+        export_seconds = time.perf_counter() - export_started
     finally:
         await conn.close()
     return {
@@ -72,6 +79,10 @@ async def measure(dsn: str, path: Path) -> dict[str, float | int]:
         "seconds": round(seconds, 3),
         "rows_per_s": round(result.rows / seconds),
         **result.timings,
+        "peak_rss_mb_import": round(rss_import / 1024, 1),
+        "exported": exported,
+        "export_seconds": round(export_seconds, 3),
+        "export_rows_per_s": round(exported / export_seconds),
     }
 
 
@@ -88,8 +99,10 @@ def single(rows: int, dsn: str | None) -> dict[str, float | int]:
                 figures = asyncio.run(measure(server.dsn, path))
     figures["invalid_written"] = invalid
     figures["peak_rss_mb_before_import"] = round(rss_before / 1024, 1)
+    # ru_maxrss only grows: peak_rss_mb_import is the import's peak, this one the export's too.
     figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     exact = figures["imported"] + figures["invalid"] == rows == figures["rows_in_database"]
+    exact = exact and figures["exported"] == rows
     figures["exact"] = bool(exact and figures["invalid"] == invalid)
     return figures
 
@@ -118,7 +131,9 @@ def main() -> None:
         print(
             f"{rows:>9,} rows: imported {figures['imported']:,} + invalid {figures['invalid']:,}"
             f" ({'exact' if figures['exact'] else 'NOT EXACT'}) in {figures['seconds']} s:"
-            f" {figures['rows_per_s']:,} rows/s, peak RSS {figures['peak_rss_mb']} MB"
+            f" {figures['rows_per_s']:,} rows/s, peak RSS {figures['peak_rss_mb_import']} MB;"
+            f" export {figures['exported']:,} in {figures['export_seconds']} s,"
+            f" peak RSS {figures['peak_rss_mb']} MB"
         )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
