@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import phonenumbers
+
 from daemon.errors import ConfigError
 
 
@@ -170,6 +172,16 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class ImportConfig:
+    """[import]: contacts files."""
+
+    # The country (ISO 3166 alpha-2, e.g. "CZ") national numbers are read in when neither
+    # `contacts import --default-country` nor the campaign names one. Empty: such numbers are
+    # invalid records (missing_country_code), never guessed.
+    default_country: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, one frozen section per table of config.toml."""
 
@@ -182,6 +194,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    # [import] ("import" is a Python keyword: the section's field is named imports).
+    imports: ImportConfig = field(default_factory=ImportConfig)
 
 
 SECRET_KEYS = frozenset(
@@ -291,8 +305,18 @@ SECTIONS: Mapping[str, type] = {
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
     "runtime": RuntimeConfig,
+    "import": ImportConfig,
 }
 """Each table of config.toml and the dataclass it fills (the fields of `Config`)."""
+
+
+_FIELDS: Mapping[str, str] = {"import": "imports"}
+"""The `Config` field of a section whose name Python cannot use as one."""
+
+
+def section_of(config: Config, section: str) -> Any:
+    """The dataclass of `section` ("import" -> config.imports)."""
+    return getattr(config, _FIELDS.get(section, section))
 
 
 def numeric_keys() -> dict[str, type]:
@@ -388,7 +412,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
                 f"{where}: {section}.{key} must be one of {', '.join(sorted(allowed))}, "
                 f"got {chosen!r}"
             )
-    built = {name: SECTIONS[name](**sections.get(name, {})) for name in SECTIONS}
+    built = {_FIELDS.get(n, n): SECTIONS[n](**sections.get(n, {})) for n in SECTIONS}
     config = Config(**built)
     check_bounds(config, origins)
     _check_values(config, origins)
@@ -398,7 +422,7 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
 def key_value(config: Config, name: str) -> Any:
     """The value of "section.key" in `config`."""
     section, _, key = name.partition(".")
-    return getattr(getattr(config, section), key)
+    return getattr(section_of(config, section), key)
 
 
 def _limit(config: Config, limit: Limit) -> float:
@@ -468,6 +492,11 @@ def _check_values(config: Config, origins: Mapping[str, str]) -> None:
     for name in ("webhook.host", "metrics.host"):
         if not key_value(config, name).strip():
             fail(name, "must not be empty")
+    country = config.imports.default_country
+    if country and country.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
+        fail(
+            "import.default_country", f"must be an ISO 3166 alpha-2 code (e.g. CZ), got {country!r}"
+        )
     webhook, metrics = config.webhook, config.metrics
     if (
         webhook.enabled
@@ -481,7 +510,7 @@ def _check_values(config: Config, origins: Mapping[str, str]) -> None:
 def with_overrides(config: Config, **sections: Mapping[str, Any]) -> Config:
     """A copy of `config` with some keys replaced (tests, demo, load test)."""
     changes = {
-        name: dataclasses.replace(getattr(config, name), **values)
+        _FIELDS.get(name, name): dataclasses.replace(section_of(config, name), **values)
         for name, values in sections.items()
     }
     return dataclasses.replace(config, **changes)

@@ -64,7 +64,7 @@ def test_campaign_workflow_end_to_end(db_dsn: str, tmp_path: Path) -> None:
     assert created.returncode == 0, created.stderr
     cid = created.stdout.strip()
     csv_path = write_csv(
-        tmp_path / "c.csv", [("+1 650 555 1234", "Anna"), ("abc", "X"), ("16505551234", "Dup")]
+        tmp_path / "c.csv", [("+1 650 555 1234", "Anna"), ("abc", "X"), ("+16505551234", "Dup")]
     )
     imported = json.loads(wa(db_dsn, "contacts", "import", cid, str(csv_path), "--json").stdout)
     assert imported == {
@@ -102,7 +102,7 @@ def test_campaign_workflow_end_to_end(db_dsn: str, tmp_path: Path) -> None:
     assert wa(db_dsn, "campaign", "start", cid).stdout.strip() == f"campaign {cid} is running"
     one_line_error(wa(db_dsn, "campaign", "start", cid), "cannot start a campaign that is running")
     one_line_error(
-        wa(db_dsn, "contacts", "remove", cid, "16505551234"), "only while it is draft or paused"
+        wa(db_dsn, "contacts", "remove", cid, "+16505551234"), "only while it is draft or paused"
     )
     assert wa(db_dsn, "campaign", "cancel", cid).returncode == 0
     status = json.loads(wa(db_dsn, "campaign", "status", cid, "--json").stdout)

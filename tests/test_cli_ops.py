@@ -32,6 +32,8 @@ CHANGING = [
     ["campaign", "cancel"],
     ["contacts", "import"],
     ["contacts", "remove"],
+    ["campaign", "retarget"],
+    ["campaign", "delete"],
     ["suppression", "add"],
     ["suppression", "remove"],
     ["gdpr", "purge"],
@@ -117,9 +119,9 @@ def test_json_everywhere_the_new_state_and_the_counts(db_dsn: str, tmp_path: Pat
     created = _create(db_dsn)
     cid = str(created["id"])
     assert created["state"] == "draft" and created["name"] == "Spring"
-    csv_path = write_csv(tmp_path / "c.csv", [("16505551234", "Anna"), ("16505551235", "Bo")])
+    csv_path = write_csv(tmp_path / "c.csv", [("+16505551234", "Anna"), ("+16505551235", "Bo")])
     assert _json(db_dsn, "contacts", "import", cid, str(csv_path))["imported"] == 2
-    removing = wa(db_dsn, "contacts", "remove", cid, "16505551235", "16505559999", "--json")
+    removing = wa(db_dsn, "contacts", "remove", cid, "+16505551235", "+16505559999", "--json")
     assert removing.returncode == 1  # one phone could not be removed: as without --json
     assert json.loads(removing.stdout) == {
         "campaign_id": int(cid),
@@ -135,12 +137,12 @@ def test_json_everywhere_the_new_state_and_the_counts(db_dsn: str, tmp_path: Pat
     canceled = _json(db_dsn, "campaign", "cancel", cid)
     assert canceled["state"] == "canceled" and canceled["stop"]["canceled"] == 1  # type: ignore[index]
     assert canceled["counts"]["canceled_by_admin"] == 1  # type: ignore[index]
-    added = _json(db_dsn, "suppression", "add", "16505550000", "16505550000")
+    added = _json(db_dsn, "suppression", "add", "+16505550000", "+16505550000")
     assert added == {"added": 1, "already_listed": 1}
-    assert _json(db_dsn, "suppression", "remove", "16505550000") == {"removed": 1, "not_listed": 0}
+    assert _json(db_dsn, "suppression", "remove", "+16505550000") == {"removed": 1, "not_listed": 0}
     purged = _json(db_dsn, "gdpr", "purge", "--older-than", "0")
     assert purged["older_than_days"] == 0 and purged["campaigns"] == 1
-    forgot = _json(db_dsn, "gdpr", "forget", "16505551234")
+    forgot = _json(db_dsn, "gdpr", "forget", "+16505551234")
     assert forgot["suppression_added"] is True
 
 

@@ -367,7 +367,7 @@ async def test_forget_removes_one_person_everywhere_but_the_suppression_list(
     }
     assert await conn.fetchval("SELECT count(*) FROM recipient_window") == window_size
 
-    code, out, _ = await _cli(monkeypatch, db_dsn, "gdpr", "forget", "5511987654321")
+    code, out, _ = await _cli(monkeypatch, db_dsn, "gdpr", "forget", "+5511987654321")
     assert code == 0
     assert out == (
         "anonymised 0 contacts (0 not yet sent, now removed); scrubbed 0 status receipts and "

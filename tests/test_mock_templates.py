@@ -437,7 +437,7 @@ async def test_receipts_of_marketing_messages_arrive_the_same_way(
     path = tmp_path / "c.csv"
     path.write_text(
         "phone,body.1,button.0.coupon_code\n"
-        + "".join(f"1555{i:07d},Name{i},C{i}\n" for i in range(40)),
+        + "".join(f"+44770{i:07d},Name{i},C{i}\n" for i in range(40)),
         encoding="utf-8",
     )
     assert (await import_contacts(conn, cid, path)).imported == 40

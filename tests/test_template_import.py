@@ -50,10 +50,10 @@ async def test_each_validation_reason_makes_its_row_an_invalid_record(
     cid = await campaign(conn, "sample_rich_named", **RICH)
     columns = list(GOOD_RICH)
     rows = [
-        [f"+1555010{i:04d}", *({**GOOD_RICH, **change}[c] for c in columns)]
+        [f"+44770010{i:04d}", *({**GOOD_RICH, **change}[c] for c in columns)]
         for i, (_, _, change) in enumerate(REASONS)
     ]
-    rows.append(["+15550109999", *(GOOD_RICH[c] for c in columns)])  # one good row
+    rows.append(["+447700109999", *(GOOD_RICH[c] for c in columns)])  # one good row
     result = await import_contacts(conn, cid, write(tmp_path / "c.csv", ["phone", *columns], rows))
     assert (result.rows, result.imported, result.invalid) == (len(REASONS) + 1, 1, len(REASONS))
     stored = await conn.fetch(
@@ -75,7 +75,7 @@ async def test_one_row_per_reason(
 ) -> None:
     cid = await campaign(conn, name, **RICH)
     row = {**GOOD_RICH, **change}
-    path = write(tmp_path / "c.csv", ["phone", *row], [["+15550100001", *row.values()]])
+    path = write(tmp_path / "c.csv", ["phone", *row], [["+447700100001", *row.values()]])
     result = await import_contacts(conn, cid, path)
     assert result.reasons == {reason: 1}
     assert (
@@ -91,11 +91,11 @@ async def test_languages_the_template_lacks_fall_back_and_are_counted(
         conn, "sample_header_text", others=[definition("sample_header_text", "de_DE")]
     )
     rows = [
-        ["+15550100001", "Summer", "Anna", "en_US"],
-        ["+15550100002", "Sommer", "Berta", "de_DE"],
-        ["+15550100003", "Été", "Chloé", "fr_FR"],
-        ["+15550100004", "Verano", "Diego", "es_ES"],
-        ["+15550100005", "Summer", "Eve", ""],
+        ["+447700100001", "Summer", "Anna", "en_US"],
+        ["+447700100002", "Sommer", "Berta", "de_DE"],
+        ["+447700100003", "Été", "Chloé", "fr_FR"],
+        ["+447700100004", "Verano", "Diego", "es_ES"],
+        ["+447700100005", "Summer", "Eve", ""],
     ]
     path = write(tmp_path / "c.csv", ["phone", "header.text", "body.1", "language"], rows)
     result = await import_contacts(conn, cid, path)
@@ -122,9 +122,9 @@ async def test_contacts_import_shows_the_fallbacks_and_the_reasons(
         tmp_path / "a.csv",
         header,
         [
-            ["+15550100001", "Summer", "Anna", "de_DE"],
-            ["+15550100002", "Été", "Chloé", "fr_FR"],
-            ["+15550100003", "Summer", "Two\nlines", "en_US"],
+            ["+447700100001", "Summer", "Anna", "de_DE"],
+            ["+447700100002", "Été", "Chloé", "fr_FR"],
+            ["+447700100003", "Summer", "Two\nlines", "en_US"],
         ],
     )
     shown = await asyncio.to_thread(wa, db_dsn, "contacts", "import", str(cid), str(first))
@@ -134,7 +134,7 @@ async def test_contacts_import_shows_the_fallbacks_and_the_reasons(
         "  invalid_parameter_text: 1",
         "  language_fallback: 1 contact(s) in a language the template lacks get the campaign's",
     ]
-    second = write(tmp_path / "b.csv", header, [["+15550100004", "Verano", "Diego", "es_ES"]])
+    second = write(tmp_path / "b.csv", header, [["+447700100004", "Verano", "Diego", "es_ES"]])
     as_json = await asyncio.to_thread(
         wa, db_dsn, "contacts", "import", str(cid), str(second), "--json"
     )
@@ -152,7 +152,7 @@ async def test_a_missing_required_column_refuses_the_file(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
     cid = await campaign(conn, "sample_url_button")
-    path = write(tmp_path / "c.csv", ["phone", "body.1"], [["+15550100001", "Anna"]])
+    path = write(tmp_path / "c.csv", ["phone", "body.1"], [["+447700100001", "Anna"]])
     with pytest.raises(
         ImportFileError,
         match=r"missing template parameter column\(s\): "
@@ -166,7 +166,7 @@ async def test_constants_need_no_column_and_optional_columns_may_be_absent(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
     cid = await campaign(conn, "sample_quick_reply", sets={"body.1": "everyone"})
-    path = write(tmp_path / "c.csv", ["phone"], [["+15550100001"], ["+15550100002"]])
+    path = write(tmp_path / "c.csv", ["phone"], [["+447700100001"], ["+447700100002"]])
     result = await import_contacts(conn, cid, path)
     assert (result.imported, result.invalid) == (2, 0)
 
@@ -200,7 +200,7 @@ async def test_header_values_are_checked_at_import_too(
     path = write(
         tmp_path / "c.csv",
         ["phone", *good],
-        [["+15550100001", *good.values()], ["+15550100002", *bad.values()]],
+        [["+447700100001", *good.values()], ["+447700100002", *bad.values()]],
     )
     result = await import_contacts(conn, cid, path)
     assert (result.imported, result.reasons) == (1, {reason: 1})

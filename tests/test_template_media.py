@@ -45,7 +45,7 @@ async def document_campaign(
     path = tmp_path / f"{number}.csv"
     path.write_text(
         "phone,body.first_name\n"
-        + "".join(f"1555{offset + i:07d},Name{i}\n" for i in range(contacts)),
+        + "".join(f"+44770{offset + i:07d},Name{i}\n" for i in range(contacts)),
         encoding="utf-8",
     )
     assert (await import_contacts(conn, cid, path)).imported == contacts

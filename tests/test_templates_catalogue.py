@@ -253,7 +253,8 @@ async def test_a_campaign_whose_template_was_paused_in_the_catalogue_does_not_se
         cid = await _from_catalogue(conn, mock, "sample_body_types")
         path = tmp_path / "c.csv"
         path.write_text(
-            "phone,body.1,body.2,body.3\n" + "".join(f"+1555010{i:04d},A,B,C\n" for i in range(50)),
+            "phone,body.1,body.2,body.3\n"
+            + "".join(f"+44770010{i:04d},A,B,C\n" for i in range(50)),
             encoding="utf-8",
         )
         assert (await import_contacts(conn, cid, path)).imported == 50
@@ -276,7 +277,7 @@ async def test_a_template_paused_while_its_campaign_sends_stops_it_within_second
         path = tmp_path / "c.csv"
         path.write_text(
             "phone,body.1,body.2,body.3\n"
-            + "".join(f"+1555010{i:04d},A,B,C\n" for i in range(2000)),
+            + "".join(f"+44770010{i:04d},A,B,C\n" for i in range(2000)),
             encoding="utf-8",
         )
         assert (await import_contacts(conn, cid, path)).imported == 2000

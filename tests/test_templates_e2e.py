@@ -67,7 +67,7 @@ async def create(conn: asyncpg.Connection, case: Case, number: int, tmp_path: Pa
         writer.writerow(["phone", *case.values])
         for i in range(CONTACTS):
             row = [v.format(i=i) for v in case.values.values()]
-            writer.writerow([f"1555{number:03d}{i:04d}", *row])
+            writer.writerow([f"+4479{number:04d}{i:04d}", *row])
     result = await import_contacts(conn, campaign_id, path)
     assert (result.imported, result.invalid) == (CONTACTS, 0), (case.id, result.reasons)
     await change_campaign_state(conn, campaign_id, CampaignCommand.START)

@@ -10,9 +10,11 @@ from typing import Any, TextIO
 
 import asyncpg
 
+from daemon.cli import retarget as retarget_cli
 from daemon.cli.common import (
     Commands,
     Handler,
+    add_country_option,
     phone_number_id_arg,
     positive_int,
     print_json,
@@ -102,6 +104,7 @@ def add_parser(commands: Commands) -> None:
         default=None,
         help="Marketing Messages API product policy",
     )
+    add_country_option(p, "the numbers of its imports")
     p.add_argument("--json", action="store_true", help="print the new campaign as JSON")
     p.set_defaults(handler=cmd_campaign_create)
     p = sub.add_parser("list", help="list campaigns")
@@ -126,6 +129,7 @@ def add_parser(commands: Commands) -> None:
         p.add_argument("id", type=positive_int, help="campaign id")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.set_defaults(handler=_lifecycle(command))
+    retarget_cli.add_actions(sub)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -173,6 +177,7 @@ def cmd_campaign_create(args: argparse.Namespace, config: Config) -> int:
         template_file=read_template_file(args.template_file) if args.template_file else None,
         message_send_ttl_seconds=args.message_send_ttl_seconds,
         product_policy=args.product_policy,
+        default_country=args.default_country,
     )
 
     async def work(conn: asyncpg.Connection) -> int:

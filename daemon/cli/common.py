@@ -13,7 +13,7 @@ from typing import TypeAlias
 import asyncpg
 
 from daemon.config import Config
-from daemon.core.phones import InvalidPhone, normalize_phone
+from daemon.core.phones import InvalidPhone, known_region, normalize_phone
 from daemon.db.database import database_dsn
 from daemon.db.migrate import apply_migrations, require_current_schema
 from daemon.db.pool import connect
@@ -80,20 +80,54 @@ async def ensure_schema(conn: asyncpg.Connection, *, embedded: bool) -> None:
     await require_current_schema(conn)
 
 
-def parse_phone(raw: str) -> str:
-    """The normalised phone number; WaSenderError (one line) when it is not one."""
+def parse_phone(raw: str, default_country: str | None = None) -> str:
+    """The normalised phone number (national forms read in `default_country`); WaSenderError
+    (one line) when it is not one."""
     try:
-        return normalize_phone(raw)
+        return normalize_phone(raw, default_country)
     except InvalidPhone as exc:
-        raise WaSenderError(f"invalid phone {raw!r}: {exc.reason}") from None
+        missing = exc.reason == "missing_country_code"
+        hint = " (add the country code, or --default-country)" if missing else ""
+        raise WaSenderError(f"invalid phone {raw!r}: {exc.reason}{hint}") from None
 
 
 def phone_arg(raw: str) -> str:
-    """Argument type: a phone number, normalised."""
+    """Argument type: a phone number as written; `phones_of` normalises it once the default
+    country is known."""
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("empty phone number")
+    return raw
+
+
+def phones_of(args: argparse.Namespace, config: Config) -> list[str]:
+    """`args.phones` normalised in `--default-country` (else `import.default_country`)."""
+    country = default_country(args, config)
+    return [parse_phone(raw, country) for raw in args.phones]
+
+
+def default_country(args: argparse.Namespace, config: Config) -> str | None:
+    """`--default-country` when given, else `import.default_country`, else None."""
+    given = getattr(args, "default_country", None) or config.imports.default_country
+    return known_region(given) if given else None
+
+
+def country_arg(raw: str) -> str:
+    """Argument type: an ISO 3166 alpha-2 country code phonenumbers knows ("cz" -> "CZ")."""
     try:
-        return parse_phone(raw)
-    except WaSenderError as exc:
+        return known_region(raw)
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_country_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--default-country CC`."""
+    parser.add_argument(
+        "--default-country",
+        type=country_arg,
+        metavar="CC",
+        help=f"read {what} without a country code as numbers of this country (ISO 3166, e.g."
+        " CZ); default: import.default_country",
+    )
 
 
 def phone_number_id_arg(raw: str) -> str:

@@ -7,7 +7,15 @@ import dataclasses
 
 import asyncpg
 
-from daemon.cli.common import Commands, days, parse_phone, print_json, with_connection
+from daemon.cli.common import (
+    Commands,
+    add_country_option,
+    days,
+    default_country,
+    parse_phone,
+    print_json,
+    with_connection,
+)
 from daemon.config import Config
 from daemon.ops import gdpr
 
@@ -41,6 +49,7 @@ def add_parser(commands: Commands) -> None:
         "never messaged again.",
     )
     p.add_argument("phone", metavar="PHONE", help="the person's phone number")
+    add_country_option(p, "a number")
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_gdpr_forget)
 
@@ -65,7 +74,7 @@ def cmd_gdpr_purge(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_gdpr_forget(args: argparse.Namespace, config: Config) -> int:
     """`gdpr forget PHONE`: anonymise a person everywhere and suppress the number."""
-    phone = parse_phone(args.phone)
+    phone = parse_phone(args.phone, default_country(args, config))
 
     async def work(conn: asyncpg.Connection) -> int:
         r = await gdpr.forget(conn, phone)

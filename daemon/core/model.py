@@ -36,6 +36,8 @@ class Campaign:
     # The template's binding to the contacts' values; a campaign from before the template
     # catalogue (or created without one) gets `legacy_spec(template)`.
     spec: CampaignTemplate | None = None
+    # The country national numbers of its imports are read in (ISO 3166, e.g. "CZ").
+    default_country: str | None = None
 
     @property
     def template_spec(self) -> CampaignTemplate:

@@ -45,6 +45,7 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         finished_at=r["finished_at"],
         spec=None if raw_spec is None else _stored_spec(orjson.dumps(raw_spec)),
         stop_seq=r.get("stop_seq", 0),
+        default_country=r.get("default_country"),
     )
 
 
@@ -77,6 +78,13 @@ async def create_campaign(
         spec_to_json(spec) if spec is not None else None,
     )
     return CampaignId(campaign_id)
+
+
+async def set_default_country(
+    conn: asyncpg.Connection, campaign_id: int, country: str | None
+) -> None:
+    """The country the campaign's imports read national numbers in (None: the import's)."""
+    await conn.execute(query("set_campaign_default_country"), campaign_id, country)
 
 
 async def get_campaign(

@@ -1,36 +1,46 @@
-"""Contact import: the CSV streamed into one COPY into `contacts`, inside one transaction.
+"""Contact import: the CSV parsed as it is read, COPied into a temporary staging table, then
+one INSERT ... SELECT into `contacts` that settles duplicates, phones already in the campaign
+and suppressions in SQL, all in one transaction.
 
-Every data row becomes exactly one contact: `initial`, or `invalid_record` with its reason.
-Parsing the next chunk overlaps with PostgreSQL writing the previous one; a CSV error half
-way aborts the COPY, so a bad file changes nothing.
+Every data row becomes exactly one contact, `initial` or `invalid_record` with its reason,
+except rows whose phone is already live in the campaign: they are counted
+(`already_in_campaign`) and not added. Memory does not grow with the file: no set of phones
+is held in Python. A CSV error half way aborts the transaction, so a bad file changes nothing;
+a dry run rolls back what it staged.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
-from daemon.core.csvimport import ContactRow, CsvFormatError, decode_csv_bytes, iter_contacts
+from daemon.core.csvimport import ContactRow, CsvFormatError, iter_contacts
 from daemon.core.states import EDITABLE_CAMPAIGN_STATES, CampaignState
-from daemon.core.template_check import RowChecker, row_checker
+from daemon.core.template_check import row_checker
 from daemon.db.campaigns import get_campaign
+from daemon.db.csvsource import CsvSource, open_csv
 from daemon.db.pool import JsonText
 from daemon.db.sql import query
 from daemon.errors import ImportFileError, TransitionError
 
-_COPY_COLUMNS = ["campaign_id", "phone", "params", "state", "invalid_reason", "source_line"]
-_CHUNK_ROWS = 20_000
+_STAGING_COLUMNS = ["line", "phone", "params", "reason", "note", "region", "time_zone"]
+ALREADY = "already_in_campaign"
 _escape = json.encoder.encode_basestring
+
+Progress = Callable[[int, int, int], None]
+"""Called now and then while a file is read: (bytes read, file size, rows parsed)."""
 
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What an import did: rows read, contacts imported, rows invalid and why."""
+    """What an import did: rows read, contacts imported, rows invalid and why, rows whose
+    phone was already in the campaign (not added), and whether it was a dry run."""
 
     campaign_id: int
     rows: int
@@ -38,30 +48,10 @@ class ImportResult:
     invalid: int
     reasons: dict[str, int]
     notes: dict[str, int] = field(default_factory=dict)  # e.g. language_fallback: n
-
-
-def open_contacts_file(
-    path: Path,
-    param_columns: tuple[str, ...],
-    optional_columns: tuple[str, ...] = (),
-    check: RowChecker | None = None,
-) -> Iterator[ContactRow]:
-    """Read and check the file as a whole (exists, UTF-8, header); rows come lazily."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImportFileError(f"file not found: {path}") from None
-    except IsADirectoryError:
-        raise ImportFileError(f"{path} is a directory, not a CSV file") from None
-    try:
-        text = decode_csv_bytes(data, str(path))
-        if check is None:
-            return iter_contacts(text, param_columns, str(path))
-        return iter_contacts(
-            text, param_columns, str(path), optional_columns=optional_columns, check=check
-        )
-    except CsvFormatError as exc:
-        raise ImportFileError(str(exc)) from None
+    already_in_campaign: int = 0
+    dry_run: bool = False
+    # Seconds spent parsing and COPYing into the staging table, and in the one INSERT.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def params_json(params: dict[str, str]) -> JsonText:
@@ -69,79 +59,120 @@ def params_json(params: dict[str, str]) -> JsonText:
     return JsonText("{" + ",".join(f"{_escape(k)}:{_escape(v)}" for k, v in params.items()) + "}")
 
 
-async def import_contacts(conn: asyncpg.Connection, campaign_id: int, path: Path) -> ImportResult:
+def _staged(
+    rows: Iterator[ContactRow], source: CsvSource, progress: Progress | None
+) -> Iterator[tuple[object, ...]]:
+    escape = _escape
+    n = 0
+    for line, phone, params, reason, note, region, zone in rows:
+        text = "{" + ",".join(f"{escape(k)}:{escape(v)}" for k, v in params.items()) + "}"
+        yield line, phone, JsonText(text), reason, note, region, zone
+        n += 1
+        if progress is not None and not n & 0x3FFF:
+            progress(source.bytes_read, source.size, n)
+    if progress is not None:
+        progress(source.size, source.size, n)
+
+
+async def import_contacts(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    path: Path,
+    *,
+    default_region: str | None = None,
+    encoding: str | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportResult:
     """Load a contacts CSV into a draft or paused campaign, in one transaction; invalid rows are
-    kept as invalid records."""
+    kept as invalid records. National numbers are read in the campaign's default country, else
+    `default_region`. `dry_run`: validate and count, write nothing."""
     campaign = await get_campaign(conn, campaign_id)
     _check_editable(campaign_id, campaign.state)
     spec = campaign.template_spec
     required, optional = spec.import_columns()
-    rows = open_contacts_file(path, required, optional, row_checker(spec))
-    reasons: Counter[str] = Counter()
-    notes: Counter[str] = Counter()
-    counts = {"rows": 0, "imported": 0}
-
-    async with conn.transaction():
-        campaign = await get_campaign(conn, campaign_id, lock=True)
-        _check_editable(campaign_id, campaign.state)
-        existing = {
-            r["phone"] for r in await conn.fetch(query("live_phones_of_campaign_all"), campaign_id)
-        }
-        suppressed = {r["phone"] for r in await conn.fetch(query("all_suppressed_phones"))}
-
-        async def records() -> AsyncIterator[list[tuple[object, ...]]]:
-            chunk: list[tuple[object, ...]] = []
-            for row in rows:
-                reason = row.invalid_reason
-                if reason is None:
-                    if row.phone in suppressed:
-                        reason = "suppressed"
-                    elif row.phone in existing:
-                        reason = "duplicate_phone"
-                if reason is None:
-                    chunk.append(
-                        (campaign_id, row.phone, params_json(row.params), "initial", None, row.line)
-                    )
-                    counts["imported"] += 1
-                    if row.note is not None:  # e.g. its language fell back to the campaign's
-                        notes[row.note] += 1
-                else:
-                    chunk.append(
-                        (
-                            campaign_id,
-                            row.phone,
-                            params_json(row.params),
-                            "invalid_record",
-                            reason,
-                            row.line,
-                        )
-                    )
-                    reasons[reason] += 1
-                counts["rows"] += 1
-                if len(chunk) >= _CHUNK_ROWS:
-                    yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
-
+    region = campaign.default_country or default_region
+    source = open_csv(path, encoding)
+    timings: dict[str, float] = {}
+    try:
         try:
-            await conn.copy_records_to_table(
-                "contacts", records=_flatten(records()), columns=_COPY_COLUMNS
+            rows = iter_contacts(
+                source.lines(),
+                required,
+                str(path),
+                optional_columns=optional,
+                check=row_checker(spec),
+                default_region=region,
             )
         except CsvFormatError as exc:
             raise ImportFileError(str(exc)) from None
-    invalid = counts["rows"] - counts["imported"]
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            counts = await _load(
+                conn, campaign_id, rows, source, progress, timings, write=not dry_run
+            )
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    finally:
+        source.close()
+    reasons: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
+    imported = already = 0
+    for verdict, note, n in counts:
+        if verdict is None:
+            imported += n
+            if note is not None:
+                notes[note] += n
+        elif verdict == ALREADY:
+            already += n
+        else:
+            reasons[verdict] += n
+    invalid = sum(reasons.values())
     return ImportResult(
-        campaign_id, counts["rows"], counts["imported"], invalid, dict(reasons), dict(notes)
+        campaign_id,
+        imported + invalid + already,
+        imported,
+        invalid,
+        dict(reasons),
+        dict(notes),
+        already,
+        dry_run,
+        timings,
     )
 
 
-async def _flatten(
-    chunks: AsyncIterator[list[tuple[object, ...]]],
-) -> AsyncIterator[tuple[object, ...]]:
-    async for chunk in chunks:
-        for record in chunk:
-            yield record
+async def _load(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    rows: Iterator[ContactRow],
+    source: CsvSource,
+    progress: Progress | None,
+    timings: dict[str, float],
+    *,
+    write: bool,
+) -> list[tuple[str | None, str | None, int]]:
+    campaign = await get_campaign(conn, campaign_id, lock=True)
+    _check_editable(campaign_id, campaign.state)
+    await conn.execute(query("import_staging_create"))
+    await conn.execute(query("import_work_mem"))
+    started = time.perf_counter()
+    try:
+        await conn.copy_records_to_table(
+            "import_rows", records=_staged(rows, source, progress), columns=_STAGING_COLUMNS
+        )
+    except CsvFormatError as exc:
+        raise ImportFileError(str(exc)) from None
+    copied = time.perf_counter()
+    result = await conn.fetch(query("import_apply"), campaign_id, write)
+    timings["parse_and_copy_s"] = round(copied - started, 3)
+    timings["apply_s"] = round(time.perf_counter() - copied, 3)
+    return [(r["verdict"], r["note"], r["n"]) for r in result]
 
 
 def _check_editable(campaign_id: int, state: CampaignState) -> None:

@@ -36,6 +36,7 @@ class CampaignRequest:
     template_file: Sequence[TemplateDef] | None = None  # the parsed --template-file
     message_send_ttl_seconds: int | None = None
     product_policy: str | None = None
+    default_country: str | None = None  # imports read national numbers in it
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ async def create_campaign_from_request(
         campaign_id = await store.create_campaign(
             conn, request.name, template, request.phone_number_id, spec=spec
         )
+        if request.default_country is not None:
+            await store.set_default_country(conn, campaign_id, request.default_country)
         if header is not None and request.header_file is not None:
             await templates_store.save_header_file(
                 conn,

@@ -51,7 +51,7 @@ REACHED = (
     ContactState.DELIVERY_FAILED,
 )
 # Recipients that the mock refuses for good, to show Sending failed with its code.
-NOT_ON_WHATSAPP = {"447700900003": 131026, "447700900011": 131026}
+NOT_ON_WHATSAPP = {"447700000003": 131026, "447700000011": 131026}
 
 
 def free_port() -> int:
@@ -68,7 +68,7 @@ def write_generated_contacts(path: Path, sample: Path, count: int) -> None:
         out.write(src.read())
         writer = csv.writer(out)
         for i in range(count):
-            writer.writerow([f"+1 555 01{i:05d}", f"Guest{i}", f"G{i:06d}"])
+            writer.writerow([f"+44 7911 {i:06d}", f"Guest{i}", f"G{i:06d}"])
 
 
 def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -> Config:

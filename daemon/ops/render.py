@@ -35,6 +35,22 @@ def printable(value: object) -> str:
     return _UNPRINTABLE.sub(_escape, text)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: str) -> str:
+    """A CSV cell Excel and LibreOffice will not run as a formula: a value starting with
+    `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP's advice); a
+    plain number (`-5`, `+1.5`) stays as it is."""
+    if not value.startswith(_FORMULA_START):
+        return value
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value
+    return value if value.strip() == value else "'" + value
+
+
 def progress_bar(fraction: float, width: int = 30) -> str:
     """`[#####.....]`, `fraction` of it filled."""
     filled = round(max(0.0, min(1.0, fraction)) * width)

@@ -26,7 +26,7 @@ import asyncpg
 from daemon.db.campaigns import get_campaign
 from daemon.db.sql import report_path
 from daemon.errors import NotFoundError, WaSenderError
-from daemon.ops.render import printable
+from daemon.ops.render import csv_safe, printable
 
 FORMATS = ("table", "csv", "json")
 
@@ -130,7 +130,7 @@ def render_csv(result: ReportResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.columns)
-    writer.writerows([_text(v, table=False) for v in row] for row in result.rows)
+    writer.writerows([csv_safe(_text(v, table=False)) for v in row] for row in result.rows)
     return buffer.getvalue().rstrip("\n")
 
 

@@ -7,6 +7,9 @@ INSERT INTO campaigns (name, template_name, template_language, template_params, 
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING id;
 
+-- name: set_campaign_default_country
+UPDATE campaigns SET default_country = $2, updated_at = now() WHERE id = $1;
+
 -- name: get_campaign
 SELECT * FROM campaigns WHERE id = $1;
 

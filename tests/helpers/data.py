@@ -11,7 +11,8 @@ from daemon.db.campaigns import create_campaign
 from daemon.db.importer import import_contacts
 
 
-def phone(i: int, country: str = "1555") -> str:
+def phone(i: int, country: str = "44770") -> str:
+    """A valid number, digits as stored: +44 770 0000000 + i (UK mobiles; below 900000)."""
     return f"{country}{i:07d}"
 
 
@@ -36,7 +37,7 @@ async def campaign_with_contacts(
     )
     csv_path = write_csv(
         tmp_path / f"contacts_{campaign_id}.csv",
-        [(phone(offset + i), f"Name{i}") for i in range(n)],
+        [("+" + phone(offset + i), f"Name{i}") for i in range(n)],
     )
     await import_contacts(conn, campaign_id, csv_path)
     return campaign_id

@@ -1,0 +1,59 @@
+-- Contact import (daemon/db/importer.py): the parsed rows are COPied into a temporary staging
+-- table (no WAL, no index), then one statement classifies them against each other, the
+-- campaign and the suppression list, and inserts them into contacts in file order.
+
+-- name: import_staging_create
+CREATE TEMPORARY TABLE import_rows (
+    line      integer NOT NULL,
+    phone     text NOT NULL,
+    params    jsonb NOT NULL,  -- parsed while the COPY runs, beside the CSV parse
+    reason    text,
+    note      text,
+    region    text,
+    time_zone text
+) ON COMMIT DROP;
+
+-- name: import_work_mem
+-- The classification hashes and sorts every staged row: in memory, not in temporary files.
+SET LOCAL work_mem = '256MB';
+
+-- name: import_apply
+-- $1 campaign, $2 write (false: a dry run counts and inserts nothing). The first valid row of a
+-- phone wins; a phone already live in the campaign is counted (already_in_campaign), never
+-- added again; a suppressed phone is an invalid record. One row per (verdict, note) counted.
+WITH firsts AS MATERIALIZED (
+    SELECT phone, min(line) AS line
+    FROM import_rows
+    WHERE reason IS NULL
+    GROUP BY phone
+), classified AS MATERIALIZED (
+    SELECT s.line, s.phone, s.params, s.note, s.region, s.time_zone,
+           CASE
+               WHEN s.reason IS NOT NULL THEN s.reason
+               WHEN live.phone IS NOT NULL THEN 'already_in_campaign'
+               WHEN f.line <> s.line THEN 'duplicate_phone'
+               WHEN sup.phone IS NOT NULL THEN 'suppressed'
+           END AS verdict
+    FROM import_rows s
+    LEFT JOIN firsts f ON s.reason IS NULL AND f.phone = s.phone
+    LEFT JOIN contacts live
+        ON s.reason IS NULL AND live.campaign_id = $1 AND live.phone = s.phone
+       AND live.state NOT IN ('invalid_record', 'removed')
+    LEFT JOIN suppressions sup ON s.reason IS NULL AND sup.phone = s.phone
+), inserted AS (
+    INSERT INTO contacts (campaign_id, phone, params, state, invalid_reason, source_line,
+                          region, time_zone)
+    SELECT $1, phone, params,
+           (CASE WHEN verdict IS NULL THEN 'initial' ELSE 'invalid_record' END)::contact_state,
+           verdict, line,
+           CASE WHEN verdict IS NULL THEN region END,
+           CASE WHEN verdict IS NULL THEN time_zone END
+    FROM classified
+    WHERE $2::boolean AND verdict IS DISTINCT FROM 'already_in_campaign'
+    ORDER BY line
+    RETURNING 1
+)
+SELECT verdict, CASE WHEN verdict IS NULL THEN note END AS note, count(*) AS n,
+       (SELECT count(*) FROM inserted) AS inserted
+FROM classified
+GROUP BY 1, 2;
