@@ -118,12 +118,44 @@ def test_a_batched_body_yields_every_status_of_every_entry_and_change() -> None:
     assert parsed.receipts[2].error_code == 131050
 
 
-def test_other_fields_and_incoming_messages_are_ignored_changes() -> None:
-    template = {"field": "message_template_status_update", "value": {"event": "APPROVED"}}
-    incoming = {"field": "messages", "value": {"messages": [{"id": "wamid.in", "type": "text"}]}}
-    parsed = parse_webhook(json.dumps(envelope(template, incoming)).encode())
-    assert parsed.receipts == []
-    assert [c.field for c in parsed.ignored] == ["message_template_status_update", "messages"]
+def test_unknown_fields_are_ignored_changes_and_known_ones_are_read() -> None:
+    unknown = {"field": "business_capability_update", "value": {"max_daily_conversations": 1}}
+    template = {
+        "field": "message_template_status_update",
+        "value": {
+            "event": "PAUSED",
+            "message_template_id": 123,
+            "message_template_name": "spring_sale",
+            "message_template_language": "en_US",
+            "reason": "LOW_QUALITY",
+        },
+    }
+    incoming = {
+        "field": "messages",
+        "value": {
+            "messages": [
+                {
+                    "id": "wamid.in",
+                    "from": "15550001",
+                    "type": "text",
+                    "text": {"body": "STOP"},
+                    "timestamp": "1750030073",
+                }
+            ]
+        },
+    }
+    parsed = parse_webhook(json.dumps(envelope(unknown, template, incoming)).encode())
+    assert parsed.receipts == [] and parsed.malformed == []
+    assert [c.field for c in parsed.ignored] == ["business_capability_update"]
+    (event,) = parsed.template_events
+    assert (event.name, event.language, event.status, event.template_id) == (
+        "spring_sale",
+        "en_US",
+        "PAUSED",
+        "123",
+    )
+    (message,) = parsed.inbound
+    assert (message.phone, message.type, message.body) == ("15550001", "text", "STOP")
 
 
 @pytest.mark.parametrize(
@@ -135,26 +167,40 @@ def test_other_fields_and_incoming_messages_are_ignored_changes() -> None:
         b"\xff\xfe",
         b"[]",
         b"{}",
-        json.dumps({"object": "page", "entry": []}).encode(),
         json.dumps({"object": "whatsapp_business_account"}).encode(),
         json.dumps({"object": "whatsapp_business_account", "entry": {}}).encode(),
-        json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1"}]}).encode(),
-        json.dumps(
-            {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {}}]}]}
-        ).encode(),
-        json.dumps(
-            {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]}
-        ).encode(),
-        json.dumps(envelope({"field": "messages", "value": {"statuses": {}}})).encode(),
-        json.dumps(envelope(statuses_change("not an object"))).encode(),  # type: ignore[arg-type]
-        json.dumps(envelope(statuses_change({"status": "sent"}))).encode(),
-        json.dumps(envelope(statuses_change({"id": "w", "status": 3}))).encode(),
-        json.dumps(envelope(statuses_change({"id": "", "status": "sent"}))).encode(),
     ],
 )
 def test_bodies_that_are_not_whatsapp_webhooks_are_refused(body: bytes) -> None:
     with pytest.raises(WebhookPayloadError):
         parse_webhook(body)
+
+
+def test_a_webhook_of_another_object_is_acknowledged_and_ignored() -> None:
+    parsed = parse_webhook(json.dumps({"object": "page", "entry": []}).encode())
+    assert parsed.empty and [c.reason for c in parsed.ignored] == ["another object"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"id": "1"},  # an entry without changes
+        {"changes": [{"value": {}}]},
+        {"changes": [{"field": "messages"}]},
+        {"changes": [{"field": "messages", "value": {"statuses": {}}}]},
+        {"changes": [statuses_change("not an object")]},  # type: ignore[arg-type]
+        {"changes": [statuses_change({"status": "sent"})]},
+        {"changes": [statuses_change({"id": "w", "status": 3})]},
+        {"changes": [statuses_change({"id": "", "status": "sent"})]},
+        {"changes": [statuses_change({"id": "w", "status": "sent", "x": "a\u0000b"})]},
+    ],
+)
+def test_a_malformed_item_is_counted_and_the_good_ones_kept(bad: dict[str, object]) -> None:
+    good = {"id": "9", "changes": [statuses_change(status("w-good", "delivered"))]}
+    body = {"object": "whatsapp_business_account", "entry": [bad, good]}
+    parsed = parse_webhook(json.dumps(body).encode())
+    assert [r.wamid for r in parsed.receipts] == ["w-good"]
+    assert len(parsed.malformed) == 1
 
 
 @pytest.mark.parametrize(
@@ -380,31 +426,41 @@ async def test_malformed_json_is_400(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "document",
-    [
-        {"object": "page", "entry": []},
-        {"object": "whatsapp_business_account", "entry": "x"},
-        envelope({"field": "messages", "value": {"statuses": [{"status": "sent"}]}}),
-        [1, 2, 3],
-    ],
+    [{"object": "whatsapp_business_account", "entry": "x"}, [1, 2, 3], {"entry": []}],
 )
 async def test_a_body_that_is_not_a_whatsapp_webhook_is_400(server: Server, document: Any) -> None:
     assert (await server.post(json.dumps(document).encode())).status == 400
     assert await server.stored() == []
 
 
-async def test_other_changes_are_acknowledged_and_logged_not_stored(server: Server) -> None:
-    template = {"field": "message_template_status_update", "value": {"event": "PAUSED"}}
+async def test_unknown_objects_and_fields_are_acknowledged_with_200(server: Server) -> None:
+    other = {"field": "business_capability_update", "value": {"max_daily_conversations": 1}}
     with capture_logs() as logs:
-        assert (await server.post(json.dumps(envelope(template)).encode())).status == 200
+        assert (await server.post(json.dumps(envelope(other)).encode())).status == 200
+        page = {"object": "page", "entry": [{"id": "1", "changes": []}]}
+        assert (await server.post(json.dumps(page).encode())).status == 200
     assert await server.stored() == []
     ignored = [e for e in logs if e["event"] == "webhook_change_ignored"]
-    assert [e["field"] for e in ignored] == ["message_template_status_update"]
+    assert [e["field"] for e in ignored] == ["business_capability_update", "page"]
 
 
-async def test_statuses_postgresql_cannot_hold_are_400_not_retried_forever(server: Server) -> None:
-    body = json.dumps(envelope(statuses_change(status("wamid.nul\u0000", "sent")))).encode()
-    assert (await server.post(body)).status == 400
+async def test_a_lone_malformed_status_is_acknowledged_counted_and_not_stored(
+    server: Server,
+) -> None:
+    for bad in ({"status": "sent"}, status("wamid.nul\u0000", "sent")):
+        with capture_logs() as logs:
+            body = json.dumps(envelope(statuses_change(bad))).encode()
+            assert (await server.post(body)).status == 200
+        assert [e["count"] for e in logs if e["event"] == "webhook_items_malformed"] == [1]
     assert await server.stored() == []
+
+
+async def test_one_malformed_and_99_good_statuses_are_200_and_99_stored(server: Server) -> None:
+    statuses = [status(f"wamid.good{i}", "sent") for i in range(99)]
+    statuses.insert(40, {"id": "wamid.bad", "status": None})
+    body = json.dumps(envelope(statuses_change(*statuses))).encode()
+    assert (await server.post(body)).status == 200
+    assert len(await server.stored()) == 99
 
 
 async def test_a_post_notifies_the_reconcilers(server: Server, db_dsn: str) -> None:

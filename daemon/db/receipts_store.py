@@ -63,6 +63,9 @@ class ReceiptRow(Protocol):
     def raw(self) -> dict[str, Any]:
         """The status object as received."""
 
+    # Optional (read with getattr, so that older row types still store): user_id, pricing_*,
+    # conversation_id/origin, error_details, failed_action, retry_after_s (migration 0011).
+
 
 @dataclass(frozen=True, slots=True)
 class OrphanReceipt:
@@ -128,6 +131,16 @@ async def store_receipts(
         RECEIPTS_CHANNEL,
         digest,
         replay_window_s,
+        [getattr(r, "user_id", None) for r in rows],
+        [getattr(r, "pricing_billable", None) for r in rows],
+        [getattr(r, "pricing_model", None) for r in rows],
+        [getattr(r, "pricing_type", None) for r in rows],
+        [getattr(r, "pricing_category", None) for r in rows],
+        [getattr(r, "conversation_id", None) for r in rows],
+        [getattr(r, "conversation_origin", None) for r in rows],
+        [getattr(r, "error_details", None) for r in rows],
+        [getattr(r, "failed_action", None) for r in rows],
+        [getattr(r, "retry_after_s", None) for r in rows],
     )
     assert row is not None
     return StoreResult(row["n"], row["replay"])

@@ -14,10 +14,17 @@ WITH seen AS (
     RETURNING 1
 ),
 stored AS (
+    -- $13.. (migration 0011): user_id, pricing billable/model/type/category, conversation
+    -- id/origin, error details, failed action, retry after s.
     INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
-                                 callback_data, error_code, error_title, raw)
+                                 callback_data, error_code, error_title, raw,
+                                 user_id, pricing_billable, pricing_model, pricing_type,
+                                 pricing_category, conversation_id, conversation_origin,
+                                 error_details, failed_action, retry_after_s)
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                         $6::text[], $7::int[], $8::text[], $9::jsonb[])
+                         $6::text[], $7::int[], $8::text[], $9::jsonb[],
+                         $13::text[], $14::bool[], $15::text[], $16::text[], $17::text[],
+                         $18::text[], $19::text[], $20::text[], $21::text[], $22::float8[])
     WHERE $11::bytea IS NULL OR EXISTS (SELECT FROM seen)
     RETURNING 1
 ),
