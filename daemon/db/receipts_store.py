@@ -91,6 +91,7 @@ class ReconcileResult:
     orphaned: int = 0
     contacts_changed: int = 0
     suppressed: int = 0
+    retried: int = 0  # failed statuses that sent their contact back for another attempt
     orphans: list[OrphanReceipt] = field(default_factory=list)
 
 
@@ -165,6 +166,7 @@ async def reconcile_batch(
     *,
     suppress_codes: Collection[int] = SUPPRESS_CODES,
     backoff: tuple[float, float, float] = (BACKOFF_FACTOR, BACKOFF_MIN_S, BACKOFF_MAX_S),
+    max_attempts: int = 5,
 ) -> ReconcileResult:
     """Apply one batch of due pending receipts to their contacts: their ids, then one statement
     that plans with that many receipts."""
@@ -184,7 +186,9 @@ async def reconcile_batch(
             floor_s,
             ceiling_s,
         )
-    assert row is not None
+        assert row is not None
+        retry = await conn.fetchrow(query("retry_failed_contacts"), ids, max_attempts)
+        assert retry is not None
     orphans: list[dict[str, Any]] = row["orphans"]
     return ReconcileResult(
         picked=row["picked"],
@@ -195,6 +199,7 @@ async def reconcile_batch(
         orphaned=row["orphaned"],
         contacts_changed=row["contacts_changed"],
         suppressed=row["suppressed"],
+        retried=retry["retried"],
         orphans=[OrphanReceipt(**o) for o in orphans],
     )
 

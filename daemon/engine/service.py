@@ -239,7 +239,7 @@ async def run_webhook(
         )
         async with pool.acquire() as conn:
             await require_current_schema(conn)
-        reconciler = Reconciler(pool, config.webhook)
+        reconciler = Reconciler(pool, config.webhook, max_attempts=config.sender.max_attempts)
         for name, coro in reconciler_tasks(reconciler, dsn).items():
             tasks.start(name, coro)
         tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))

@@ -10,7 +10,9 @@ DEFAULT_TOKEN = "test-token"
 DEFAULT_TRANSIENT_CODES = (1, 2, 131000, 131016, 133004)
 DEFAULT_PERMANENT_CODES = (131026, 130472, 131050, 130403)
 DEFAULT_FATAL_CODES = (190, 131042, 132001, 132015, 368)
-DEFAULT_FAILED_CODES = (131050, 131049, 130472, 131026)
+# 131049 is left out: a failed status with it is retried after 24 h (core/failed_status.py),
+# which would hold a load test's campaign open for a day. Ask for it with failed_codes.
+DEFAULT_FAILED_CODES = (131050, 130472, 131026)
 
 DelayRange = tuple[float, float]
 
