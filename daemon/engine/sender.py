@@ -38,6 +38,7 @@ from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
 log = get_logger(__name__)
+_TEMPLATE_CODES = frozenset({132001, 132015, 132016})
 
 # uvloop's timers have millisecond resolution: a shorter sleep fires at once, and waiting for
 # the next token became a busy loop (0.9 of a core at 1,000 msg/s). Sleeping a little longer
@@ -429,6 +430,8 @@ class Sender:
             )
 
     # -- campaign-fatal errors ----------------------------------------------------------
+    # Template missing / paused / disabled (132001, 132015, 132016): a pause by Meta, undone
+    # when Meta's webhook says the template is APPROVED again (engine/listening.py).
 
     async def _halt_campaign(self, campaign: Campaign, outcome: Outcome) -> None:
         if not self._claims.halt(campaign.id):
@@ -441,7 +444,8 @@ class Sender:
                         until = datetime.now(UTC) + timedelta(seconds=outcome.resume_after_s)
                         await store.set_campaign_hold(conn, [campaign.id], reason, until)
                     else:
-                        await store.pause_campaign_fatal(conn, campaign.id, reason)
+                        by = "meta" if outcome.error_code in _TEMPLATE_CODES else "daemon"
+                        await store.pause_campaign_fatal(conn, campaign.id, reason, by)
         log.error(
             "campaign_halted",
             campaign_id=campaign.id,

@@ -31,15 +31,18 @@ RETURNING *;
 
 -- name: pause_campaign
 -- A stop: the next stop number, which every daemon confirms (daemons.acked_stop_seq).
+-- An operator's pause: never undone by Meta's template events (paused_by, migration 0011).
 UPDATE campaigns
-SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now(),
+SET state = 'paused', paused_at = now(), pause_reason = $2, paused_by = 'operator',
+    updated_at = now(),
     stop_seq = nextval('campaign_stop_seq')
 WHERE id = $1
 RETURNING *;
 
 -- name: resume_campaign
 UPDATE campaigns
-SET state = 'running', pause_reason = NULL, hold_reason = NULL, hold_until = NULL,
+SET state = 'running', pause_reason = NULL, paused_by = NULL, hold_reason = NULL,
+    hold_until = NULL,
     updated_at = now()
 WHERE id = $1
 RETURNING *;
