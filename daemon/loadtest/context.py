@@ -70,6 +70,8 @@ def mock_settings(options: LoadtestOptions, webhook_url: str | None = None) -> M
         webhook_url=webhook_url,
         seed=options.seed,
         fast_lane=options.mock_fast_lane,
+        reply_rate=options.reply_rate if options.receipts else 0.0,
+        optout_rate=options.optout_rate if options.receipts else 0.0,
     )
 
 

@@ -100,6 +100,8 @@ RECEIPT_RATE_FIELDS: tuple[str, ...] = (
     "duplicate_rate",
     "reorder_rate",
     "split_rate",
+    "reply_rate",
+    "optout_rate",
 )
 
 
@@ -147,6 +149,17 @@ class ReceiptConfig:
     # conversation/pricing objects as v23 webhooks carry them (v24 drops conversation).
     include_pricing: bool = True
     pricing_category: str = "marketing"
+    # v24 webhooks: no conversation object (pricing stays); user_id (business-scoped user id)
+    # in the statuses' contacts[].
+    include_conversation: bool = True
+    include_user_id: bool = True
+    # Inbound replies (mockapi/inbound.py): per message, a reply with probability reply_rate
+    # (opt-outs included), of which optout_rate of all messages say STOP (half as a text in one
+    # of several languages, half as the STOP_PROMOTIONS quick-reply button), reply_delay_s
+    # after its last status.
+    reply_rate: float = 0.0
+    optout_rate: float = 0.0
+    reply_delay_s: DelayRange = (0.1, 1.0)
 
     def __post_init__(self) -> None:
         if self.enabled and not self.webhook_url:
@@ -161,8 +174,11 @@ class ReceiptConfig:
             "read_delay_s",
             "failed_delay_s",
             "duplicate_delay_s",
+            "reply_delay_s",
         ):
             _check_range(name, getattr(self, name))
+        if self.optout_rate > self.reply_rate:
+            raise ValueError("optout_rate counts among the replies: at most reply_rate")
         if self.failed_rate > 0 and not self.failed_codes:
             raise ValueError("failed_codes must not be empty when failed_rate is above 0")
         if self.batch_size < 1 or self.post_concurrency < 1 or self.max_attempts < 1:
