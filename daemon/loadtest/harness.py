@@ -16,7 +16,6 @@ import os
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -175,7 +174,7 @@ async def run_wa_sender(
     ctx: Context, *, system: str = "wa-sender", template: str | None = None, replies: bool = True
 ) -> dict[str, Any]:
     options = ctx.options
-    mock_options = options if replies else replace(options, reply_rate=0.0, optout_rate=0.0)
+    reply_rate = options.reply_rate if replies else 0.0
     template = options.template if template is None else template
     run_dir = ctx.log_dir / system
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +190,9 @@ async def run_wa_sender(
         ports = tuple(free_port() for _ in range(options.daemons))
         metrics_ports = tuple(free_port() for _ in range(options.daemons))
         webhook_url = f"http://127.0.0.1:{ports[0]}{WEBHOOK_PATH}" if options.receipts else None
-        mock = await start_mock(mock_settings(mock_options, webhook_url), run_dir / "mock.log")
+        mock = await start_mock(
+            mock_settings(options, webhook_url, replies=replies), run_dir / "mock.log"
+        )
         ctx.children.append(mock.child)
         sampler = ctx.sampler(mock, database=True)
         fleet = DaemonFleet(
@@ -242,7 +243,7 @@ async def run_wa_sender(
                     k: int(v) for k, v in stats.get("receipts", {}).items() if k != "opted_out"
                 }
             opt_outs = None
-            if mock_options.reply_rate > 0:
+            if reply_rate > 0:
                 opt_outs = await opt_out_figures(
                     dsn, stats.get("receipts", {}).get("opted_out", [])
                 )
