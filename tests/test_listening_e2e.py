@@ -350,3 +350,59 @@ async def test_one_malformed_and_99_good_statuses_are_200_and_99_applied(
             return n == 99
 
         await until(delivered, 15)
+
+
+# -- number health -------------------------------------------------------------------------
+
+
+def rate_between(h: Harness, start: float, end: float) -> float:
+    """Messages per second the mock accepted in [start, end) of its loop clock."""
+    n = sum(1 for m in h.accepted() if start <= m.accepted_monotonic < end)
+    return n / (end - start)
+
+
+async def test_flagged_number_halves_its_marketing_rate_and_unflagged_restores_it(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    campaign = await campaign_with_contacts(conn, tmp_path, 700, phone_number_id=NUMBER)
+    receipts = ReceiptConfig(failed_rate=0.0, duplicate_rate=0.0)  # statuses name the number
+    async with harness(db_dsn, rate=40, receipts=receipts) as h:
+        await change_campaign_state(conn, campaign, CampaignCommand.START)
+        control = h.mock.base_url + "/_control/number_quality"
+
+        async def event(name: str) -> None:
+            async with h.session.post(control, json={"event": name}) as resp:
+                assert resp.status == 200 and (await resp.json())["webhook_status"] == 200
+
+        async def mapped() -> bool:
+            found: str | None = await conn.fetchval(
+                "SELECT phone_number_id FROM phone_numbers WHERE display_phone_number = $1",
+                "15550783881",
+            )
+            return found == NUMBER
+
+        await until(mapped)  # learned from the statuses' metadata
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(1.0)
+        t = loop.time()
+        await asyncio.sleep(3.0)
+        before = rate_between(h, t, t + 3.0)
+        await event("FLAGGED")
+        await asyncio.sleep(1.0)  # the sender reads number health every 0.5 s
+        t = loop.time()
+        await asyncio.sleep(4.0)
+        flagged = rate_between(h, t, t + 4.0)
+        await event("UNFLAGGED")
+        await asyncio.sleep(1.0)
+        t = loop.time()
+        await asyncio.sleep(3.0)
+        restored = rate_between(h, t, t + 3.0)
+        row = await conn.fetchrow(
+            "SELECT quality_event, marketing_rate_factor FROM phone_numbers"
+            " WHERE phone_number_id = $1",
+            NUMBER,
+        )
+    assert abs(before - 40) <= 40 * 0.05, before
+    assert abs(flagged / before - 0.5) <= 0.05, (before, flagged)
+    assert abs(restored / before - 1.0) <= 0.05, (before, restored)
+    assert (row["quality_event"], row["marketing_rate_factor"]) == ("UNFLAGGED", 1.0)

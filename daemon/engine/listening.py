@@ -114,7 +114,7 @@ async def apply_listening(
             "number_quality_event",
             display_phone_number=mask_phone(number.display_phone_number),
             phone_number_id=number_id,
-            event=number.event,
+            quality_event=number.event,
             marketing_rate_factor=effect.marketing_rate_factor,
         )
     if changed:

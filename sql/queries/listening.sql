@@ -201,3 +201,15 @@ FROM phone_numbers ORDER BY display_phone_number;
 -- Inbound messages and opt-outs per campaign.
 SELECT campaign_id, count(*) AS replies, count(*) FILTER (WHERE opt_out) AS opt_outs
 FROM inbound_messages GROUP BY campaign_id ORDER BY campaign_id;
+
+-- name: number_rates
+-- What the sender's buckets need per sending number that Meta reported on: its marketing
+-- rate factor, whether it was upgraded, and whether it now sends a MARKETING campaign (a
+-- campaign of unknown category counts as marketing).
+SELECT p.phone_number_id, p.quality_event, p.marketing_rate_factor, p.throughput_upgraded,
+       EXISTS (SELECT 1 FROM campaigns k
+               WHERE k.phone_number_id = p.phone_number_id AND k.state = 'running'
+                 AND coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING')
+           AS sends_marketing
+FROM phone_numbers p
+WHERE p.phone_number_id IS NOT NULL;
