@@ -539,3 +539,218 @@ def test_the_web_component_refuses_to_start_without_an_app_secret() -> None:
     with pytest.raises(ConfigError, match="app_secret"):
         check_webhook_config(with_overrides(Config(), webhook={"enabled": True}))
     check_webhook_config(with_overrides(Config(), webhook={"enabled": False}))
+
+
+# -- the other fields, in the shapes of Meta's webhook reference ------------------------------
+
+
+def meta_body(field: str, value: dict[str, Any], waba: str = "102290129340398") -> bytes:
+    change = {"value": value, "field": field}
+    entry = {"id": waba, "time": 1739321024, "changes": [change]}
+    return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+
+
+METADATA = {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}
+
+
+def test_user_preferences_stop_and_resume_as_meta_documents_them() -> None:
+    for value in ("stop", "resume"):
+        body = meta_body(
+            "user_preferences",
+            {
+                "messaging_product": "whatsapp",
+                "metadata": METADATA,
+                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+                "user_preferences": [
+                    {
+                        "wa_id": "16505551234",
+                        "detail": f"User requested to {value} marketing messages",
+                        "category": "marketing_messages",
+                        "value": value,
+                        "timestamp": 1731705721,
+                    }
+                ],
+            },
+        )
+        (preference,) = parse_webhook(body).preferences
+        assert (preference.phone, preference.value, preference.category) == (
+            "16505551234",
+            value,
+            "marketing_messages",
+        )
+        assert preference.phone_number_id == "106540352242922"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (
+            "message_template_status_update",
+            {
+                "event": "REJECTED",
+                "message_template_id": 1689556908129832,
+                "message_template_name": "order_confirmation",
+                "message_template_language": "en-US",
+                "reason": "INVALID_FORMAT",
+                "message_template_category": "UTILITY",
+            },
+            ("REJECTED", None, "UTILITY", None, "INVALID_FORMAT"),
+        ),
+        (
+            "message_template_status_update",
+            {
+                "event": "DISABLED",
+                "message_template_id": 1689556908129832,
+                "message_template_name": "order_confirmation",
+                "message_template_language": "en-US",
+                "reason": None,
+                "disable_info": {"disable_date": "1689556908"},
+            },
+            ("DISABLED", None, None, None, None),
+        ),
+        (
+            "message_template_quality_update",
+            {
+                "previous_quality_score": "GREEN",
+                "new_quality_score": "YELLOW",
+                "message_template_id": 806312974732579,
+                "message_template_name": "welcome_template",
+                "message_template_language": "en-US",
+            },
+            (None, "YELLOW", None, "GREEN", None),
+        ),
+        (
+            "template_category_update",
+            {
+                "message_template_id": 278077987465474,
+                "message_template_name": "welcome_template",
+                "message_template_language": "en-US",
+                "previous_category": "UTILITY",
+                "new_category": "MARKETING",
+            },
+            (None, None, "MARKETING", "UTILITY", None),
+        ),
+        (
+            "template_category_update",
+            {
+                "message_template_id": 278077987465474,
+                "message_template_name": "welcome_template",
+                "message_template_language": "en-US",
+                "correct_category": "MARKETING",
+                "new_category": "UTILITY",
+                "category_update_timestamp": 1739321024,
+            },
+            (None, None, "UTILITY", None, None),
+        ),
+    ],
+)
+def test_template_events_as_meta_documents_them(
+    field: str, value: dict[str, Any], expected: tuple[object, ...]
+) -> None:
+    parsed = parse_webhook(meta_body(field, value))
+    assert parsed.malformed == [] and parsed.ignored == []
+    (event,) = parsed.template_events
+    assert (event.waba_id, event.name, event.template_id) == (
+        "102290129340398",
+        value["message_template_name"],
+        str(value["message_template_id"]),
+    )
+    assert (event.status, event.quality, event.category, event.previous, event.reason) == expected
+
+
+@pytest.mark.parametrize(
+    "event", ["FLAGGED", "UNFLAGGED", "DOWNGRADE", "UPGRADE", "THROUGHPUT_UPGRADE"]
+)
+def test_phone_number_quality_updates_as_meta_documents_them(event: str) -> None:
+    value = {
+        "display_phone_number": "15550783881",
+        "event": event,
+        "current_limit": "TIER_10K",
+        "max_daily_conversations_per_business": "10K",
+    }
+    (number,) = parse_webhook(meta_body("phone_number_quality_update", value)).number_events
+    assert (number.display_phone_number, number.event, number.current_limit) == (
+        "15550783881",
+        event,
+        "TIER_10K",
+    )
+
+
+def test_inbound_text_button_and_interactive_replies_as_meta_documents_them() -> None:
+    messages = [
+        {
+            "from": "16505551234",
+            "id": "wamid.t",
+            "timestamp": "1750030073",
+            "type": "text",
+            "text": {"body": "STOP"},
+        },
+        {
+            "from": "16505551234",
+            "id": "wamid.b",
+            "timestamp": "1750030074",
+            "type": "button",
+            "context": {"from": "15550783881", "id": "wamid.ours"},
+            "button": {"payload": "STOP_PROMOTIONS", "text": "Stop promotions"},
+        },
+        {
+            "from": "16505551234",
+            "id": "wamid.i",
+            "timestamp": "1750030075",
+            "type": "interactive",
+            "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}},
+        },
+        {
+            "from": "16505551234",
+            "id": "wamid.u",
+            "timestamp": "1750030076",
+            "type": "unsupported",
+            "errors": [{"code": 131051, "title": "Message type unknown"}],
+        },
+    ]
+    body = meta_body(
+        "messages",
+        {
+            "messaging_product": "whatsapp",
+            "metadata": METADATA,
+            "contacts": [
+                {
+                    "profile": {"name": "Kerry Fisher"},
+                    "wa_id": "16505551234",
+                    "user_id": "US.13491208655302741918",
+                }
+            ],
+            "messages": messages,
+        },
+    )
+    parsed = parse_webhook(body)
+    got = [(m.wamid, m.type, m.body, m.payload, m.context_wamid) for m in parsed.inbound]
+    assert got == [
+        ("wamid.t", "text", "STOP", None, None),
+        ("wamid.b", "button", "Stop promotions", "STOP_PROMOTIONS", "wamid.ours"),
+        ("wamid.i", "interactive", "Yes", "yes", None),
+        ("wamid.u", "unsupported", None, None, None),
+    ]
+    assert {m.user_id for m in parsed.inbound} == {"US.13491208655302741918"}
+
+
+def test_statuses_keep_pricing_conversation_and_user_id_in_columns() -> None:
+    (row,) = parse_webhook(sample("status_delivered_pywa.json")).receipts
+    assert (row.user_id, row.pricing_category, row.pricing_model, row.pricing_billable) == (
+        "US.13491208655302741918",
+        "service",
+        "CBP",
+        True,
+    )
+    assert row.conversation_origin == "service"
+    (row,) = parse_webhook(sample("status_sent_marketing_pmp_metadocs.json")).receipts
+    assert (row.pricing_type, row.pricing_category, row.pricing_model) == (
+        "regular",
+        "marketing",
+        "PMP",
+    )
+    (row,) = parse_webhook(sample("status_v24_no_conversation_no_pricing_metadocs.json")).receipts
+    assert row.conversation_id is None and row.pricing_category is None
+    body = json.dumps(envelope(statuses_change({"id": "wamid.x", "status": "sent"}))).encode()
+    (row,) = parse_webhook(body).receipts  # no recipient_id: still a receipt (wamid)
+    assert row.recipient_id is None

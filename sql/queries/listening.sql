@@ -213,3 +213,29 @@ SELECT p.phone_number_id, p.quality_event, p.marketing_rate_factor, p.throughput
            AS sends_marketing
 FROM phone_numbers p
 WHERE p.phone_number_id IS NOT NULL;
+
+-- name: campaign_health
+-- `campaign status`: who paused it, its template and number as Meta last reported them,
+-- its replies and opt-outs. One jsonb (keys with NULL values are left out).
+SELECT jsonb_strip_nulls(jsonb_build_object(
+    'paused_by', k.paused_by,
+    'template', (SELECT jsonb_build_object(
+                     'status', t.status, 'reason', t.status_reason,
+                     'quality', t.quality_score, 'category', nullif(t.category, ''),
+                     'previous_category', t.previous_category)
+                 FROM templates t
+                 WHERE t.name = k.template_name AND t.language = k.template_language
+                   AND (k.template_waba_id IS NULL OR t.waba_id = k.template_waba_id)
+                 ORDER BY greatest(t.status_updated_at, t.quality_updated_at,
+                                   t.category_updated_at, t.synced_at) DESC
+                 LIMIT 1),
+    'number', (SELECT jsonb_build_object(
+                   'quality_event', p.quality_event,
+                   'marketing_rate_factor', p.marketing_rate_factor,
+                   'throughput_upgraded', p.throughput_upgraded)
+               FROM phone_numbers p WHERE p.phone_number_id = k.phone_number_id),
+    'replies', (SELECT jsonb_build_object('replies', count(*),
+                                          'opt_outs', count(*) FILTER (WHERE i.opt_out))
+                FROM inbound_messages i WHERE i.campaign_id = k.id)
+)) AS health
+FROM campaigns k WHERE k.id = $1;
