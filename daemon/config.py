@@ -42,6 +42,14 @@ class DatabaseConfig:
     embedded_dir: str = ""
     pool_min: int = 2
     pool_max: int = 10
+    # A result write that takes longer than this (a lock, a stalled server) counts as blocked.
+    write_timeout_s: float = 10.0
+    # Writes blocked (read-only, statement timeout, disk full, lock) this long in a row: the
+    # daemon spools the results it holds and exits with code 75 (see README, "Exit codes").
+    blocked_exit_s: float = 120.0
+    # Where results the database would not take are spooled ("" = $STATE_DIRECTORY, else
+    # the per-user state dir); replayed at the next start.
+    spool_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class WhatsAppConfig:
     verify_token: Secret = NO_SECRET
     request_timeout_s: float = 10.0
     max_connections: int = 100
+    # Bytes of a send's answer read at most; a longer answer is an unknown outcome (2xx) or
+    # classified by its status alone, and its connection closed.
+    max_response_bytes: int = 65536
     # The WhatsApp Business Account whose template catalogue `templates sync` reads.
     waba_id: str = ""
     # cloud: every template through /messages; marketing_messages: MARKETING templates
@@ -220,8 +231,11 @@ DAY_S: Final = 86_400.0
 BOUNDS: Mapping[str, Bound] = {
     "database.pool_min": Bound(0, "database.pool_max"),
     "database.pool_max": Bound(1, 1000),
+    "database.write_timeout_s": Bound(0.1, 600),
+    "database.blocked_exit_s": Bound(1, DAY_S),
     "whatsapp.request_timeout_s": Bound(0.1, 600),
     "whatsapp.max_connections": Bound(1, 100_000),
+    "whatsapp.max_response_bytes": Bound(1024, 1 << 30),
     "sender.batch_size": Bound(1, 100_000),
     "sender.concurrency": Bound(1, 100_000),
     "sender.rate_per_second": Bound(0, "sender.max_rate_per_second", above=True),

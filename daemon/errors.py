@@ -13,6 +13,11 @@ EXIT_USAGE: Final = 2
 EXIT_CONFIG: Final = 78
 """EX_CONFIG (sysexits.h): the configuration is wrong; systemd must not restart on it
 (`RestartPreventExitStatus=78` in the unit)."""
+EXIT_DATABASE_BLOCKED: Final = 75
+"""EX_TEMPFAIL (sysexits.h): the database blocked writes (read-only, statement timeout, disk
+full, a lock) longer than database.blocked_exit_s, or through the whole shutdown; the results
+the daemon held are in its spool file, replayed at the next start. systemd restarts on it
+(`Restart=on-failure`, `RestartForceExitStatus=75` in the unit)."""
 EXIT_INTERRUPTED: Final = 130
 """Ctrl-C (128 + SIGINT)."""
 
@@ -41,6 +46,13 @@ class UsageError(WaSenderError):
 
 class DatabaseError(WaSenderError):
     """The database is unreachable or refused an operation."""
+
+
+class DatabaseBlockedError(DatabaseError):
+    """The database did not take the daemon's writes in time; what it held is spooled
+    (exit code 75)."""
+
+    exit_code: ClassVar[int] = EXIT_DATABASE_BLOCKED
 
 
 class NotFoundError(WaSenderError):

@@ -100,6 +100,34 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         cache_logger_on_first_use=False,
     )
     _configured = True
+    _route_stdlib_logging(logging.getLevelNamesMapping()[level.upper()])
+
+
+class StdlibBridge(logging.Handler):
+    """The standard library's log records (asyncpg's, asyncio's, aiohttp's) through structlog:
+    the same JSON lines, masks and redaction as ours, a traceback inside its line (the
+    `exception` key) instead of lines of plain text in between."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Log one record as a structlog event named for its message."""
+        try:
+            logger = structlog.get_logger(record.name)
+            method = getattr(logger, record.levelname.lower(), logger.error)
+            kw: dict[str, Any] = {"logger": record.name}
+            if record.exc_info:
+                kw["exc_info"] = record.exc_info
+            method(record.getMessage(), **kw)
+        except Exception:  # a logging failure must never take the daemon down
+            self.handleError(record)
+
+
+def _route_stdlib_logging(level: int) -> None:
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, StdlibBridge)]:
+        root.removeHandler(handler)
+    root.addHandler(StdlibBridge())
+    # asyncpg and aiohttp are chatty below warnings; ours filter by `level` in structlog.
+    root.setLevel(max(level, logging.WARNING))
 
 
 def get_logger(name: str) -> Any:

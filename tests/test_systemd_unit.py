@@ -64,6 +64,8 @@ SERVICE = UNIT_SECTIONS["Service"]
         ("WatchdogSec", "30"),
         ("Restart", "on-failure"),
         ("RestartSec", "5"),
+        ("RestartForceExitStatus", "75"),
+        ("MemoryMax", "1G"),
         ("User", "wa-sender"),
         ("EnvironmentFile", "-/etc/wa-sender/env"),
         ("StateDirectory", "wa-sender"),

@@ -30,11 +30,20 @@ from daemon.cli import (
 )
 from daemon.cli.common import Commands, config_path
 from daemon.config import Config, load_config
-from daemon.errors import EXIT_CONFIG, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, WaSenderError
+from daemon.errors import (
+    EXIT_CONFIG,
+    EXIT_DATABASE_BLOCKED,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    WaSenderError,
+)
 from daemon.logs import configure_logging
 
 EXIT_CODES = (
     f"exit codes: 0 ok, {EXIT_ERROR} error, {EXIT_USAGE} usage (a wrong command line), "
+    f"{EXIT_DATABASE_BLOCKED} database blocked writes (results spooled, replayed at the next "
+    "start), "
     f"{EXIT_CONFIG} configuration (EX_CONFIG: systemd does not restart on it), "
     f"{EXIT_INTERRUPTED} interrupted (Ctrl-C)"
 )

@@ -25,6 +25,10 @@ class OutcomeKind(StrEnum):
     RETRY_LATER = "retry_later"  # retry this contact only, after `retry_after_s`
     PERMANENT = "permanent"  # refused for this recipient for good
     FATAL = "fatal"  # every contact would fail the same way: hold the campaign
+    # The request reached the API and its answer does not say whether the message was
+    # accepted (an empty or unreadable 2xx, a 2xx without messages[].id, a reset or a timeout
+    # after the request went out, a truncated body): recovery.unknown_outcome decides.
+    UNKNOWN = "unknown"
 
 
 TRANSIENT_CODES: Final = frozenset({1, 2, 131000, 131016, 133004})
@@ -136,6 +140,14 @@ _FATAL_HTTP_STATUSES: Final = frozenset({401, 403, 404})
 _HTTP_TIMEOUT_STATUSES: Final = frozenset({408})
 _HTTP_THROTTLE_STATUSES: Final = frozenset({429})
 
+MAX_WAMID_CHARS: Final = 256
+"""A message id longer than this (Meta's are ~60 characters), or holding a control character,
+is not a message id: the answer is an unknown outcome, not an acceptance."""
+
+MAX_RETRY_AFTER_S: Final = 3600.0
+"""A `Retry-After` above this is taken as this (an hour): a confused proxy must not park the
+sender for a day."""
+
 
 # Not frozen: a frozen dataclass sets each of its 13 fields through object.__setattr__, and one
 # Outcome is made per send (2.1 vs 0.3 us here). Treat it as immutable all the same.
@@ -160,13 +172,21 @@ class Outcome:
 
 
 def classify_response(
-    http_status: int, body: bytes | Mapping[str, Any] | None, *, attempt: int
+    http_status: int,
+    body: bytes | Mapping[str, Any] | None,
+    *,
+    attempt: int,
+    retry_after_s: float | None = None,
 ) -> Outcome:
-    """Classify an HTTP response to a send; `attempt` is the 1-based number of this attempt.
+    """Classify an HTTP response to a send; `attempt` is the 1-based number of this attempt,
+    `retry_after_s` the answer's `Retry-After` header (seconds) if it had one.
 
-    A 2xx whose body is not a send response (no `messages[0].id`) is TRANSIENT: like a
-    timeout, nothing proves the message was accepted, and its callback data still lets a
-    late status receipt resolve it.
+    A 2xx whose body is not a send response (none, not JSON, no `messages[0].id`, an unusable
+    id) is UNKNOWN: the request reached the API and nothing says whether the message went; its
+    callback data still lets a status receipt resolve it. A 3xx is never followed (a redirect
+    to another origin would hand it the token and the message): the API did not take the
+    message, so it is TRANSIENT, bounded by max_attempts like any other failure (contact
+    `error` when they run out). `body` None: not read (over the size bound).
     """
     document = _as_mapping(body)
     error = _error_object(document) if document is not None else None
@@ -175,11 +195,39 @@ def classify_response(
         if accepted is not None:
             return accepted
         return Outcome(
+            OutcomeKind.UNKNOWN,
+            http_status=http_status,
+            error_title=f"outcome unknown: HTTP {http_status} {_unreadable(body, document)}",
+        )
+    if 300 <= http_status < 400 and error is None:
+        return Outcome(
             OutcomeKind.TRANSIENT,
             http_status=http_status,
-            error_title=f"unreadable HTTP {http_status} response",
+            error_title=f"HTTP {http_status} redirect, not followed",
         )
-    return classify_error_object(error or {}, attempt=attempt, http_status=http_status)
+    outcome = classify_error_object(error or {}, attempt=attempt, http_status=http_status)
+    if retry_after_s is not None and outcome.kind is OutcomeKind.THROTTLED:
+        outcome.retry_after_s = min(max(retry_after_s, 0.0), MAX_RETRY_AFTER_S)
+    return outcome
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """A `Retry-After` header's delay in seconds (delta-seconds only; an HTTP date or junk
+    reads as None: the adaptive slow-down still applies)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        return None
+    return float(value)
+
+
+def _unreadable(body: bytes | Mapping[str, Any] | None, document: Mapping[str, Any] | None) -> str:
+    if body is None:
+        return "body over the size bound"
+    if document is None:
+        return "with an empty body" if body == b"" else "with a body that is not a JSON object"
+    return "without a usable messages[].id"
 
 
 def classify_error_object(
@@ -220,8 +268,13 @@ def classify_error_object(
     )
 
 
-def classify_transport_error(kind: str) -> Outcome:
-    """A request that got no HTTP response ("timeout", "connection", ...): retry with backoff."""
+def classify_transport_error(kind: str, *, sent: bool = False) -> Outcome:
+    """A request that got no usable HTTP response ("timeout", "connection", ...). Not `sent`
+    (the connection failed before the request went out): TRANSIENT, retried with backoff.
+    `sent` (a reset, a timeout or a truncated answer after the request went out): UNKNOWN,
+    the API may have accepted the message."""
+    if sent:
+        return Outcome(OutcomeKind.UNKNOWN, error_title=f"outcome unknown: {kind}")
     return Outcome(OutcomeKind.TRANSIENT, error_title=f"transport error: {kind}")
 
 
@@ -281,20 +334,22 @@ def _accepted(document: Mapping[str, Any] | None, http_status: int) -> Outcome |
     wamid = message.get("id")
     if not isinstance(wamid, str) or not wamid:
         return None
+    if len(wamid) > MAX_WAMID_CHARS or not wamid.isprintable():  # a NUL, a newline, ...
+        return None
     wa_id = None
     contacts = document.get("contacts")
     if type(contacts) is list and contacts:
         contact = contacts[0]
         if type(contact) is dict or isinstance(contact, Mapping):
             value = contact.get("wa_id")
-            if isinstance(value, str) and value:
+            if isinstance(value, str) and value and value.isprintable():
                 wa_id = value.strip()
     status = message.get("message_status")
     return Outcome(
         OutcomeKind.ACCEPTED,
         wamid,
         wa_id,
-        status if isinstance(status, str) and status else "accepted",
+        status if isinstance(status, str) and status and status.isprintable() else "accepted",
         http_status,
     )
 

@@ -103,8 +103,12 @@ class TokenBucket:
             return 0.0
         return (1 - self._tokens) / self._rate
 
-    def on_throttled(self, now: float) -> None:
-        """A throughput error (429, 130429, 4, 80007): halve the rate and drop saved-up tokens."""
+    def on_throttled(self, now: float, retry_after_s: float | None = None) -> None:
+        """A throughput error (429, 130429, 4, 80007): halve the rate and drop saved-up tokens;
+        with the answer's `Retry-After`, no token comes before it has passed."""
+        if retry_after_s is not None and retry_after_s > 0:
+            self._advance(now)
+            self._tokens = min(self._tokens, 1.0 - retry_after_s * self._rate)
         if self._last_throttle is not None and now - self._last_throttle < self._cooldown_s:
             return
         self._advance(now)

@@ -30,6 +30,33 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# Errors of a database that is there but does not take writes now: read-only (a failover, a
+# maintenance switch), statement_timeout, disk full or out of memory, lock and serialisation
+# conflicts, I/O errors. The daemon stops sending while they last and retries its writes.
+BLOCKED_WRITE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.PostgresSystemError,
+)
+
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, *BLOCKED_WRITE_ERRORS)
+"""What the daemon's loops retry through: a lost connection or a database blocking writes."""
+
+# Errors a value in the statement causes (a unique violation, a number out of range, a byte
+# the encoding refuses): writing the same batch again fails again, so the recorder isolates
+# the result that causes it.
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+)
+
+
+def is_blocked_write(exc: BaseException) -> bool:
+    """Whether `exc` says the database blocks writes (not that the connection was lost)."""
+    return isinstance(exc, BLOCKED_WRITE_ERRORS)
+
 
 class JsonText(str):
     """A value that is already JSON text: written to json/jsonb columns as is."""
@@ -59,10 +86,20 @@ async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the pool's codecs; DatabaseError when the database cannot be reached."""
     try:
         conn = await asyncpg.connect(dsn)
+    except ValueError as exc:
+        raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc
     await _init_connection(conn)
     return conn
+
+
+def malformed_dsn(exc: ValueError) -> DatabaseError:
+    """One line for a DSN asyncpg cannot parse (a port that is not a number, a broken IPv6
+    address); the DSN itself is never shown (it may hold a password)."""
+    text = str(exc)
+    why = "its port is not a number" if "int()" in text else text.splitlines()[0][:120]
+    return DatabaseError(f"database.url (or DATABASE_URL) is malformed: {why}")
 
 
 class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
@@ -89,6 +126,8 @@ async def open_pool(
             init=_init_connection,
             connection_class=PoolConnection,
         )
+    except ValueError as exc:
+        raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc
     try:

@@ -11,6 +11,7 @@ import orjson
 
 from daemon.core.decide import Decision
 from daemon.core.model import Campaign, CampaignId, ContactId
+from daemon.core.recordable import recordable_error
 from daemon.core.states import ContactState
 from daemon.db.campaigns import add_suppressions, campaign_from_record
 from daemon.db.sql import query
@@ -97,21 +98,26 @@ async def claim_within_limit(
     return claimed, quota - len(claimed), window["oldest"]
 
 
-async def record_results(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
-    """One statement for the whole flush (plus the suppressions it implies, same transaction)."""
+async def record_results(
+    conn: asyncpg.Connection, results: Sequence[SendResult], *, timeout: float | None = None
+) -> int:
+    """One statement for the whole flush (plus the suppressions it implies, same transaction);
+    `timeout`: seconds each statement may take (a lock held longer cancels it)."""
     suppressed = [r.phone for r in results if r.decision.suppress]
     if suppressed:  # a transaction only when there is a second statement
         async with conn.transaction():
-            count = await _record(conn, results)
+            count = await _record(conn, results, timeout)
             await add_suppressions(conn, suppressed, "opted out of marketing messages (131050)")
         return count
-    return await _record(conn, results)
+    return await _record(conn, results, timeout)
 
 
 _SENT = ContactState.SENT  # reading a member from its class is a Python-level lookup on 3.11
 
 
-async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> int:
+async def _record(
+    conn: asyncpg.Connection, results: Sequence[SendResult], timeout: float | None = None
+) -> int:
     # One JSON text parameter: asyncpg's encoding of ten typed arrays cost 3.7 us of the
     # daemon's CPU per result, orjson 1.5 us, for the same work on the server.
     items = []
@@ -127,11 +133,16 @@ async def _record(conn: asyncpg.Connection, results: Sequence[SendResult]) -> in
             "at": r.at,
         }
         if decision.state is not _SENT:  # a missing key reads as NULL
-            item["error_code"] = decision.error_code
-            item["error_title"] = decision.error_title
+            code, title = recordable_error(decision.error_code, decision.error_title)
+            item["error_code"] = code
+            item["error_title"] = title
             item["next_attempt_at"] = decision.next_attempt_at
+            if decision.unknown:
+                item["unknown"] = True
         items.append(item)
-    status: str = await conn.execute(query("record_results"), orjson.dumps(items).decode())
+    status: str = await conn.execute(
+        query("record_results"), orjson.dumps(items).decode(), timeout=timeout
+    )
     return int(status.rpartition(" ")[2])  # "UPDATE n": no row comes back to decode
 
 

@@ -25,8 +25,9 @@ from daemon.core.ratelimit import RateLimiters
 from daemon.core.retry import database_retrying
 from daemon.core.template_build import BodyBuilder
 from daemon.db import sender_store as store
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import RETRYABLE_ERRORS, is_blocked_write
 from daemon.engine.preparer import CampaignPreparer, Prepared
+from daemon.engine.recorder import ResultRecorder
 from daemon.engine.upkeep import FENCE_AFTER_S
 from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
@@ -104,6 +105,8 @@ class Claimer:
         self._lease_margin = config.recovery.lease_s * 0.8
         self.lost: set[int] = set()
         self.claimed = 0
+        # The recorder, told when the database blocks or takes the claims' writes.
+        self.writes: ResultRecorder | None = None
         self._prepared_ids: set[CampaignId] = set()
 
     def wake(self) -> None:
@@ -157,10 +160,15 @@ class Claimer:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim until `stop` is set, through database outages."""
         async for attempt in database_retrying(
-            CONNECTION_ERRORS, log, operation="claim_loop", max_s=5.0
+            RETRYABLE_ERRORS, log, operation="claim_loop", max_s=5.0
         ):
             with attempt:
-                await self._claim_loop(stop)
+                try:
+                    await self._claim_loop(stop)
+                except RETRYABLE_ERRORS as exc:
+                    if is_blocked_write(exc) and self.writes is not None:
+                        self.writes.note_blocked(exc)
+                    raise
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         batch = self._config.sender.batch_size
@@ -206,6 +214,8 @@ class Claimer:
                     elif got == want:
                         full = True
                 idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
+            if claimed and self.writes is not None:  # a claim is a write: the database takes them
+                self.writes.note_written()
             if stop.is_set():
                 return
             if claimed and not full:
@@ -321,7 +331,7 @@ class Claimer:
         queued = [current, *(w for w in self._holder.held() if w is not current)]
         ids = [w.contact.id for w in queued]
         kept: set[int] = set()
-        async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="sender_write"):
+        async for attempt in database_retrying(RETRYABLE_ERRORS, log, operation="sender_write"):
             with attempt:
                 async with self._pool.acquire() as conn:
                     kept = await store.renew_claims(

@@ -11,7 +11,7 @@ import asyncpg
 
 from daemon.core.retry import database_retrying
 from daemon.db.campaigns import CAMPAIGNS_CHANNEL
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.logs import get_logger
 
 log = get_logger(__name__)
@@ -24,7 +24,7 @@ async def listen(dsn: str, channel: str, on_notify: Callable[[], None]) -> None:
         lost = asyncio.Event()
         conn: asyncpg.Connection | None = None
         async for attempt in database_retrying(
-            CONNECTION_ERRORS, log, operation=f"listen_{channel}", max_s=5.0
+            RETRYABLE_ERRORS, log, operation=f"listen_{channel}", max_s=5.0
         ):
             with attempt:
                 conn = await asyncpg.connect(dsn)

@@ -337,7 +337,12 @@ def metrics_component(
         runtime.sender.send_observers.append(metrics.sends.on_send)
         async with AsyncExitStack() as stack:
             if config.metrics.enabled:
-                app = build_metrics_app(metrics, WebDeps(config, runtime.pool, runtime.stop))
+                app = build_metrics_app(
+                    metrics,
+                    WebDeps(
+                        config, runtime.pool, runtime.stop, writes_blocked=runtime.writes_blocked
+                    ),
+                )
                 await stack.enter_async_context(
                     serve_web_app(app, config.metrics.host, config.metrics.port, what="metrics")
                 )

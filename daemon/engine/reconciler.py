@@ -20,7 +20,7 @@ import asyncpg
 
 from daemon.config import WebhookConfig
 from daemon.db import receipts_store as store
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.db.sender_store import SendResult
 from daemon.engine.listener import listen
 from daemon.engine.runtime import Runtime
@@ -122,7 +122,7 @@ class Reconciler:
             try:
                 await self.reconcile_due()
                 failures = 0
-            except CONNECTION_ERRORS as exc:
+            except RETRYABLE_ERRORS as exc:
                 failures += 1
                 self.stats.errors += 1
                 log.warning("reconcile_failed", error=repr(exc), failures=failures)

@@ -35,6 +35,11 @@ class Runtime:
     stop: asyncio.Event
     extra_tasks: dict[str, Coroutine[Any, Any, None]] = field(default_factory=dict)
 
+    def writes_blocked(self) -> str | None:
+        """Why the database blocks the daemon's writes now (None: it takes them)."""
+        recorder = self.recorder
+        return (recorder.block_reason or "writes blocked") if recorder.blocked else None
+
 
 # Plug-ins started with the daemon, each an async context manager factory taking the Runtime
 # (the webhook server, the reconciler, metrics). Registered by their modules' owners.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,17 +21,18 @@ import asyncpg
 
 from daemon.config import Config
 from daemon.core.breaker import RefusalBreaker
-from daemon.core.decide import SENT, decide
+from daemon.core.decide import SENT, UnknownPolicy, decide
 from daemon.core.model import Campaign, CampaignId
 from daemon.core.outcomes import Outcome, OutcomeKind
 from daemon.core.payload import encode_callback_data
 from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.engine.claimer import Claimer, Work
 from daemon.engine.preparer import CampaignPreparer
 from daemon.engine.recorder import ResultRecorder
+from daemon.engine.sender_writes import SenderWrites
 from daemon.engine.slots import Slots
 from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
@@ -46,6 +47,8 @@ _TEMPLATE_CODES = frozenset({132001, 132015, 132016})
 MIN_RATE_SLEEP_S = 0.001
 # A worker waiting that long for a token checks in between whether its campaign was stopped.
 STOP_CHECK_S = 0.05
+# At shutdown, the final writes get at least this long (after the in-flight sends' drain).
+MIN_SHUTDOWN_WRITES_S = 3.0
 # A worker whose taking or checking failed (a bug) waits this long before it tries again.
 WORKER_FAILURE_PAUSE_S = 0.1
 # Enum members read from their class cost a Python-level lookup on 3.11 (~0.2 us): the hot
@@ -53,6 +56,7 @@ WORKER_FAILURE_PAUSE_S = 0.1
 _ACCEPTED = OutcomeKind.ACCEPTED
 _THROTTLED = OutcomeKind.THROTTLED
 _FATAL = OutcomeKind.FATAL
+_UNKNOWN = OutcomeKind.UNKNOWN
 
 
 @dataclass
@@ -101,6 +105,10 @@ class Sender:
         self._policy = RetryPolicy(
             config.sender.max_attempts, config.sender.retry_initial_s, config.sender.retry_max_s
         )
+        recovery = config.recovery
+        self._unknown = UnknownPolicy(
+            recovery.unknown_outcome, recovery.grace_s, recovery.max_unknown_outcomes
+        )
         self._queues: dict[str, WorkQueue[Work]] = {}
         self._pacing: dict[str, asyncio.Lock] = {}  # one worker per number waits for a token
         # Sends in flight, daemon-wide: uncontended with one number (as many workers as slots).
@@ -114,8 +122,11 @@ class Sender:
         self._stopping = False
         self.preparer = preparer or CampaignPreparer(config)
         self._claims = Claimer(pool, config, daemon_id, limiters, self, self.preparer)
+        self._claims.writes = recorder
         self._breaker = RefusalBreaker(config.sender.breaker_threshold)
         self.stats = SenderStats()
+        self._writes = SenderWrites(pool, config, daemon_id, recorder)
+        self.unwritten = self._writes.unwritten  # what the shutdown could not write
 
     # -- public -------------------------------------------------------------------------
 
@@ -159,8 +170,10 @@ class Sender:
 
     async def shutdown(self, timeout_s: float) -> None:
         """Stop sending: release what is queued, let in-flight sends finish within `timeout_s`,
-        give the rest the unknown-outcome policy, flush every result."""
+        give the rest the unknown-outcome policy, flush every result. A database that does
+        not take these writes by then leaves them in `unwritten` (for the spool)."""
         self._stopping = True
+        deadline = time.monotonic() + max(timeout_s, MIN_SHUTDOWN_WRITES_S)
         # Workers not sending stop where they wait; those sending finish and then stop.
         waiting = [task for task in self._workers if task not in self._inflight]
         for task in waiting:
@@ -171,7 +184,7 @@ class Sender:
             *(w for q in self._queues.values() for w in q.take_all()),
         ]
         self._in_hand.clear()
-        await self._release([w.contact.id for w in unsent] + sorted(self._releasing))
+        await self._release([w.contact.id for w in unsent] + sorted(self._releasing), deadline)
         if self._inflight:
             self._none_inflight.clear()
             waiter = asyncio.ensure_future(self._none_inflight.wait())
@@ -181,16 +194,19 @@ class Sender:
         for task in self._workers:
             task.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        await self._recorder.close()
+        # The writes get what is left of the timeout, and a few seconds at least.
+        deadline = max(deadline, time.monotonic() + MIN_SHUTDOWN_WRITES_S)
+        self.unwritten.results = await self._recorder.close(deadline)
         await self.preparer.close()
         if cut_off:
-            await self._expire_unknown([w.contact.id for w in cut_off])
+            await self._expire_unknown([w.contact.id for w in cut_off], deadline)
         log.info(
             "sender_stopped",
             released=len(unsent),
             cut_off=len(cut_off),
             sent=self.stats.sent,
             outcomes=self.stats.outcomes,
+            unwritten=self.unwritten.count,
         )
 
     # -- what the claimer sees (ClaimHolder) ---------------------------------------------
@@ -261,7 +277,11 @@ class Sender:
         bucket = self._limiters.bucket(phone_number_id)  # rate changes keep the same bucket
         loop = asyncio.get_running_loop()  # each lookup costs a getpid() on 3.11
         queued = queue.items
+        recorder = self._recorder
         while not self._stopping:
+            if recorder.blocked:  # the database blocks writes: no send starts until it takes them
+                await recorder.wait_unblocked()
+                continue
             # Inline, not a helper coroutine: at full speed a coroutine per message costs.
             try:
                 # Held from here until its send starts: a shutdown meanwhile releases it.
@@ -398,9 +418,18 @@ class Sender:
                 await self._release([contact.id])
                 return
             if kind is _THROTTLED:
-                bucket.on_throttled(loop.time())
+                bucket.on_throttled(loop.time(), outcome.retry_after_s)
+            elif kind is _UNKNOWN:
+                self.stats.unknown_outcome += 1
             tripped = self._breaker.observe(campaign.id, outcome)
-            decision = decide(outcome, contact.counted_attempt, self._policy, now)
+            decision = decide(
+                outcome,
+                contact.counted_attempt,
+                self._policy,
+                now,
+                self._unknown,
+                contact.attempt - contact.counted_attempt,
+            )
             log.info(
                 "send_failed",
                 campaign_id=campaign.id,
@@ -437,7 +466,7 @@ class Sender:
         if not self._claims.halt(campaign.id):
             return
         reason = outcome.fatal_reason or f"campaign-fatal API error {outcome.error_code}"
-        async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="halt_campaign"):
+        async for attempt in database_retrying(RETRYABLE_ERRORS, log, operation="halt_campaign"):
             with attempt:
                 async with self._pool.acquire() as conn:
                     if outcome.resume_after_s:
@@ -457,33 +486,17 @@ class Sender:
             loop = asyncio.get_running_loop()
             loop.call_later(outcome.resume_after_s, self._claims.unhalt, campaign.id)
 
-    async def _release(self, ids: list[int]) -> None:
+    async def _release(self, ids: list[int], deadline: float | None = None) -> None:
         if not ids:
             return
         # Until written, the ids stay here: a worker cancelled at shutdown in the middle of
         # this write (its queue's contacts already taken out) must not strand them.
         self._releasing.update(ids)
-        await self._write(lambda conn: store.release_contacts(conn, ids, self._daemon_id))
+        written = await self._writes.release(ids, deadline)
         self._releasing.difference_update(ids)
-        self.stats.released += len(ids)
+        if written:
+            self.stats.released += len(ids)
 
-    async def _expire_unknown(self, ids: list[int]) -> None:
-        recovery = self._config.recovery
-        await self._write(
-            lambda conn: store.expire_own_contacts(
-                conn,
-                ids,
-                recovery.unknown_outcome,
-                recovery.grace_s,
-                self._config.sender.max_attempts,
-                self._daemon_id,
-                recovery.max_unknown_outcomes,
-            )
-        )
+    async def _expire_unknown(self, ids: list[int], deadline: float | None = None) -> None:
+        await self._writes.expire_unknown(ids, deadline)
         self.stats.unknown_outcome += len(ids)
-
-    async def _write(self, operation: Callable[[asyncpg.Connection], Awaitable[object]]) -> None:
-        async for attempt in database_retrying(CONNECTION_ERRORS, log, operation="sender_write"):
-            with attempt:
-                async with self._pool.acquire() as conn:
-                    await operation(conn)

@@ -21,12 +21,14 @@ from daemon.db import daemons
 from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
+from daemon.db.sql import query
 from daemon.engine.listener import listen_for_campaign_changes
 from daemon.engine.numbers import number_health_loop
 from daemon.engine.reconciler import Reconciler, reconciler_component, reconciler_tasks
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
 from daemon.engine.sender import Sender, SendObserver
+from daemon.engine.spool import Spooler
 from daemon.engine.stops import StopWatcher
 from daemon.engine.systemd import SystemdNotifier
 from daemon.engine.upkeep import (
@@ -46,7 +48,7 @@ from daemon.engine.web import (
     warn_if_no_verify_token,
     web_component,
 )
-from daemon.errors import ConfigError, WaSenderError
+from daemon.errors import ConfigError, DatabaseBlockedError, WaSenderError
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
@@ -128,16 +130,20 @@ async def run_daemon(
                 config.whatsapp.access_token,
                 timeout_s=config.whatsapp.request_timeout_s,
                 max_connections=config.whatsapp.max_connections,
+                max_response_bytes=config.whatsapp.max_response_bytes,
             )
         )
         limiters = RateLimiters(
             config.sender.rate_per_second,
             sending_burst(config.sender.rate_per_second, config.sender.burst),
         )
+        spool = Spooler(config, await _database_name(pool))
+        await spool.replay(pool)  # before anything claims or recovers leases
         recorder = ResultRecorder(
             pool,
             flush_interval_s=config.sender.flush_interval_s,
             max_batch=config.sender.batch_size * 4,
+            write_timeout_s=config.database.write_timeout_s,
         )
         sender = Sender(pool, client, config, daemon_id, limiters, recorder, on_send=on_send)
         runtime = Runtime(config, dsn, pool, daemon_id, sender, recorder, stop)
@@ -177,6 +183,7 @@ async def run_daemon(
         if config.webhook.enabled:
             tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))
         tasks.start("status", _status_loop(sender, notifier))
+        tasks.start("write_watch", spool.watch_blocked(recorder, stop))
         for name, coro in runtime.extra_tasks.items():
             tasks.start(name, coro)
         runtime.extra_tasks.clear()
@@ -198,6 +205,7 @@ async def run_daemon(
             claim.cancel()
         await sender.shutdown(config.sender.shutdown_timeout_s)
         await tasks.cancel_all()
+        spooled = spool.keep(daemon_id, sender.unwritten)
         try:
             async with pool.acquire() as conn:
                 await store.forget_daemon(conn, daemon_id)
@@ -213,10 +221,18 @@ async def run_daemon(
             shutdown_s=round(time.monotonic() - started, 3),
         )
     notifier.close()
+    if spooled is not None:
+        raise DatabaseBlockedError(spool.exit_line(recorder, sender.unwritten, spooled))
     if tasks.failed:
         failed = ", ".join(tasks.failed)
         raise WaSenderError(f"daemon stopped because a background task failed: {failed}")
     return 0
+
+
+async def _database_name(pool: asyncpg.Pool) -> str:
+    async with pool.acquire() as conn:
+        name: str = await conn.fetchval(query("database_name"))
+    return name
 
 
 async def run_webhook(

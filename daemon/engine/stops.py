@@ -21,7 +21,7 @@ import asyncpg
 
 from daemon.core.model import CampaignId
 from daemon.db import daemons as store
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.engine.recorder import ResultRecorder
 from daemon.logs import get_logger
 
@@ -83,7 +83,7 @@ class StopWatcher:
             self._wake.clear()
             try:
                 await self.apply()
-            except CONNECTION_ERRORS as exc:
+            except RETRYABLE_ERRORS as exc:
                 log.warning("campaign_stops_failed", error=repr(exc))
                 await asyncio.sleep(RETRY_AFTER_ERROR_S)
                 self._wake.set()

@@ -17,7 +17,7 @@ from daemon.config import Config
 from daemon.core.ratelimit import RateLimiters
 from daemon.db import receipts_store
 from daemon.db import sender_store as store
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.logs import get_logger
 
 log = get_logger(__name__)
@@ -78,7 +78,7 @@ async def heartbeat_loop(
                 log.info("rate_share_changed", daemons=live, share=round(1 / live, 4))
                 limiters.set_share(loop.time(), 1 / live)
             on_beat(started)
-        except CONNECTION_ERRORS as exc:
+        except RETRYABLE_ERRORS as exc:
             log.warning("heartbeat_failed", error=repr(exc))
             await asyncio.sleep(HEARTBEAT_EVERY_S / 4)
             continue
@@ -113,7 +113,7 @@ async def recovery_loop(
                 )
                 on_recovered()
                 continue
-        except CONNECTION_ERRORS as exc:
+        except RETRYABLE_ERRORS as exc:
             log.warning("lease_recovery_failed", error=repr(exc))
         await asyncio.sleep(every_s)
 
@@ -129,6 +129,6 @@ async def digest_prune_loop(
                 deleted = await receipts_store.prune_webhook_digests(conn, replay_window_s)
             if deleted:
                 log.info("webhook_digests_pruned", count=deleted)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        except (*RETRYABLE_ERRORS, asyncpg.PostgresError) as exc:
             log.warning("webhook_digests_prune_failed", error=repr(exc))
         await asyncio.sleep(every_s)

@@ -30,7 +30,7 @@ from daemon.config import Config
 from daemon.core.optout import OptOutRules
 from daemon.core.throttle import LogThrottle
 from daemon.db import receipts_store as store
-from daemon.db.pool import CONNECTION_ERRORS
+from daemon.db.pool import BLOCKED_WRITE_ERRORS, CONNECTION_ERRORS
 from daemon.db.sql import query
 from daemon.engine.bodies import Body, BodyBudget, BodyRefused, read_body
 from daemon.engine.ingress import (
@@ -62,6 +62,8 @@ ReceiptObserver = Callable[[Sequence[ReceiptRow]], None]
 
 STORE_TIMEOUT_S: Final = 5.0
 READY_TIMEOUT_S: Final = 1.0
+# lock_timeout and statement_timeout of the readiness write probe (under READY_TIMEOUT_S).
+WRITE_PROBE_WAIT: Final = "500ms"
 SHUTDOWN_TIMEOUT_S: Final = 5.0
 
 
@@ -90,6 +92,8 @@ class WebDeps:
     extra_routes: Sequence[RouteInstaller] = ()
     on_stored: Sequence[ReceiptObserver] = ()
     stats: WebhookStats | None = None  # given: shared with e.g. metrics
+    # Why the daemon's writes are blocked now (the recorder's view), None while they are not.
+    writes_blocked: Callable[[], str | None] | None = None
 
 
 REJECTIONS_LOGGED_PER_S: Final = 10
@@ -200,7 +204,15 @@ def web_component(
     async def component(runtime: Runtime) -> AsyncIterator[web.Application]:
         config = runtime.config
         check_webhook_config(config)
-        deps = WebDeps(config, runtime.pool, runtime.stop, extra_routes, on_stored, stats)
+        deps = WebDeps(
+            config,
+            runtime.pool,
+            runtime.stop,
+            extra_routes,
+            on_stored,
+            stats,
+            writes_blocked=runtime.writes_blocked,
+        )
         app = build_web_app(deps)
         warn_if_no_verify_token(config)
         async with serve_web_app(app, config.webhook.host, config.webhook.port):
@@ -218,13 +230,31 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz: 200 while the database answers and the daemon is not stopping, else 503."""
+    """GET /readyz: 200 while the database answers and takes the daemon's writes and the
+    daemon is not stopping, else 503 (a read-only database, a lock on contacts, a statement
+    timeout or a full disk the recorder met: "database blocks writes")."""
     deps = request.app[DEPS_KEY]
     if deps.stopping is not None and deps.stopping.is_set():
         return web.json_response({"status": "stopping"}, status=503)
+    blocked = deps.writes_blocked() if deps.writes_blocked is not None else None
+    if blocked is not None:
+        return web.json_response({"status": "database blocks writes", "error": blocked}, status=503)
     try:
         async with asyncio.timeout(READY_TIMEOUT_S), deps.pool.acquire() as conn:
             await conn.fetchval(query("ping"))
+            async with conn.transaction():
+                await conn.execute(
+                    query("write_probe_settings"), WRITE_PROBE_WAIT, WRITE_PROBE_WAIT
+                )
+                await conn.execute(query("write_probe"))
+    except BLOCKED_WRITE_ERRORS as exc:
+        return web.json_response(
+            {"status": "database blocks writes", "error": type(exc).__name__}, status=503
+        )
+    except TimeoutError as exc:  # a stalled server, or a lock the probe's timeout missed
+        return web.json_response(
+            {"status": "database blocks writes", "error": type(exc).__name__}, status=503
+        )
     except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         return web.json_response(
             {"status": "database unavailable", "error": type(exc).__name__}, status=503

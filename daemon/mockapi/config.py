@@ -55,6 +55,8 @@ class FaultConfig:
     lost_response_accept_rate: float = 0.0
     # Deterministic triggers: recipient ``to`` (as sent) -> error code, on every request.
     forced_errors: Mapping[str, int] = field(default_factory=dict)
+    # Odd answers (mockapi.oddities): recipient ``to`` -> kind, on its first request only.
+    odd_answers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or self.jitter_ms < 0 or self.hang_s < 0:

@@ -69,3 +69,12 @@ class FaultInjector:
                     return Fault(kind, None, lost)
                 return Fault(kind, self.rng.choice(codes))
         return None
+
+
+def optional_code(value: object) -> int | None:
+    """An error code from a control command: an integer, or None (JSON null)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"error code must be an integer or null, got {value!r}")
+    return value

@@ -29,9 +29,10 @@ from daemon.mockapi.catalogue import SAMPLE_TEMPLATES, Catalogue
 from daemon.mockapi.config import MockConfig
 from daemon.mockapi.events import install_event_routes
 from daemon.mockapi.fastlane import Answer, FastLanes, FastLaneSite, Unanswered
-from daemon.mockapi.faults import FaultInjector
+from daemon.mockapi.faults import FaultInjector, optional_code
 from daemon.mockapi.limits import ThroughputLimiter
 from daemon.mockapi.management import ManagementEndpoints
+from daemon.mockapi.oddities import Oddities
 from daemon.mockapi.receipts import ReceiptSender
 from daemon.mockapi.replies import Replies
 from daemon.mockapi.state import AcceptedMessage, MockState
@@ -61,6 +62,7 @@ class MockApi:
         seed = config.seed
         self.state = MockState(dict(config.faults.forced_errors))
         self.faults = FaultInjector(config.faults, random.Random(seed))
+        self.oddities = Oddities(config.faults.odd_answers, config.faults.hang_s)
         self.receipts = ReceiptSender(config.receipts, random.Random(f"{seed}:receipts"))
         self.limiter = ThroughputLimiter(
             config.limit_per_second, config.limit_burst, config.limit_mode
@@ -103,6 +105,8 @@ class MockApi:
             token = request.query.get("access_token")
             header = f"Bearer {token}" if token else ""
         raw = await request.read()
+        if self.oddities and (odd := self.oddities.take(raw, request, self._accept, self.state)):
+            return await odd.serve(request)
         answer = self.answer(
             request.match_info["phone_number_id"],
             header.encode("utf-8", "surrogateescape"),
@@ -318,12 +322,12 @@ class MockApi:
         if command.get("clear_forced"):
             self.state.forced_errors.clear()
         if "fail_all" in command:
-            self.state.set_fail_all(_optional_code(command["fail_all"]))
+            self.state.set_fail_all(optional_code(command["fail_all"]))
         forced = command.get("force_errors") or {}
         if not isinstance(forced, dict):
             raise ValueError("force_errors must be an object of to -> code")
         for to, code in forced.items():
-            self.state.force_error(str(to), _optional_code(code))
+            self.state.force_error(str(to), optional_code(code))
         log.info(
             "mock_control_changed",
             fail_all_code=self.state.fail_all_code,
@@ -332,14 +336,6 @@ class MockApi:
 
     def _control_view(self) -> dict[str, Any]:
         return {"fail_all": self.state.fail_all_code, "force_errors": self.state.forced_errors}
-
-
-def _optional_code(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"error code must be an integer or null, got {value!r}")
-    return value
 
 
 API_KEY = web.AppKey("mock_api", MockApi)
@@ -443,7 +439,7 @@ async def start_mock_server(
     await runner.setup()
     try:
         site: web.BaseSite
-        if app[API_KEY].config.fast_lane:
+        if app[API_KEY].config.fast_lane and not app[API_KEY].oddities:
             site = FastLaneSite(runner, app[LANES_KEY], host, port)
         else:
             site = web.TCPSite(runner, host, port)

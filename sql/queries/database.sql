@@ -20,3 +20,16 @@ SELECT pg_backend_pid();
 -- it after a while without any).
 SELECT count(*) FROM pg_stat_activity
 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid();
+
+-- name: database_name
+-- What the daemon's spool files are named for (engine.spool).
+SELECT current_database();
+
+-- name: write_probe
+-- /readyz: can the daemon write its contacts? Run in a transaction with a short lock_timeout
+-- (write_probe_settings first): a read-only database refuses FOR UPDATE, a table lock (ACCESS
+-- EXCLUSIVE on contacts) makes it wait past the timeout. No row is locked (LIMIT 0).
+SELECT id FROM contacts LIMIT 0 FOR UPDATE;
+
+-- name: write_probe_settings
+SELECT set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true);

@@ -59,13 +59,20 @@ SET state = CASE
                    ELSE c.sent_at END,
     failed_at = CASE WHEN c.state = 'in_progress' AND r.state IN ('sending_failed', 'error')
                      THEN r.at ELSE c.failed_at END,
-    outcome_unknown = CASE WHEN r.state = 'sent' THEN false ELSE c.outcome_unknown END,
+    outcome_unknown = CASE WHEN r.state = 'sent' THEN false
+                           WHEN c.state = 'in_progress' AND r.unknown THEN true
+                           ELSE c.outcome_unknown END,
+    -- An answer that left the outcome unknown (decided in core.decide.decide_unknown): one
+    -- more unknown attempt, not counted against sender.max_attempts.
+    unknown_attempts = c.unknown_attempts
+        + CASE WHEN c.state = 'in_progress' AND r.unknown THEN 1 ELSE 0 END,
     claimed_by = NULL,
     lease_until = NULL,
     updated_at = now()
 FROM json_to_recordset($1::text::json)
      AS r(id bigint, attempt int, state text, wamid text, wa_id text, message_status text,
-          error_code int, error_title text, next_attempt_at timestamptz, at timestamptz)
+          error_code int, error_title text, next_attempt_at timestamptz, at timestamptz,
+          unknown boolean)
 WHERE c.id = r.id
   AND c.attempts = r.attempt
   AND (c.state = 'in_progress' OR r.state = 'sent');

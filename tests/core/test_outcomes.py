@@ -19,6 +19,7 @@ from daemon.core.outcomes import (
     classify_response,
     classify_transport_error,
     pair_limit_retry_after_s,
+    parse_retry_after,
 )
 
 DATA = Path(__file__).parent / "data"
@@ -293,7 +294,6 @@ def test_only_fatal_outcomes_carry_a_fatal_reason(code: int, _kind: OutcomeKind)
         (400, None, K.PERMANENT),
         (400, b"not json", K.PERMANENT),
         (413, None, K.PERMANENT),
-        (302, None, K.TRANSIENT),
     ],
 )
 def test_http_status_is_the_fallback_without_an_error_code(
@@ -338,11 +338,71 @@ def test_unknown_code_with_401_is_fatal_and_says_so() -> None:
         {"messaging_product": "whatsapp"},
     ],
 )
-def test_unreadable_2xx_is_transient_like_a_lost_response(body: Any) -> None:
+def test_unreadable_2xx_is_an_unknown_outcome_never_a_plain_retry(body: Any) -> None:
+    """The request reached the API: it may have accepted the message (issue 21: these were
+    resent until the attempts ran out, even under recovery.unknown_outcome = error)."""
     outcome = classify_response(200, body, attempt=1)
-    assert outcome.kind is K.TRANSIENT
+    assert outcome.kind is K.UNKNOWN
     assert outcome.wamid is None
-    assert outcome.error_title == "unreadable HTTP 200 response"
+    assert outcome.error_title is not None
+    assert outcome.error_title.startswith("outcome unknown: HTTP 200 ")
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"", "with an empty body"),
+        (b"<html>OK</html>", "with a body that is not a JSON object"),
+        ({"messaging_product": "whatsapp"}, "without a usable messages[].id"),
+        ({"messages": [{"id": "wamid.\x00X"}]}, "without a usable messages[].id"),
+        ({"messages": [{"id": "wamid.A\nB"}]}, "without a usable messages[].id"),
+        ({"messages": [{"id": "w" * 257}]}, "without a usable messages[].id"),
+        (None, "body over the size bound"),
+    ],
+)
+def test_an_unknown_2xx_says_why(body: Any, why: str) -> None:
+    outcome = classify_response(200, body, attempt=1)
+    assert (outcome.kind, outcome.error_title) == (K.UNKNOWN, f"outcome unknown: HTTP 200 {why}")
+
+
+def test_204_is_an_unknown_outcome() -> None:
+    assert classify_response(204, b"", attempt=1).kind is K.UNKNOWN
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_a_bounded_failure_never_followed(status: int) -> None:
+    outcome = classify_response(status, b"", attempt=1)
+    assert outcome.kind is K.TRANSIENT
+    assert outcome.error_title == f"HTTP {status} redirect, not followed"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"), [("7", 7.0), (" 30 ", 30.0), ("0", 0.0), ("99999", 3600.0)]
+)
+def test_retry_after_on_429_is_kept_capped_at_an_hour(header: str, expected: float) -> None:
+    outcome = classify_response(
+        429, b"Too Many Requests", attempt=1, retry_after_s=parse_retry_after(header)
+    )
+    assert (outcome.kind, outcome.retry_after_s) == (K.THROTTLED, expected)
+
+
+@pytest.mark.parametrize("header", [None, "", "soon", "Wed, 21 Oct 2026 07:28:00 GMT", "-1", "1.5"])
+def test_a_retry_after_that_is_not_seconds_is_ignored(header: str | None) -> None:
+    assert parse_retry_after(header) is None
+
+
+def test_retry_after_is_ignored_on_other_errors() -> None:
+    assert classify_response(500, b"", attempt=1, retry_after_s=9.0).retry_after_s is None
+
+
+def test_a_nul_in_wa_id_or_message_status_is_not_kept() -> None:
+    body = {
+        "contacts": [{"wa_id": "1555\x00"}],
+        "messages": [{"id": "wamid.OK", "message_status": "acc\x00epted"}],
+    }
+    outcome = classify_response(200, body, attempt=1)
+    assert (outcome.kind, outcome.wamid) == (K.ACCEPTED, "wamid.OK")
+    assert outcome.wa_id is None and outcome.message_status == "accepted"
 
 
 def test_error_envelope_inside_a_2xx_is_classified_by_its_code() -> None:
@@ -361,12 +421,18 @@ def test_nonsense_code_falls_back_to_the_http_status(code: object) -> None:
     assert (outcome.kind, outcome.error_code) == (K.TRANSIENT, None)
 
 
-@pytest.mark.parametrize("kind", ["timeout", "connection", "payload", "anything"])
-def test_transport_errors_are_transient(kind: str) -> None:
+@pytest.mark.parametrize("kind", ["ClientConnectorError", "ConnectionTimeoutError"])
+def test_transport_errors_before_the_request_went_out_are_transient(kind: str) -> None:
     outcome = classify_transport_error(kind)
     assert outcome.kind is K.TRANSIENT
     assert outcome.error_title == f"transport error: {kind}"
     assert outcome.http_status is None
+
+
+@pytest.mark.parametrize("kind", ["timeout", "server disconnected", "truncated response body"])
+def test_transport_errors_after_the_request_went_out_are_unknown(kind: str) -> None:
+    outcome = classify_transport_error(kind, sent=True)
+    assert (outcome.kind, outcome.error_title) == (K.UNKNOWN, f"outcome unknown: {kind}")
 
 
 def test_a_mapping_that_is_not_a_dict_reads_like_one() -> None:
