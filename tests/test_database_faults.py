@@ -261,7 +261,7 @@ async def run_fault(
 
 async def tiny_tablespace(server: RestartablePostgres, disk: pgfaults.TinyDisk) -> Any:
     """A `before` hook: contacts moved onto a tablespace on the tiny disk."""
-    owner = "nobody" if server._user is None else server._user.pw_name  # noqa: SLF001
+    owner = "nobody" if server._user is None else server._user.pw_name
     disk.mount(owner)
     admin = await asyncpg.connect(server.dsn)
     try:
@@ -278,7 +278,9 @@ async def tiny_tablespace(server: RestartablePostgres, disk: pgfaults.TinyDisk) 
 async def drop_tiny_tablespace(server: RestartablePostgres, disk: pgfaults.TinyDisk) -> None:
     admin = await asyncpg.connect(server.dsn)
     try:
-        for (name,) in await admin.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'faults_%'"):
+        for (name,) in await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'faults_%'"
+        ):
             conn = await asyncpg.connect(with_database_name(server.dsn, name))
             with contextlib.suppress(asyncpg.PostgresError):
                 await conn.execute("DROP TABLE IF EXISTS contacts CASCADE")

@@ -23,7 +23,7 @@ from daemon.config import Config
 from daemon.core.breaker import RefusalBreaker
 from daemon.core.decide import SENT, UnknownPolicy, decide
 from daemon.core.model import Campaign, CampaignId
-from daemon.core.outcomes import Outcome, OutcomeKind
+from daemon.core.outcomes import TEMPLATE_CODES, Outcome, OutcomeKind
 from daemon.core.payload import encode_callback_data
 from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
@@ -39,7 +39,6 @@ from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
 
 log = get_logger(__name__)
-_TEMPLATE_CODES = frozenset({132001, 132015, 132016})
 
 # uvloop's timers have millisecond resolution: a shorter sleep fires at once, and waiting for
 # the next token became a busy loop (0.9 of a core at 1,000 msg/s). Sleeping a little longer
@@ -459,8 +458,6 @@ class Sender:
             )
 
     # -- campaign-fatal errors ----------------------------------------------------------
-    # Template missing / paused / disabled (132001, 132015, 132016): a pause by Meta, undone
-    # when Meta's webhook says the template is APPROVED again (engine/listening.py).
 
     async def _halt_campaign(self, campaign: Campaign, outcome: Outcome) -> None:
         if not self._claims.halt(campaign.id):
@@ -473,7 +470,7 @@ class Sender:
                         until = datetime.now(UTC) + timedelta(seconds=outcome.resume_after_s)
                         await store.set_campaign_hold(conn, [campaign.id], reason, until)
                     else:
-                        by = "meta" if outcome.error_code in _TEMPLATE_CODES else "daemon"
+                        by = "meta" if outcome.error_code in TEMPLATE_CODES else "daemon"
                         await store.pause_campaign_fatal(conn, campaign.id, reason, by)
         log.error(
             "campaign_halted",
