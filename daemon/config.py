@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import phonenumbers
 
+from daemon.core.optout import DEFAULT_KEYWORDS, DEFAULT_PAYLOADS
 from daemon.errors import ConfigError
 
 
@@ -96,6 +97,9 @@ class SenderConfig:
     # Identical per-contact refusals in a row about the request (100, 131008, 131009, 132000,
     # 132012, 132018, 135000) that pause a campaign; 0 = never.
     breaker_threshold: int = 20
+    # A phone_number_quality_update FLAGGED or DOWNGRADE multiplies that number's rate for
+    # MARKETING campaigns by this; UNFLAGGED or UPGRADE restore it.
+    flagged_rate_factor: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,16 @@ class RecoveryConfig:
     # Unknown outcomes a contact may have before it becomes Error; they do not use up
     # sender.max_attempts (a crash is not an API failure), this bounds them instead.
     max_unknown_outcomes: int = 10
+
+
+@dataclass(frozen=True)
+class OptOutConfig:
+    """[optout]: inbound messages that put their sender on the suppression list."""
+
+    # Comma-separated; a whole message matching one (case, accents, punctuation ignored).
+    keywords: str = DEFAULT_KEYWORDS
+    # Comma-separated quick-reply button payloads that mean "stop".
+    payloads: str = DEFAULT_PAYLOADS
 
 
 @dataclass(frozen=True)
@@ -191,6 +205,7 @@ class Config:
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    optout: OptOutConfig = field(default_factory=OptOutConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
@@ -247,6 +262,7 @@ BOUNDS: Mapping[str, Bound] = {
     "sender.idle_poll_s": Bound(0.01, 3600),
     "sender.shutdown_timeout_s": Bound(0, 3600),
     "sender.breaker_threshold": Bound(0, 1_000_000),
+    "sender.flagged_rate_factor": Bound(0, 1, above=True),
     "webhook.port": Bound(1, 65535),
     "webhook.max_body_bytes": Bound(1024, 1 << 30),
     "webhook.reconcile_batch": Bound(1, 100_000),
@@ -302,6 +318,7 @@ SECTIONS: Mapping[str, type] = {
     "webhook": WebhookConfig,
     "recovery": RecoveryConfig,
     "limits": LimitsConfig,
+    "optout": OptOutConfig,
     "logging": LoggingConfig,
     "metrics": MetricsConfig,
     "runtime": RuntimeConfig,

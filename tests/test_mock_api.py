@@ -98,7 +98,7 @@ INTERACTIVE_SAMPLE: dict[str, Any] = {
 # Keys of the real samples (send_success_*, status_sent_biz_opaque_callback_data_pywa.json,
 # status_failed_131049_metadocs.json).
 SUCCESS_KEYS = {"messaging_product", "contacts", "messages"}
-WEBHOOK_VALUE_KEYS = {"messaging_product", "metadata", "statuses"}
+WEBHOOK_VALUE_KEYS = {"messaging_product", "metadata", "contacts", "statuses"}  # contacts: user_id
 SENT_STATUS_KEYS = [
     "id",
     "status",

@@ -234,7 +234,8 @@ async def test_samples_are_applied_like_their_status_says(
         "status_read_pywa.json": (S.DELIVERED, S.READ),
         "status_played_pywa.json": (S.READ, S.READ),
         "status_failed_130472_pywa.json": (S.SENT, S.DELIVERY_FAILED),
-        "status_failed_131049_metadocs.json": (S.SENT, S.DELIVERY_FAILED),
+        # 131049: the per-user marketing cap, retried after 24 h (core/failed_status.py)
+        "status_failed_131049_metadocs.json": (S.SENT, S.RETRY_SCHEDULED),
         "status_sent_marketing_pmp_metadocs.json": (S.RETRY_SCHEDULED, S.SENT),
         "status_v24_no_conversation_no_pricing_metadocs.json": (S.IN_PROGRESS, S.SENT),
         "status_sent_capture_djangocrm.json": (S.IN_PROGRESS, S.SENT),
@@ -267,9 +268,15 @@ async def test_samples_are_applied_like_their_status_says(
         if status["status"] == "failed":
             error = status["errors"][0]
             assert (row["error_code"], row["error_title"]) == (error["code"], error["title"])
+            assert row["error_details"] == error["error_data"]["details"]
             stamp = datetime.fromtimestamp(int(status["timestamp"]), UTC)
-            # The samples are dated years before these contacts were sent (T0): clamped.
-            assert row["failed_at"] == max(stamp, row["sent_at"])
+            if after is S.RETRY_SCHEDULED:
+                assert row["wamid"] is None and row["prior_wamid"] == status["id"]
+                wait = (row["next_attempt_at"] - datetime.now(UTC)).total_seconds()
+                assert 23 * 3600 < wait <= 24 * 3600
+            else:
+                # The samples are dated years before these contacts were sent (T0): clamped.
+                assert row["failed_at"] == max(stamp, row["sent_at"])
         if "biz_opaque_callback_data" in status:
             assert row["wamid"] == status["id"]  # filled from the receipt
         if name == "status_read_no_delivered_capture_djangocrm.json":

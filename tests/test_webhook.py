@@ -118,12 +118,44 @@ def test_a_batched_body_yields_every_status_of_every_entry_and_change() -> None:
     assert parsed.receipts[2].error_code == 131050
 
 
-def test_other_fields_and_incoming_messages_are_ignored_changes() -> None:
-    template = {"field": "message_template_status_update", "value": {"event": "APPROVED"}}
-    incoming = {"field": "messages", "value": {"messages": [{"id": "wamid.in", "type": "text"}]}}
-    parsed = parse_webhook(json.dumps(envelope(template, incoming)).encode())
-    assert parsed.receipts == []
-    assert [c.field for c in parsed.ignored] == ["message_template_status_update", "messages"]
+def test_unknown_fields_are_ignored_changes_and_known_ones_are_read() -> None:
+    unknown = {"field": "business_capability_update", "value": {"max_daily_conversations": 1}}
+    template = {
+        "field": "message_template_status_update",
+        "value": {
+            "event": "PAUSED",
+            "message_template_id": 123,
+            "message_template_name": "spring_sale",
+            "message_template_language": "en_US",
+            "reason": "LOW_QUALITY",
+        },
+    }
+    incoming = {
+        "field": "messages",
+        "value": {
+            "messages": [
+                {
+                    "id": "wamid.in",
+                    "from": "15550001",
+                    "type": "text",
+                    "text": {"body": "STOP"},
+                    "timestamp": "1750030073",
+                }
+            ]
+        },
+    }
+    parsed = parse_webhook(json.dumps(envelope(unknown, template, incoming)).encode())
+    assert parsed.receipts == [] and parsed.malformed == []
+    assert [c.field for c in parsed.ignored] == ["business_capability_update"]
+    (event,) = parsed.template_events
+    assert (event.name, event.language, event.status, event.template_id) == (
+        "spring_sale",
+        "en_US",
+        "PAUSED",
+        "123",
+    )
+    (message,) = parsed.inbound
+    assert (message.phone, message.type, message.body) == ("15550001", "text", "STOP")
 
 
 @pytest.mark.parametrize(
@@ -135,26 +167,40 @@ def test_other_fields_and_incoming_messages_are_ignored_changes() -> None:
         b"\xff\xfe",
         b"[]",
         b"{}",
-        json.dumps({"object": "page", "entry": []}).encode(),
         json.dumps({"object": "whatsapp_business_account"}).encode(),
         json.dumps({"object": "whatsapp_business_account", "entry": {}}).encode(),
-        json.dumps({"object": "whatsapp_business_account", "entry": [{"id": "1"}]}).encode(),
-        json.dumps(
-            {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {}}]}]}
-        ).encode(),
-        json.dumps(
-            {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]}
-        ).encode(),
-        json.dumps(envelope({"field": "messages", "value": {"statuses": {}}})).encode(),
-        json.dumps(envelope(statuses_change("not an object"))).encode(),  # type: ignore[arg-type]
-        json.dumps(envelope(statuses_change({"status": "sent"}))).encode(),
-        json.dumps(envelope(statuses_change({"id": "w", "status": 3}))).encode(),
-        json.dumps(envelope(statuses_change({"id": "", "status": "sent"}))).encode(),
     ],
 )
 def test_bodies_that_are_not_whatsapp_webhooks_are_refused(body: bytes) -> None:
     with pytest.raises(WebhookPayloadError):
         parse_webhook(body)
+
+
+def test_a_webhook_of_another_object_is_acknowledged_and_ignored() -> None:
+    parsed = parse_webhook(json.dumps({"object": "page", "entry": []}).encode())
+    assert parsed.empty and [c.reason for c in parsed.ignored] == ["another object"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"id": "1"},  # an entry without changes
+        {"changes": [{"value": {}}]},
+        {"changes": [{"field": "messages"}]},
+        {"changes": [{"field": "messages", "value": {"statuses": {}}}]},
+        {"changes": [statuses_change("not an object")]},  # type: ignore[arg-type]
+        {"changes": [statuses_change({"status": "sent"})]},
+        {"changes": [statuses_change({"id": "w", "status": 3})]},
+        {"changes": [statuses_change({"id": "", "status": "sent"})]},
+        {"changes": [statuses_change({"id": "w", "status": "sent", "x": "a\u0000b"})]},
+    ],
+)
+def test_a_malformed_item_is_counted_and_the_good_ones_kept(bad: dict[str, object]) -> None:
+    good = {"id": "9", "changes": [statuses_change(status("w-good", "delivered"))]}
+    body = {"object": "whatsapp_business_account", "entry": [bad, good]}
+    parsed = parse_webhook(json.dumps(body).encode())
+    assert [r.wamid for r in parsed.receipts] == ["w-good"]
+    assert len(parsed.malformed) == 1
 
 
 @pytest.mark.parametrize(
@@ -380,31 +426,41 @@ async def test_malformed_json_is_400(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "document",
-    [
-        {"object": "page", "entry": []},
-        {"object": "whatsapp_business_account", "entry": "x"},
-        envelope({"field": "messages", "value": {"statuses": [{"status": "sent"}]}}),
-        [1, 2, 3],
-    ],
+    [{"object": "whatsapp_business_account", "entry": "x"}, [1, 2, 3], {"entry": []}],
 )
 async def test_a_body_that_is_not_a_whatsapp_webhook_is_400(server: Server, document: Any) -> None:
     assert (await server.post(json.dumps(document).encode())).status == 400
     assert await server.stored() == []
 
 
-async def test_other_changes_are_acknowledged_and_logged_not_stored(server: Server) -> None:
-    template = {"field": "message_template_status_update", "value": {"event": "PAUSED"}}
+async def test_unknown_objects_and_fields_are_acknowledged_with_200(server: Server) -> None:
+    other = {"field": "business_capability_update", "value": {"max_daily_conversations": 1}}
     with capture_logs() as logs:
-        assert (await server.post(json.dumps(envelope(template)).encode())).status == 200
+        assert (await server.post(json.dumps(envelope(other)).encode())).status == 200
+        page = {"object": "page", "entry": [{"id": "1", "changes": []}]}
+        assert (await server.post(json.dumps(page).encode())).status == 200
     assert await server.stored() == []
     ignored = [e for e in logs if e["event"] == "webhook_change_ignored"]
-    assert [e["field"] for e in ignored] == ["message_template_status_update"]
+    assert [e["field"] for e in ignored] == ["business_capability_update", "page"]
 
 
-async def test_statuses_postgresql_cannot_hold_are_400_not_retried_forever(server: Server) -> None:
-    body = json.dumps(envelope(statuses_change(status("wamid.nul\u0000", "sent")))).encode()
-    assert (await server.post(body)).status == 400
+async def test_a_lone_malformed_status_is_acknowledged_counted_and_not_stored(
+    server: Server,
+) -> None:
+    for bad in ({"status": "sent"}, status("wamid.nul\u0000", "sent")):
+        with capture_logs() as logs:
+            body = json.dumps(envelope(statuses_change(bad))).encode()
+            assert (await server.post(body)).status == 200
+        assert [e["count"] for e in logs if e["event"] == "webhook_items_malformed"] == [1]
     assert await server.stored() == []
+
+
+async def test_one_malformed_and_99_good_statuses_are_200_and_99_stored(server: Server) -> None:
+    statuses = [status(f"wamid.good{i}", "sent") for i in range(99)]
+    statuses.insert(40, {"id": "wamid.bad", "status": None})
+    body = json.dumps(envelope(statuses_change(*statuses))).encode()
+    assert (await server.post(body)).status == 200
+    assert len(await server.stored()) == 99
 
 
 async def test_a_post_notifies_the_reconcilers(server: Server, db_dsn: str) -> None:
@@ -483,3 +539,218 @@ def test_the_web_component_refuses_to_start_without_an_app_secret() -> None:
     with pytest.raises(ConfigError, match="app_secret"):
         check_webhook_config(with_overrides(Config(), webhook={"enabled": True}))
     check_webhook_config(with_overrides(Config(), webhook={"enabled": False}))
+
+
+# -- the other fields, in the shapes of Meta's webhook reference ------------------------------
+
+
+def meta_body(field: str, value: dict[str, Any], waba: str = "102290129340398") -> bytes:
+    change = {"value": value, "field": field}
+    entry = {"id": waba, "time": 1739321024, "changes": [change]}
+    return json.dumps({"object": "whatsapp_business_account", "entry": [entry]}).encode()
+
+
+METADATA = {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"}
+
+
+def test_user_preferences_stop_and_resume_as_meta_documents_them() -> None:
+    for value in ("stop", "resume"):
+        body = meta_body(
+            "user_preferences",
+            {
+                "messaging_product": "whatsapp",
+                "metadata": METADATA,
+                "contacts": [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}],
+                "user_preferences": [
+                    {
+                        "wa_id": "16505551234",
+                        "detail": f"User requested to {value} marketing messages",
+                        "category": "marketing_messages",
+                        "value": value,
+                        "timestamp": 1731705721,
+                    }
+                ],
+            },
+        )
+        (preference,) = parse_webhook(body).preferences
+        assert (preference.phone, preference.value, preference.category) == (
+            "16505551234",
+            value,
+            "marketing_messages",
+        )
+        assert preference.phone_number_id == "106540352242922"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (
+            "message_template_status_update",
+            {
+                "event": "REJECTED",
+                "message_template_id": 1689556908129832,
+                "message_template_name": "order_confirmation",
+                "message_template_language": "en-US",
+                "reason": "INVALID_FORMAT",
+                "message_template_category": "UTILITY",
+            },
+            ("REJECTED", None, "UTILITY", None, "INVALID_FORMAT"),
+        ),
+        (
+            "message_template_status_update",
+            {
+                "event": "DISABLED",
+                "message_template_id": 1689556908129832,
+                "message_template_name": "order_confirmation",
+                "message_template_language": "en-US",
+                "reason": None,
+                "disable_info": {"disable_date": "1689556908"},
+            },
+            ("DISABLED", None, None, None, None),
+        ),
+        (
+            "message_template_quality_update",
+            {
+                "previous_quality_score": "GREEN",
+                "new_quality_score": "YELLOW",
+                "message_template_id": 806312974732579,
+                "message_template_name": "welcome_template",
+                "message_template_language": "en-US",
+            },
+            (None, "YELLOW", None, "GREEN", None),
+        ),
+        (
+            "template_category_update",
+            {
+                "message_template_id": 278077987465474,
+                "message_template_name": "welcome_template",
+                "message_template_language": "en-US",
+                "previous_category": "UTILITY",
+                "new_category": "MARKETING",
+            },
+            (None, None, "MARKETING", "UTILITY", None),
+        ),
+        (
+            "template_category_update",
+            {
+                "message_template_id": 278077987465474,
+                "message_template_name": "welcome_template",
+                "message_template_language": "en-US",
+                "correct_category": "MARKETING",
+                "new_category": "UTILITY",
+                "category_update_timestamp": 1739321024,
+            },
+            (None, None, "UTILITY", None, None),
+        ),
+    ],
+)
+def test_template_events_as_meta_documents_them(
+    field: str, value: dict[str, Any], expected: tuple[object, ...]
+) -> None:
+    parsed = parse_webhook(meta_body(field, value))
+    assert parsed.malformed == [] and parsed.ignored == []
+    (event,) = parsed.template_events
+    assert (event.waba_id, event.name, event.template_id) == (
+        "102290129340398",
+        value["message_template_name"],
+        str(value["message_template_id"]),
+    )
+    assert (event.status, event.quality, event.category, event.previous, event.reason) == expected
+
+
+@pytest.mark.parametrize(
+    "event", ["FLAGGED", "UNFLAGGED", "DOWNGRADE", "UPGRADE", "THROUGHPUT_UPGRADE"]
+)
+def test_phone_number_quality_updates_as_meta_documents_them(event: str) -> None:
+    value = {
+        "display_phone_number": "15550783881",
+        "event": event,
+        "current_limit": "TIER_10K",
+        "max_daily_conversations_per_business": "10K",
+    }
+    (number,) = parse_webhook(meta_body("phone_number_quality_update", value)).number_events
+    assert (number.display_phone_number, number.event, number.current_limit) == (
+        "15550783881",
+        event,
+        "TIER_10K",
+    )
+
+
+def test_inbound_text_button_and_interactive_replies_as_meta_documents_them() -> None:
+    messages = [
+        {
+            "from": "16505551234",
+            "id": "wamid.t",
+            "timestamp": "1750030073",
+            "type": "text",
+            "text": {"body": "STOP"},
+        },
+        {
+            "from": "16505551234",
+            "id": "wamid.b",
+            "timestamp": "1750030074",
+            "type": "button",
+            "context": {"from": "15550783881", "id": "wamid.ours"},
+            "button": {"payload": "STOP_PROMOTIONS", "text": "Stop promotions"},
+        },
+        {
+            "from": "16505551234",
+            "id": "wamid.i",
+            "timestamp": "1750030075",
+            "type": "interactive",
+            "interactive": {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}},
+        },
+        {
+            "from": "16505551234",
+            "id": "wamid.u",
+            "timestamp": "1750030076",
+            "type": "unsupported",
+            "errors": [{"code": 131051, "title": "Message type unknown"}],
+        },
+    ]
+    body = meta_body(
+        "messages",
+        {
+            "messaging_product": "whatsapp",
+            "metadata": METADATA,
+            "contacts": [
+                {
+                    "profile": {"name": "Kerry Fisher"},
+                    "wa_id": "16505551234",
+                    "user_id": "US.13491208655302741918",
+                }
+            ],
+            "messages": messages,
+        },
+    )
+    parsed = parse_webhook(body)
+    got = [(m.wamid, m.type, m.body, m.payload, m.context_wamid) for m in parsed.inbound]
+    assert got == [
+        ("wamid.t", "text", "STOP", None, None),
+        ("wamid.b", "button", "Stop promotions", "STOP_PROMOTIONS", "wamid.ours"),
+        ("wamid.i", "interactive", "Yes", "yes", None),
+        ("wamid.u", "unsupported", None, None, None),
+    ]
+    assert {m.user_id for m in parsed.inbound} == {"US.13491208655302741918"}
+
+
+def test_statuses_keep_pricing_conversation_and_user_id_in_columns() -> None:
+    (row,) = parse_webhook(sample("status_delivered_pywa.json")).receipts
+    assert (row.user_id, row.pricing_category, row.pricing_model, row.pricing_billable) == (
+        "US.13491208655302741918",
+        "service",
+        "CBP",
+        True,
+    )
+    assert row.conversation_origin == "service"
+    (row,) = parse_webhook(sample("status_sent_marketing_pmp_metadocs.json")).receipts
+    assert (row.pricing_type, row.pricing_category, row.pricing_model) == (
+        "regular",
+        "marketing",
+        "PMP",
+    )
+    (row,) = parse_webhook(sample("status_v24_no_conversation_no_pricing_metadocs.json")).receipts
+    assert row.conversation_id is None and row.pricing_category is None
+    body = json.dumps(envelope(statuses_change({"id": "wamid.x", "status": "sent"}))).encode()
+    (row,) = parse_webhook(body).receipts  # no recipient_id: still a receipt (wamid)
+    assert row.recipient_id is None

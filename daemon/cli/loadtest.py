@@ -30,7 +30,7 @@ def _systems(text: str) -> tuple[str, ...]:
     for name in names:
         if name not in SYSTEMS or name == "wa-sender":
             raise argparse.ArgumentTypeError(
-                f"cannot compare with {name!r}: floor, pgqueuer or template-body"
+                f"cannot compare with {name!r}: floor, pgqueuer, template-body or no-replies"
             )
     return names
 
@@ -78,6 +78,19 @@ def add_parser(commands: Commands) -> None:
         help="the mock posts status webhooks to the daemon (default off)",
     )
     p.add_argument(
+        "--reply-rate",
+        type=float,
+        default=0.0,
+        help="the mock answers this share of messages with an inbound reply (needs --receipts)",
+    )
+    p.add_argument(
+        "--optout-rate",
+        type=float,
+        default=0.0,
+        help="of all messages, this share is answered STOP (a text or the STOP button); the"
+        " run checks every such phone is suppressed and sent nothing after it",
+    )
+    p.add_argument(
         "--mock-fast-lane",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -112,9 +125,10 @@ def add_parser(commands: Commands) -> None:
         "--compare",
         type=_systems,
         default=(),
-        metavar="floor,pgqueuer,template-body",
+        metavar="floor,pgqueuer,template-body,no-replies",
         help="also run these after wa-sender, same mock and data, and print ratios"
-        " (template-body: wa-sender again with the body-only template)",
+        " (template-body: wa-sender again with the body-only template; no-replies: again"
+        " with no inbound replies)",
     )
     p.add_argument(
         "--template",
@@ -189,6 +203,8 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
         latency_ms=args.latency_ms,
         error_rate=args.error_rate,
         receipts=args.receipts,
+        reply_rate=args.reply_rate,
+        optout_rate=args.optout_rate,
         mock_fast_lane=args.mock_fast_lane,
         daemons=args.daemons,
         numbers=args.numbers,

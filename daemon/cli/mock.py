@@ -38,6 +38,8 @@ _RATE_HELP = {
     "duplicate_rate": "share of statuses posted twice",
     "reorder_rate": "share of statuses posted out of order",
     "split_rate": "share of statuses posted in a POST of their own",
+    "reply_rate": "share of accepted messages answered by an inbound reply (opt-outs included)",
+    "optout_rate": "share of accepted messages answered STOP (a text or the STOP button)",
 }
 
 
@@ -313,6 +315,8 @@ def config_from_args(args: argparse.Namespace) -> MockConfig:
         duplicate_rate=args.duplicate_rate,
         reorder_rate=args.reorder_rate,
         split_rate=args.split_rate,
+        reply_rate=args.reply_rate,
+        optout_rate=args.optout_rate,
         batch_size=args.batch_size,
         flush_interval_s=args.flush_interval_ms / 1000.0,
     )

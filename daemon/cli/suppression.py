@@ -69,7 +69,11 @@ def cmd_suppression(args: argparse.Namespace, config: Config) -> int:
             else:
                 for r in rows:
                     reason = printable(r["reason"])
-                    print(f"{r['phone']}  {reason}  {r['created_at']:%Y-%m-%d %H:%M}")
+                    scope = "" if r["scope"] == "all" else f"  ({r['scope']} only)"
+                    print(
+                        f"{r['phone']}  {reason}  source={r['source']}{scope}"
+                        f"  {r['created_at']:%Y-%m-%d %H:%M}"
+                    )
         return 0
 
     return with_connection(config, work)

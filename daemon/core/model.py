@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NewType
+from typing import Any, NewType
 
 from daemon.core.payload import Template
 from daemon.core.states import CampaignState, ContactState
@@ -61,6 +61,11 @@ class CampaignProgress:
 
     campaign: Campaign
     counts: dict[ContactState, int]
+    # What Meta says about its template and sending number, and its replies (migration 0011):
+    # {"paused_by", "template": {status, reason, quality, category, previous_category},
+    #  "number": {quality_event, marketing_rate_factor, throughput_upgraded},
+    #  "replies": {replies, opt_outs}}; None when not read.
+    health: dict[str, Any] | None = None
 
     @property
     def total(self) -> int:

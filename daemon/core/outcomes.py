@@ -115,8 +115,12 @@ FATAL_REASONS: Final[Mapping[int, str]] = {
 """Hold the campaign: token, permissions, phone number, account, billing, template problems.
 131030 only happens on test numbers: in production it means the configuration is wrong."""
 
+TEMPLATE_CODES: Final = frozenset({132001, 132015, 132016})
+"""Template missing / paused / disabled: a pause by Meta, undone when Meta's webhook says the
+template is APPROVED again (engine/listening.py)."""
+
 RESUME_AFTER_S: Final[Mapping[int, float]] = {
-    131057: 5 * 60.0,  # throughput upgrade: maintenance lasts about a minute
+    131057: 60.0,  # throughput upgrade: Meta documents up to a minute of maintenance
     2494100: 5 * 60.0,
     132015: 3
     * 3600.0,  # a template paused for quality is re-enabled after 3 h (6 h the second time)

@@ -165,6 +165,10 @@ class RateLimiters:
         self._burst = burst
         self._share = share
         self._buckets: dict[str, TokenBucket] = {}
+        # Per number (phone_number_quality_update): a factor on its rate (FLAGGED: 0.5 for
+        # marketing) and a rate of its own (THROUGHPUT_UPGRADE: up to max_rate_per_second).
+        self._factors: dict[str, float] = {}
+        self._own_rates: dict[str, float] = {}
 
     @property
     def share(self) -> float:
@@ -175,16 +179,44 @@ class RateLimiters:
         """The bucket of a sending number, made on first use."""
         bucket = self._buckets.get(phone_number_id)
         if bucket is None:
-            bucket = TokenBucket(self._rate_per_s * self._share, self._burst * self._share)
+            bucket = TokenBucket(self._rate_of(phone_number_id), self._burst * self._share)
             self._buckets[phone_number_id] = bucket
         return bucket
+
+    def _rate_of(self, number: str) -> float:
+        base = self._own_rates.get(number, self._rate_per_s)
+        return base * self._factors.get(number, 1.0) * self._share
 
     def set_share(self, now: float, share: float) -> None:
         """Give every bucket `share` of the configured rate and burst (from `now`)."""
         _check_share(share)
         self._share = share
-        for bucket in self._buckets.values():
-            bucket.set_rate(now, self._rate_per_s * share, self._burst * share)
+        for number, bucket in self._buckets.items():
+            bucket.set_rate(now, self._rate_of(number), self._burst * share)
+
+    def set_number(
+        self, now: float, number: str, factor: float = 1.0, rate_per_s: float | None = None
+    ) -> bool:
+        """Scale one number's rate by `factor` (0 < factor <= 1), and give it a rate of its
+        own (None: the configured one); whether anything changed."""
+        if not 0 < factor <= 1:
+            raise ValueError(f"factor must be in (0, 1], got {factor}")
+        old = (self._factors.get(number, 1.0), self._own_rates.get(number))
+        if old == (factor, rate_per_s):
+            return False
+        self._factors[number] = factor
+        if rate_per_s is None:
+            self._own_rates.pop(number, None)
+        else:
+            self._own_rates[number] = rate_per_s
+        bucket = self._buckets.get(number)
+        if bucket is not None:
+            bucket.set_rate(now, self._rate_of(number))
+        return True
+
+    def factor(self, number: str) -> float:
+        """The number's rate factor now (1.0: not scaled)."""
+        return self._factors.get(number, 1.0)
 
     def buckets(self) -> dict[str, TokenBucket]:
         """Every number's bucket made so far."""

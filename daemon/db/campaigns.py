@@ -108,7 +108,9 @@ async def campaign_progress(conn: asyncpg.Connection, campaign_id: int) -> Campa
     counts = {state: 0 for state in ContactState}
     for r in await conn.fetch(query("campaign_state_counts"), campaign_id):
         counts[ContactState(r["state"])] = r["n"]
-    return CampaignProgress(campaign, counts)
+    row = await conn.fetchrow(query("campaign_health"), campaign_id)
+    health = dict(row["health"]) if row is not None and row["health"] is not None else None
+    return CampaignProgress(campaign, counts, health)
 
 
 _COMMAND_QUERY = {

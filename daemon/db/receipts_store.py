@@ -63,6 +63,9 @@ class ReceiptRow(Protocol):
     def raw(self) -> dict[str, Any]:
         """The status object as received."""
 
+    # Optional (read with getattr, so that older row types still store): user_id, pricing_*,
+    # conversation_id/origin, error_details, failed_action, retry_after_s (migration 0011).
+
 
 @dataclass(frozen=True, slots=True)
 class OrphanReceipt:
@@ -88,6 +91,7 @@ class ReconcileResult:
     orphaned: int = 0
     contacts_changed: int = 0
     suppressed: int = 0
+    retried: int = 0  # failed statuses that sent their contact back for another attempt
     orphans: list[OrphanReceipt] = field(default_factory=list)
 
 
@@ -128,6 +132,16 @@ async def store_receipts(
         RECEIPTS_CHANNEL,
         digest,
         replay_window_s,
+        [getattr(r, "user_id", None) for r in rows],
+        [getattr(r, "pricing_billable", None) for r in rows],
+        [getattr(r, "pricing_model", None) for r in rows],
+        [getattr(r, "pricing_type", None) for r in rows],
+        [getattr(r, "pricing_category", None) for r in rows],
+        [getattr(r, "conversation_id", None) for r in rows],
+        [getattr(r, "conversation_origin", None) for r in rows],
+        [getattr(r, "error_details", None) for r in rows],
+        [getattr(r, "failed_action", None) for r in rows],
+        [getattr(r, "retry_after_s", None) for r in rows],
     )
     assert row is not None
     return StoreResult(row["n"], row["replay"])
@@ -152,6 +166,7 @@ async def reconcile_batch(
     *,
     suppress_codes: Collection[int] = SUPPRESS_CODES,
     backoff: tuple[float, float, float] = (BACKOFF_FACTOR, BACKOFF_MIN_S, BACKOFF_MAX_S),
+    max_attempts: int = 5,
 ) -> ReconcileResult:
     """Apply one batch of due pending receipts to their contacts: their ids, then one statement
     that plans with that many receipts."""
@@ -171,7 +186,9 @@ async def reconcile_batch(
             floor_s,
             ceiling_s,
         )
-    assert row is not None
+        assert row is not None
+        retry = await conn.fetchrow(query("retry_failed_contacts"), ids, max_attempts)
+        assert retry is not None
     orphans: list[dict[str, Any]] = row["orphans"]
     return ReconcileResult(
         picked=row["picked"],
@@ -182,6 +199,7 @@ async def reconcile_batch(
         orphaned=row["orphaned"],
         contacts_changed=row["contacts_changed"],
         suppressed=row["suppressed"],
+        retried=retry["retried"],
         orphans=[OrphanReceipt(**o) for o in orphans],
     )
 

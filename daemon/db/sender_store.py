@@ -223,11 +223,14 @@ async def next_retry_due(conn: asyncpg.Connection) -> datetime | None:
     return due
 
 
-async def pause_campaign_fatal(conn: asyncpg.Connection, campaign_id: int, reason: str) -> bool:
+async def pause_campaign_fatal(
+    conn: asyncpg.Connection, campaign_id: int, reason: str, by: str = "daemon"
+) -> bool:
     """Pause a running campaign for a campaign-fatal error (a stop, like an operator's: the
-    other daemons are told by NOTIFY); whether it was running."""
+    other daemons are told by NOTIFY); whether it was running. `by` 'meta' when Meta's
+    template status is why (undone when Meta approves the template again)."""
     async with conn.transaction():
-        paused = await conn.fetchval(query("pause_campaign_fatal"), campaign_id, reason)
+        paused = await conn.fetchval(query("pause_campaign_fatal"), campaign_id, reason, by)
         if paused is not None:
             await conn.execute(query("notify_campaigns_changed"), f"{campaign_id}:pause")
     return paused is not None

@@ -120,7 +120,8 @@ class CampaignPreparer:
                     conn,
                     campaign,
                     f"template {spec.name} ({language}) is {shown}, not APPROVED"
-                    " (catalogue as of the last `wa-sender templates sync`)",
+                    " (catalogue as of the last `wa-sender templates sync` or Meta's webhook)",
+                    by="meta",
                 )
                 return False
         self._checked_at[campaign.id] = mono
@@ -203,7 +204,9 @@ class CampaignPreparer:
         build = default if len(builders) == 1 else language_dispatch(builders, default)
         return Prepared(build, endpoint, media_id, renew_at(media) if media else None)
 
-    async def _pause(self, conn: asyncpg.Connection, campaign: Campaign, reason: str) -> None:
+    async def _pause(
+        self, conn: asyncpg.Connection, campaign: Campaign, reason: str, by: str = "daemon"
+    ) -> None:
         self.forget(campaign.id)
-        if await sender_store.pause_campaign_fatal(conn, campaign.id, reason):
+        if await sender_store.pause_campaign_fatal(conn, campaign.id, reason, by):
             log.error("campaign_halted", campaign_id=campaign.id, reason=reason)

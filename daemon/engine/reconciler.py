@@ -59,6 +59,7 @@ class ReconcileStats:
     unmatched: int = 0
     busy: int = 0
     suppressed: int = 0
+    retried: int = 0
     errors: int = 0
 
     def add(self, result: store.ReconcileResult) -> None:
@@ -70,6 +71,7 @@ class ReconcileStats:
         self.unmatched += result.unmatched
         self.busy += result.busy
         self.suppressed += result.suppressed
+        self.retried += result.retried
 
 
 class Reconciler:
@@ -82,11 +84,13 @@ class Reconciler:
         config: WebhookConfig,
         *,
         sweep_every_s: float = SWEEP_EVERY_S,
+        max_attempts: int = 5,
     ) -> None:
         self._pool = pool
         self._batch_size = config.reconcile_batch
         self._orphan_after_s = config.orphan_after_s
         self._sweep_every_s = sweep_every_s
+        self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._new_wamids: list[str] = []
         self._nothing_pending = False
@@ -145,7 +149,9 @@ class Reconciler:
             size = self._batch_size
             while True:
                 started = time.perf_counter()
-                result = await store.reconcile_batch(conn, size, self._orphan_after_s)
+                result = await store.reconcile_batch(
+                    conn, size, self._orphan_after_s, max_attempts=self._max_attempts
+                )
                 self.stats.add(result)
                 totals.add(result)
                 self._log_batch(result, time.perf_counter() - started)
@@ -181,6 +187,7 @@ class Reconciler:
             orphaned=result.orphaned,
             contacts_changed=result.contacts_changed,
             suppressed=result.suppressed,
+            retried=result.retried,
             ms=round(seconds * 1000, 1),
         )
 
@@ -197,6 +204,7 @@ class _Totals:
                 "orphaned",
                 "contacts_changed",
                 "suppressed",
+                "retried",
             ),
             0,
         )
@@ -228,7 +236,9 @@ def reconciler_tasks(reconciler: Reconciler, dsn: str) -> dict[str, Coroutine[An
 async def reconciler_component(runtime: Runtime) -> AsyncIterator[Reconciler]:
     """Component of `wa-sender run`: the reconciler's tasks are owned by the daemon (a dead
     one stops it), and every recorder flush wakes it."""
-    reconciler = Reconciler(runtime.pool, runtime.config.webhook)
+    reconciler = Reconciler(
+        runtime.pool, runtime.config.webhook, max_attempts=runtime.config.sender.max_attempts
+    )
     tasks = reconciler_tasks(reconciler, runtime.dsn)
     runtime.extra_tasks.update(tasks)
     runtime.recorder.on_recorded.append(reconciler.on_sends_recorded)

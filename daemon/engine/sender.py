@@ -23,7 +23,7 @@ from daemon.config import Config
 from daemon.core.breaker import RefusalBreaker
 from daemon.core.decide import SENT, UnknownPolicy, decide
 from daemon.core.model import Campaign, CampaignId
-from daemon.core.outcomes import Outcome, OutcomeKind
+from daemon.core.outcomes import TEMPLATE_CODES, Outcome, OutcomeKind
 from daemon.core.payload import encode_callback_data
 from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
@@ -470,7 +470,8 @@ class Sender:
                         until = datetime.now(UTC) + timedelta(seconds=outcome.resume_after_s)
                         await store.set_campaign_hold(conn, [campaign.id], reason, until)
                     else:
-                        await store.pause_campaign_fatal(conn, campaign.id, reason)
+                        by = "meta" if outcome.error_code in TEMPLATE_CODES else "daemon"
+                        await store.pause_campaign_fatal(conn, campaign.id, reason, by)
         log.error(
             "campaign_halted",
             campaign_id=campaign.id,

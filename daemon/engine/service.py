@@ -23,6 +23,7 @@ from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.db.sql import query
 from daemon.engine.listener import listen_for_campaign_changes
+from daemon.engine.numbers import number_health_loop
 from daemon.engine.reconciler import Reconciler, reconciler_component, reconciler_tasks
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
@@ -176,6 +177,7 @@ async def run_daemon(
             # get the daemon killed with results still waiting in memory.
             tasks.start("watchdog", _watchdog_loop(notifier, notifier.watchdog_interval_s))
         tasks.start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
+        tasks.start("number_health", number_health_loop(pool, config, limiters))
         tasks.start("stops", stops.run())
         tasks.start("listener", listen_for_campaign_changes(dsn, campaigns_changed))
         if config.webhook.enabled:
@@ -255,7 +257,7 @@ async def run_webhook(
         )
         async with pool.acquire() as conn:
             await require_current_schema(conn)
-        reconciler = Reconciler(pool, config.webhook)
+        reconciler = Reconciler(pool, config.webhook, max_attempts=config.sender.max_attempts)
         for name, coro in reconciler_tasks(reconciler, dsn).items():
             tasks.start(name, coro)
         tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))

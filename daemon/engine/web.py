@@ -27,6 +27,7 @@ import asyncpg
 from aiohttp import web
 
 from daemon.config import Config
+from daemon.core.optout import OptOutRules
 from daemon.core.throttle import LogThrottle
 from daemon.db import receipts_store as store
 from daemon.db.pool import BLOCKED_WRITE_ERRORS, CONNECTION_ERRORS
@@ -39,11 +40,13 @@ from daemon.engine.ingress import (
     IngressLimits,
     track_requests,
 )
+from daemon.engine.listening import ListeningStats, apply_listening
 from daemon.engine.runtime import Component, Runtime
 from daemon.errors import ConfigError, ListenError
 from daemon.logs import get_logger
 from daemon.whatsapp.signature import SIGNATURE_HEADER, StreamingVerifier, parse_header
 from daemon.whatsapp.webhook import (
+    ParsedWebhook,
     ReceiptRow,
     WebhookPayloadError,
     handshake_challenge,
@@ -72,6 +75,8 @@ class WebhookStats:
     responses: Counter[int] = field(default_factory=Counter)
     stored: int = 0
     ignored_changes: int = 0
+    malformed: int = 0  # items of signed POSTs left out (partial batches), the rest applied
+    listening: ListeningStats = field(default_factory=ListeningStats)
     replays: int = 0
     connections: ConnectionStats = field(default_factory=ConnectionStats)
     bodies: BodyBudget | None = None  # set by build_web_app
@@ -95,6 +100,8 @@ REJECTIONS_LOGGED_PER_S: Final = 10
 DEPS_KEY: Final = web.AppKey("wa_sender_web_deps", WebDeps)
 REJECTIONS_KEY: Final = web.AppKey("wa_sender_webhook_rejections", LogThrottle)
 STATS_KEY: Final = web.AppKey("wa_sender_webhook_stats", WebhookStats)
+RULES_KEY: Final = web.AppKey("wa_sender_optout_rules", OptOutRules)
+NUMBERS_KEY: Final = web.AppKey("wa_sender_numbers_seen", dict[str, str])
 
 
 def build_web_app(deps: WebDeps) -> web.Application:
@@ -107,6 +114,9 @@ def build_web_app(deps: WebDeps) -> web.Application:
     stats.bodies = BodyBudget(webhook.max_pending_bytes)
     app[STATS_KEY] = stats
     app[REJECTIONS_KEY] = LogThrottle(REJECTIONS_LOGGED_PER_S, 1.0)
+    optout = deps.config.optout
+    app[NUMBERS_KEY] = {}
+    app[RULES_KEY] = OptOutRules.from_config(optout.keywords, optout.payloads)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if deps.config.webhook.enabled:
@@ -313,11 +323,31 @@ async def _store(request: web.Request, body: Body) -> web.Response:
     for change in parsed.ignored:
         stats.ignored_changes += 1
         log.info("webhook_change_ignored", field=change.field, reason=change.reason)
-    if not parsed.receipts:
+    if parsed.malformed:
+        stats.malformed += len(parsed.malformed)
+        log.warning(
+            "webhook_items_malformed",
+            count=len(parsed.malformed),
+            reasons=sorted(set(parsed.malformed))[:5],
+            applied_statuses=len(parsed.receipts),
+        )
+    if parsed.empty:
         return web.Response(text="ok")
 
     try:
         async with asyncio.timeout(STORE_TIMEOUT_S), deps.pool.acquire() as conn:
+            if (
+                parsed.inbound
+                or parsed.preferences
+                or parsed.template_events
+                or (parsed.number_events or (parsed.numbers_seen and _new_numbers(request, parsed)))
+            ):
+                async with conn.transaction():
+                    await apply_listening(
+                        conn, parsed, deps.config, request.app[RULES_KEY], stats.listening
+                    )
+            if not parsed.receipts:
+                return web.Response(text="ok")
             result = await store.store_receipts(
                 conn, parsed.receipts, body.digest, deps.config.webhook.replay_window_s
             )
@@ -336,6 +366,19 @@ async def _store(request: web.Request, body: Body) -> web.Response:
     for observer in deps.on_stored:
         observer(parsed.receipts)
     return web.Response(text="ok")
+
+
+def _new_numbers(request: web.Request, parsed: ParsedWebhook) -> bool:
+    """Whether the POST names a display number <-> phone_number_id pair not stored yet (it
+    is stored once per process: the statuses' hot path stays one statement)."""
+    known = request.app[NUMBERS_KEY]
+    fresh = {d: i for d, i in parsed.numbers_seen.items() if known.get(d) != i}
+    if not fresh:
+        parsed.numbers_seen = {}
+        return False
+    known.update(fresh)
+    parsed.numbers_seen = fresh
+    return True
 
 
 def _rejected(request: web.Request, status: int, reason: str, **extra: object) -> web.Response:

@@ -60,8 +60,12 @@ class Context:
         return sampler
 
 
-def mock_settings(options: LoadtestOptions, webhook_url: str | None = None) -> MockSettings:
-    """The mock process's settings for this scenario (receipts posted to ``webhook_url``)."""
+def mock_settings(
+    options: LoadtestOptions, webhook_url: str | None = None, *, replies: bool = True
+) -> MockSettings:
+    """The mock process's settings for this scenario (receipts posted to ``webhook_url``;
+    inbound replies unless `replies` is False: the no-replies system)."""
+    replies = replies and options.receipts
     return MockSettings(
         api_limit=options.api_limit,
         api_burst=options.api_burst,
@@ -70,6 +74,8 @@ def mock_settings(options: LoadtestOptions, webhook_url: str | None = None) -> M
         webhook_url=webhook_url,
         seed=options.seed,
         fast_lane=options.mock_fast_lane,
+        reply_rate=options.reply_rate if replies else 0.0,
+        optout_rate=options.optout_rate if replies else 0.0,
     )
 
 

@@ -71,6 +71,7 @@ async def run_loadtest(
         "floor": run_floor,
         "pgqueuer": run_pgqueuer,
         "template-body": run_wa_sender_body,
+        "no-replies": run_wa_sender_no_replies,
     }
     ctx = Context(options, server_dsn, log_dir, time.monotonic() + options.timeout_s, progress)
     ctx.postgres_pid = postgres_pid if postgres_pid else await _server_pid(server_dsn)
@@ -164,10 +165,16 @@ async def run_wa_sender_body(ctx: Context) -> dict[str, Any]:
     return await run_wa_sender(ctx, system="template-body", template="body")
 
 
+async def run_wa_sender_no_replies(ctx: Context) -> dict[str, Any]:
+    """The `no-replies` system: wa-sender with the mock posting no inbound replies."""
+    return await run_wa_sender(ctx, system="no-replies", replies=False)
+
+
 async def run_wa_sender(
-    ctx: Context, *, system: str = "wa-sender", template: str | None = None
+    ctx: Context, *, system: str = "wa-sender", template: str | None = None, replies: bool = True
 ) -> dict[str, Any]:
     options = ctx.options
+    reply_rate = options.reply_rate if replies else 0.0
     template = options.template if template is None else template
     run_dir = ctx.log_dir / system
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +190,9 @@ async def run_wa_sender(
         ports = tuple(free_port() for _ in range(options.daemons))
         metrics_ports = tuple(free_port() for _ in range(options.daemons))
         webhook_url = f"http://127.0.0.1:{ports[0]}{WEBHOOK_PATH}" if options.receipts else None
-        mock = await start_mock(mock_settings(options, webhook_url), run_dir / "mock.log")
+        mock = await start_mock(
+            mock_settings(options, webhook_url, replies=replies), run_dir / "mock.log"
+        )
         ctx.children.append(mock.child)
         sampler = ctx.sampler(mock, database=True)
         fleet = DaemonFleet(
@@ -230,7 +239,14 @@ async def run_wa_sender(
                 dsn, campaign_ids, options.receipts
             )
             if receipts is not None:
-                receipts.mock = {k: int(v) for k, v in stats.get("receipts", {}).items()}
+                receipts.mock = {
+                    k: int(v) for k, v in stats.get("receipts", {}).items() if k != "opted_out"
+                }
+            opt_outs = None
+            if reply_rate > 0:
+                opt_outs = await opt_out_figures(
+                    dsn, stats.get("receipts", {}).get("opted_out", [])
+                )
         finally:
             stop_chaos.set()
             stop_sampling.set()
@@ -254,6 +270,7 @@ async def run_wa_sender(
         kills=fleet.kills,
         throttled_at=throttled_times(fleet.log_files()),
         throttle_series=watch.throttle_series,
+        opt_outs=opt_outs,
         notes={
             "seed_s": round(seed_s, 3),
             "daemon_exit_codes": exit_codes,
@@ -265,6 +282,18 @@ async def run_wa_sender(
         },
     )
     return results.build(data)
+
+
+async def opt_out_figures(dsn: str, opted_out: Sequence[str]) -> dict[str, int]:
+    """The opt-out invariants: every phone that replied STOP is suppressed, none got a
+    message recorded after its opt-out was stored."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(query("loadtest_opt_outs"), list(opted_out))
+    finally:
+        await conn.close()
+    assert row is not None
+    return {"mock_opt_outs": len(set(opted_out)), **dict(row)}
 
 
 def _crashed(tasks: Iterable[asyncio.Task[None]]) -> str | None:

@@ -39,6 +39,8 @@ class MockSettings:
     webhook_url: str | None = None  # receipts on when set
     seed: int | None = None
     fast_lane: bool = True
+    reply_rate: float = 0.0  # inbound replies (opt-outs included), with receipts only
+    optout_rate: float = 0.0
 
 
 def mock_argv(settings: MockSettings) -> list[str]:
@@ -53,6 +55,9 @@ def mock_argv(settings: MockSettings) -> list[str]:
         argv += ["--error-rate", f"{settings.error_rate:g}"]
     if settings.webhook_url:
         argv += ["--receipts", "--webhook-url", settings.webhook_url]
+        if settings.reply_rate > 0:
+            argv += ["--reply-rate", f"{settings.reply_rate:g}"]
+            argv += ["--optout-rate", f"{settings.optout_rate:g}"]
     if settings.seed is not None:
         argv += ["--seed", str(settings.seed)]
     if not settings.fast_lane:

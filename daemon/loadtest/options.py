@@ -10,7 +10,9 @@ from pathlib import Path
 from daemon.config import EVENT_LOOPS
 from daemon.errors import WaSenderError
 
-SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body")
+SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body", "no-replies")
+# no-replies: wa-sender again with the mock posting no inbound replies (what --reply-rate and
+# --optout-rate are measured against, in the same run).
 # template-body: wa-sender again, sending the body-only template (what --template rich is
 # measured against, in the same run).
 TEMPLATES = ("body", "rich", "rich-all")
@@ -33,6 +35,8 @@ class LoadtestOptions:
     latency_ms: float = 0.0
     error_rate: float = 0.0
     receipts: bool = False
+    reply_rate: float = 0.0  # inbound replies per accepted message (opt-outs included)
+    optout_rate: float = 0.0  # STOP replies per accepted message
     mock_fast_lane: bool = True
     daemons: int = 1
     numbers: int = 1
@@ -73,6 +77,12 @@ class LoadtestOptions:
             raise LoadtestError("--timeout must be above 0 seconds")
         if (self.pgqueuer_batch_size or 1) < 1 or (self.pgqueuer_max_tasks or 0) < 0:
             raise LoadtestError("--pgqueuer-batch-size must be >= 1, --pgqueuer-max-tasks >= 0")
+        if not 0.0 <= self.optout_rate <= self.reply_rate <= 1.0:
+            raise LoadtestError("need 0 <= --optout-rate <= --reply-rate <= 1")
+        if self.reply_rate > 0 and not self.receipts:
+            raise LoadtestError("--reply-rate needs --receipts (replies go to the webhook)")
+        if "no-replies" in self.systems and self.reply_rate == 0:
+            raise LoadtestError("--compare no-replies needs --reply-rate")
         unknown = set(self.systems) - set(SYSTEMS)
         if unknown or not self.systems:
             raise LoadtestError(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
@@ -136,6 +146,8 @@ class LoadtestOptions:
             "latency_ms": self.latency_ms,
             "error_rate": self.error_rate,
             "receipts": self.receipts,
+            "reply_rate": self.reply_rate,
+            "optout_rate": self.optout_rate,
             "mock_fast_lane": self.mock_fast_lane,
             "daemons": self.daemons,
             "numbers": self.numbers,

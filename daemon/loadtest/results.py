@@ -44,6 +44,7 @@ class RunData:
     kills: list[float] = field(default_factory=list)
     throttled_at: list[float] | None = None  # when the sender saw each 429 (its logs)
     throttle_series: list[tuple[float, int]] = field(default_factory=list)  # mock polls
+    opt_outs: dict[str, int] | None = None  # --reply-rate runs: harness.opt_out_figures
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -198,8 +199,13 @@ def _invariants(
     if data.receipts is not None:
         out["receipts_pending"] = data.receipts.by_state.get("pending", 0)
         out["receipts_dropped_by_mock"] = data.receipts.mock.get("dropped", 0)
+    if data.opt_outs is not None:
+        out["opt_outs"] = data.opt_outs
+    opted = data.opt_outs or {}
     out["ok"] = bool(
-        data.completed
+        not opted.get("not_suppressed")
+        and not opted.get("sent_after_opt_out")
+        and data.completed
         and out["unexplained"] == 0
         and out["same_attempt"] == 0
         and not out.get("non_final")

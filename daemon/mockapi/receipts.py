@@ -23,6 +23,14 @@ import structlog
 
 from daemon.mockapi.config import DelayRange, ReceiptConfig
 from daemon.mockapi.errors import webhook_error
+from daemon.mockapi.inbound import (
+    STOP_PAYLOAD,
+    STOP_TEXTS,
+    message_object,
+    messages_change,
+    reply_content,
+    user_id_of,
+)
 from daemon.mockapi.state import AcceptedMessage
 from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
 
@@ -48,6 +56,9 @@ class PlannedStatus(NamedTuple):
     conversation_id: str
     with_pricing: bool
     expiration: int | None
+    text: str | None = None
+    """status "inbound": the reply's text (payload: its quick-reply button's)."""
+    payload: str | None = None
 
 
 class ReceiptSender:
@@ -66,9 +77,12 @@ class ReceiptSender:
                 "acknowledged",
                 "failed_posts",
                 "dropped",
+                "replies",
+                "opt_outs",
             ),
             0,
         )
+        self.opted_out: list[str] = []  # wa_ids whose STOP was acknowledged by the webhook
         self._heap: list[PlannedStatus] = []
         self._order = 0
         self._pending = 0
@@ -100,6 +114,10 @@ class ReceiptSender:
     def stats(self) -> dict[str, int]:
         """The counters (generated, posted, acknowledged, dropped, ...) and the pending count."""
         return {**self.counters, "pending": self._pending}
+
+    def opt_out_phones(self) -> list[str]:
+        """The wa_ids whose STOP reply the webhook acknowledged."""
+        return list(self.opted_out)
 
     # -- planning -------------------------------------------------------------------------
 
@@ -171,6 +189,27 @@ class ReceiptSender:
             if rng.random() < cfg.duplicate_rate
         ]
         self.counters["duplicates"] += len(duplicates)
+        if cfg.reply_rate and kinds[0] != "failed":
+            draw = rng.random()
+            if draw < cfg.reply_rate:
+                opt_out = draw < cfg.optout_rate
+                text, payload = reply_content(rng, opt_out)
+                after = max(posting) + rng.uniform(*cfg.reply_delay_s)
+                planned.append(
+                    planned[0]._replace(
+                        due=now + after,
+                        wamid=f"wamid.in.{rng.getrandbits(64):016x}",
+                        status="inbound",
+                        timestamp=int(message.accepted_at + after),
+                        callback=message.wamid,  # the business message it answers
+                        error_code=None,
+                        with_pricing=False,
+                        text=text,
+                        payload=payload,
+                    )
+                )
+                self.counters["replies"] += 1
+                self.counters["opt_outs"] += opt_out
         return planned + duplicates
 
     def _push(self, status: PlannedStatus) -> None:
@@ -306,6 +345,11 @@ class ReceiptSender:
                     await resp.read()
                     if resp.status == 200:
                         self.counters["acknowledged"] += count
+                        self.opted_out.extend(
+                            s.recipient_id
+                            for s in batch
+                            if s.status == "inbound" and is_stop(s.text, s.payload)
+                        )
                         self._settle(count)
                         return
                     problem = f"http_{resp.status}"
@@ -321,13 +365,30 @@ class ReceiptSender:
         self._settle(count)
         log.error("mock_receipts_dropped", statuses=count, attempts=cfg.max_attempts)
 
+    async def post_document(self, document: dict[str, Any]) -> int:
+        """Sign and post one webhook body (template, number, preference events) once; the
+        HTTP status (0: no answer)."""
+        cfg = self.config
+        if self._session is None or cfg.webhook_url is None:
+            raise RuntimeError("receipts are off: no webhook to post to")
+        body = json.dumps(document, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, cfg.app_secret)}
+        try:
+            async with self._session.post(cfg.webhook_url, data=body, headers=headers) as resp:
+                await resp.read()
+                return resp.status
+        except (aiohttp.ClientError, TimeoutError):
+            return 0
+
     def encode(self, batch: list[PlannedStatus]) -> bytes:
         """The exact bytes posted: escaped-unicode JSON, like Meta signs it."""
         payload = build_payload(batch, self.config, self.rng.random() < self.config.split_rate)
         return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
-def status_object(status: PlannedStatus, category: str) -> dict[str, Any]:
+def status_object(
+    status: PlannedStatus, category: str, with_conversation: bool = True
+) -> dict[str, Any]:
     """One ``statuses[]`` element, keys in the order Meta sends them."""
     out: dict[str, Any] = {
         "id": status.wamid,
@@ -338,11 +399,12 @@ def status_object(status: PlannedStatus, category: str) -> dict[str, Any]:
     if status.callback is not None:
         out["biz_opaque_callback_data"] = status.callback
     if status.with_pricing:
-        conversation: dict[str, Any] = {"id": status.conversation_id}
-        if status.expiration is not None:
-            conversation["expiration_timestamp"] = str(status.expiration)
-        conversation["origin"] = {"type": category}
-        out["conversation"] = conversation
+        if with_conversation:
+            conversation: dict[str, Any] = {"id": status.conversation_id}
+            if status.expiration is not None:
+                conversation["expiration_timestamp"] = str(status.expiration)
+            conversation["origin"] = {"type": category}
+            out["conversation"] = conversation
         out["pricing"] = {
             "billable": True,
             "pricing_model": "PMP",
@@ -357,31 +419,59 @@ def status_object(status: PlannedStatus, category: str) -> dict[str, Any]:
 def build_payload(
     batch: Iterable[PlannedStatus], config: ReceiptConfig, split: bool = False
 ) -> dict[str, Any]:
-    """A messages-webhook body: one change per phone number, or several entries/changes."""
+    """A messages-webhook body: one change per phone number (statuses, and inbound replies in
+    a change of their own), or several entries/changes."""
     groups: dict[str, list[dict[str, Any]]] = {}
+    replies: dict[str, list[dict[str, Any]]] = {}
+    recipients: dict[str, set[str]] = {}
     for status in batch:
+        if status.status == "inbound":
+            replies.setdefault(status.phone_number_id, []).append(
+                message_object(
+                    status.wamid,
+                    status.recipient_id,
+                    status.timestamp,
+                    status.text or "",
+                    status.payload,
+                    status.callback,
+                )
+            )
+            continue
         groups.setdefault(status.phone_number_id, []).append(
-            status_object(status, config.pricing_category)
+            status_object(status, config.pricing_category, config.include_conversation)
         )
+        recipients.setdefault(status.phone_number_id, set()).add(status.recipient_id)
     changes: list[dict[str, Any]] = []
     for phone_number_id, statuses in groups.items():
         parts = [statuses[: len(statuses) // 2], statuses[len(statuses) // 2 :]]
         for part in parts if split and len(statuses) > 1 else [statuses]:
-            changes.append(
-                {
-                    "value": {
-                        "messaging_product": "whatsapp",
-                        "metadata": {
-                            "display_phone_number": config.display_phone_number,
-                            "phone_number_id": phone_number_id,
-                        },
-                        "statuses": part,
-                    },
-                    "field": "messages",
-                }
+            value: dict[str, Any] = {
+                "messaging_product": "whatsapp",
+                "metadata": {
+                    "display_phone_number": config.display_phone_number,
+                    "phone_number_id": phone_number_id,
+                },
+            }
+            if config.include_user_id:
+                value["contacts"] = [
+                    {"wa_id": wa_id, "user_id": user_id_of(wa_id)}
+                    for wa_id in sorted({s["recipient_id"] for s in part})
+                ]
+            value["statuses"] = part
+            changes.append({"value": value, "field": "messages"})
+    for phone_number_id, messages in replies.items():
+        changes.append(
+            messages_change(
+                phone_number_id, config.display_phone_number, messages, config.include_user_id
             )
+        )
     if split:
         entries = [{"id": config.waba_id, "changes": [change]} for change in changes]
     else:
         entries = [{"id": config.waba_id, "changes": changes}]
     return {"object": "whatsapp_business_account", "entry": entries}
+
+
+def is_stop(text: str | None, payload: str | None) -> bool:
+    """Whether a reply the mock posted is one of its opt-outs."""
+    return payload == STOP_PAYLOAD or text in STOP_TEXTS

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from daemon.mockapi.catalogue import SAMPLE_TEMPLATES, Catalogue
 from daemon.mockapi.config import MockConfig
+from daemon.mockapi.events import install_event_routes
 from daemon.mockapi.fastlane import Answer, FastLanes, FastLaneSite, Unanswered
 from daemon.mockapi.faults import FaultInjector, optional_code
 from daemon.mockapi.limits import ThroughputLimiter
@@ -255,7 +256,7 @@ class MockApi:
         """Counters of requests, outcomes, receipts and the fast lane (JSON-able)."""
         return {
             **self.state.stats(),
-            "receipts": self.receipts.stats(),
+            "receipts": {**self.receipts.stats(), "opted_out": self.receipts.opt_out_phones()},
             "pending": self.receipts.pending,
             "uptime_s": round(time.time() - self.started_at, 3),
             "fast_lane": {"served": self.lanes.served, "handed_off": self.lanes.handed_off}
@@ -368,6 +369,7 @@ def build_mock_app(config: MockConfig) -> web.Application:
     app.router.add_get("/_mock/messages", api.get_messages)
     app.router.add_get("/_mock/control", api.get_control)
     app.router.add_post("/_mock/control", api.post_control)
+    install_event_routes(app, api.receipts)  # POST /_control/template_status, ...
     app.on_shutdown.append(_release_hanging_requests)
     app.on_shutdown.append(_drain_fast_lanes)  # after the release: hanging sends end first
     app.cleanup_ctx.append(_receipts_lifecycle)

@@ -99,7 +99,37 @@ def progress_dict(p: CampaignProgress) -> dict[str, Any]:
         "labels": {state.value: state.label for state in ContactState},
         "done": p.done,
         "progress_percent": round(p.percent_done, 2),
+        "health": p.health or {},
     }
+
+
+def health_lines(health: dict[str, Any]) -> list[str]:
+    """What Meta reported about the campaign's template and number, and its replies."""
+    lines: list[str] = []
+    if health.get("paused_by"):
+        lines.append(f"Paused by: {health['paused_by']}")
+    template = health.get("template") or {}
+    parts = [f"{k} {printable(str(template[k]))}" for k in ("status", "quality") if k in template]
+    if "category" in template:
+        moved = template.get("previous_category")
+        shown = f"{moved} -> {template['category']}" if moved else template["category"]
+        parts.append(f"category {printable(str(shown))}")
+    if parts:
+        reason = template.get("reason")
+        tail = f" ({printable(str(reason))})" if reason and reason != "NONE" else ""
+        lines.append("Template health: " + ", ".join(parts) + tail)
+    number = health.get("number") or {}
+    if number.get("quality_event"):
+        factor = number.get("marketing_rate_factor", 1.0)
+        upgraded = ", throughput upgraded" if number.get("throughput_upgraded") else ""
+        lines.append(
+            f"Number health: {printable(str(number['quality_event']))},"
+            f" marketing rate x{factor:g}{upgraded}"
+        )
+    replies = health.get("replies") or {}
+    if replies.get("replies"):
+        lines.append(f"Replies: {replies['replies']} ({replies.get('opt_outs', 0)} opt-outs)")
+    return lines
 
 
 def progress_table(
@@ -117,6 +147,7 @@ def progress_table(
         lines.append(f"Paused: {printable(c.pause_reason)}")
     if c.hold_reason:
         lines.append(f"Held: {printable(c.hold_reason)}")
+    lines.extend(health_lines(p.health or {}))
     lines.append(f"{'State':<24}{'Count':>10}{'%':>8}")
     total = p.total
     for state in ContactState:

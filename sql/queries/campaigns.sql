@@ -34,15 +34,18 @@ RETURNING *;
 
 -- name: pause_campaign
 -- A stop: the next stop number, which every daemon confirms (daemons.acked_stop_seq).
+-- An operator's pause: never undone by Meta's template events (paused_by, migration 0011).
 UPDATE campaigns
-SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now(),
+SET state = 'paused', paused_at = now(), pause_reason = $2, paused_by = 'operator',
+    updated_at = now(),
     stop_seq = nextval('campaign_stop_seq')
 WHERE id = $1
 RETURNING *;
 
 -- name: resume_campaign
 UPDATE campaigns
-SET state = 'running', pause_reason = NULL, hold_reason = NULL, hold_until = NULL,
+SET state = 'running', pause_reason = NULL, paused_by = NULL, hold_reason = NULL,
+    hold_until = NULL,
     updated_at = now()
 WHERE id = $1
 RETURNING *;
@@ -115,13 +118,15 @@ SELECT phone FROM contacts
 WHERE campaign_id = $1 AND state NOT IN ('invalid_record', 'removed');
 
 -- name: all_suppressed_phones
-SELECT phone FROM suppressions;
+-- Marketing-only entries (user_preferences stop, migration 0011) are left out here: they do not
+-- stop a utility campaign's import; their marketing contacts are stopped when the stop arrives.
+SELECT phone FROM suppressions WHERE scope = 'all';
 
 -- name: suppressed_among
 SELECT phone FROM suppressions WHERE phone = ANY($1::text[]);
 
 -- name: add_suppression
-INSERT INTO suppressions (phone, reason) VALUES ($1, $2)
+INSERT INTO suppressions (phone, reason, source) VALUES ($1, $2, 'operator')
 ON CONFLICT (phone) DO NOTHING
 RETURNING phone;
 
@@ -134,4 +139,4 @@ ON CONFLICT (phone) DO NOTHING;
 DELETE FROM suppressions WHERE phone = $1 RETURNING phone;
 
 -- name: list_suppressions
-SELECT phone, reason, created_at FROM suppressions ORDER BY created_at, phone;
+SELECT phone, reason, source, scope, created_at FROM suppressions ORDER BY created_at, phone;

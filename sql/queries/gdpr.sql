@@ -32,12 +32,24 @@ old_receipts AS (
 ),
 receipts AS (
     UPDATE status_receipts r
-    SET wamid = 'anon:' || r.id, recipient_id = NULL, raw = '{"gdpr_scrubbed": true}'::jsonb
+    SET wamid = 'anon:' || r.id, recipient_id = NULL, user_id = NULL,
+        raw = '{"gdpr_scrubbed": true}'::jsonb
     FROM old_receipts o
     WHERE r.id = o.id
       AND (r.wamid <> 'anon:' || r.id OR r.recipient_id IS NOT NULL
            OR r.raw <> '{"gdpr_scrubbed": true}'::jsonb)
     RETURNING r.id
+),
+-- Inbound messages (migration 0011) of those campaigns, or unmatched and older than $1 days:
+-- the person and the text go, the type, times, campaign and opt-out flag stay (replies report).
+inbound AS (
+    UPDATE inbound_messages i
+    SET phone = 'anon:' || i.id, user_id = NULL, body = NULL, payload = NULL,
+        wamid = 'anon:' || i.id, context_wamid = NULL, raw = '{"gdpr_scrubbed": true}'::jsonb
+    WHERE i.phone <> 'anon:' || i.id
+      AND (i.contact_id IN (SELECT id FROM old_contacts)
+           OR (i.contact_id IS NULL AND i.received_at < now() - make_interval(days => $1)))
+    RETURNING i.id
 ),
 window_entries AS (
     UPDATE recipient_window w
@@ -51,7 +63,7 @@ window_entries AS (
 anonymised AS (
     UPDATE contacts c
     SET phone = 'anon:' || c.id, wa_id = NULL, wamid = NULL, params = '{}'::jsonb,
-        updated_at = now()
+        user_id = NULL, prior_wamid = NULL, updated_at = now()
     FROM old_contacts o
     WHERE c.id = o.id AND o.identifying
     RETURNING c.id, c.campaign_id
@@ -59,7 +71,8 @@ anonymised AS (
 SELECT (SELECT count(*) FROM anonymised) AS contacts,
        (SELECT count(DISTINCT campaign_id) FROM anonymised) AS campaigns,
        (SELECT count(*) FROM receipts) AS receipts,
-       (SELECT count(*) FROM window_entries) AS window_entries;
+       (SELECT count(*) FROM window_entries) AS window_entries,
+       (SELECT count(*) FROM inbound) AS inbound;
 
 -- name: gdpr_forget
 -- $1 normalised phone. Its contacts in every campaign (invalid records too, whose phone is
@@ -83,7 +96,8 @@ identifiers (value) AS (
 ),
 receipts AS (
     UPDATE status_receipts r
-    SET wamid = 'anon:' || r.id, recipient_id = NULL, raw = '{"gdpr_scrubbed": true}'::jsonb
+    SET wamid = 'anon:' || r.id, recipient_id = NULL, user_id = NULL,
+        raw = '{"gdpr_scrubbed": true}'::jsonb
     WHERE (r.contact_id IN (SELECT id FROM targets)
            OR r.wamid IN (SELECT wamid FROM targets WHERE wamid IS NOT NULL)
            OR r.recipient_id IN (SELECT value FROM identifiers)
@@ -99,9 +113,16 @@ window_entries AS (
     WHERE w.phone IN (SELECT value FROM identifiers)
     RETURNING 1
 ),
+inbound AS (
+    -- Everything the person sent us (migration 0011).
+    DELETE FROM inbound_messages i
+    WHERE i.phone IN (SELECT value FROM identifiers) OR i.contact_id IN (SELECT id FROM targets)
+    RETURNING 1
+),
 anonymised AS (
     UPDATE contacts c
     SET phone = 'anon:' || c.id, wa_id = NULL, wamid = NULL, params = '{}'::jsonb,
+        user_id = NULL, prior_wamid = NULL,
         state = CASE WHEN t.pending THEN 'removed'::contact_state ELSE c.state END,
         removed_at = CASE WHEN t.pending THEN now() ELSE c.removed_at END,
         next_attempt_at = CASE WHEN t.pending THEN NULL ELSE c.next_attempt_at END,
@@ -111,7 +132,7 @@ anonymised AS (
     RETURNING t.pending
 ),
 suppressed AS (
-    INSERT INTO suppressions (phone, reason) VALUES ($1, 'gdpr forget')
+    INSERT INTO suppressions (phone, reason, source) VALUES ($1, 'gdpr forget', 'gdpr')
     ON CONFLICT (phone) DO NOTHING
     RETURNING 1
 )
@@ -119,4 +140,5 @@ SELECT (SELECT count(*) FROM anonymised) AS contacts,
        (SELECT count(*) FROM anonymised WHERE pending) AS removed,
        (SELECT count(*) FROM receipts) AS receipts,
        (SELECT count(*) FROM window_entries) AS window_entries,
-       (SELECT count(*) FROM suppressed) AS suppressed;
+       (SELECT count(*) FROM suppressed) AS suppressed,
+       (SELECT count(*) FROM inbound) AS inbound;

@@ -53,3 +53,16 @@ SELECT $1::bigint,
        'initial',
        g + 1
 FROM generate_series(0, $2::bigint - 1) AS g;
+
+-- name: loadtest_opt_outs
+-- $1 the phones the mock's STOP replies came from (acknowledged by the webhook): those not on
+-- the suppression list, messages recorded sent to an opted-out phone after its opt-out was
+-- stored, opt-outs stored, inbound messages stored.
+SELECT (SELECT count(*) FROM unnest($1::text[]) AS p(phone)
+        WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.phone = p.phone))
+           AS not_suppressed,
+       (SELECT count(*) FROM contacts c JOIN suppressions s ON s.phone = c.phone
+        WHERE s.source = 'inbound' AND c.sent_at > s.created_at) AS sent_after_opt_out,
+       (SELECT count(*) FROM suppressions WHERE source = 'inbound') AS suppressed,
+       (SELECT count(*) FROM inbound_messages) AS inbound,
+       (SELECT count(*) FROM inbound_messages WHERE campaign_id IS NOT NULL) AS inbound_matched;

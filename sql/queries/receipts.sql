@@ -14,10 +14,17 @@ WITH seen AS (
     RETURNING 1
 ),
 stored AS (
+    -- $13.. (migration 0011): user_id, pricing billable/model/type/category, conversation
+    -- id/origin, error details, failed action, retry after s.
     INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
-                                 callback_data, error_code, error_title, raw)
+                                 callback_data, error_code, error_title, raw,
+                                 user_id, pricing_billable, pricing_model, pricing_type,
+                                 pricing_category, conversation_id, conversation_origin,
+                                 error_details, failed_action, retry_after_s)
     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
-                         $6::text[], $7::int[], $8::text[], $9::jsonb[])
+                         $6::text[], $7::int[], $8::text[], $9::jsonb[],
+                         $13::text[], $14::bool[], $15::text[], $16::text[], $17::text[],
+                         $18::text[], $19::text[], $20::text[], $21::text[], $22::float8[])
     WHERE $11::bytea IS NULL OR EXISTS (SELECT FROM seen)
     RETURNING 1
 ),
@@ -103,8 +110,11 @@ decoded AS (
 matched AS (
     SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
            d.error_code, d.error_title,
-           coalesce(w.id, k.id) AS contact_id,
-           w.id IS NULL AND k.id IS NOT NULL AS by_callback
+           coalesce(w.id, k.id, pw.id) AS contact_id,
+           w.id IS NULL AND k.id IS NOT NULL AS by_callback,
+           -- a status of an attempt a failed status sent back to be retried (migration
+           -- 0011): matched, but it changes nothing (the contact is on its next attempt)
+           pw.id IS NOT NULL AS stale
     FROM decoded d
     -- LATERAL ... LIMIT 1: one index probe per receipt, whatever the table sizes.
     LEFT JOIN LATERAL (
@@ -116,8 +126,14 @@ matched AS (
           AND c.id = d.cb[3]::bigint
           AND c.campaign_id = d.cb[2]::bigint
           AND d.cb[4]::int BETWEEN 1 AND c.attempts
+          AND c.prior_wamid IS DISTINCT FROM d.wamid
         LIMIT 1
     ) k ON true
+    LEFT JOIN LATERAL (
+        SELECT c.id FROM contacts c
+        WHERE w.id IS NULL AND k.id IS NULL AND c.prior_wamid = d.wamid
+        LIMIT 1
+    ) pw ON true
 ),
 locked AS (
     SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at
@@ -144,7 +160,7 @@ per_contact AS (
                        AND m.status IN ('sent', 'delivered', 'read', 'failed')))[1]
                AS callback_wamid
     FROM matched m
-    WHERE m.contact_id IS NOT NULL
+    WHERE m.contact_id IS NOT NULL AND NOT m.stale
     GROUP BY m.contact_id
 ),
 ranked AS (
@@ -254,6 +270,7 @@ verdicts AS (
                WHEN m.contact_id IS NULL THEN
                    CASE WHEN m.received_at < now() - make_interval(secs => $4)
                         THEN 'orphan' ELSE 'pending' END
+               WHEN m.stale THEN 'duplicate'
                WHEN f.contact_id IS NULL THEN 'busy'
                WHEN f.receptive
                     AND m.id = min(m.id) OVER (PARTITION BY m.contact_id, m.status)
@@ -270,8 +287,8 @@ verdicts AS (
                    THEN 'applied'
                ELSE 'duplicate'
            END AS verdict,
-           CASE WHEN f.contact_id IS NOT NULL THEN m.contact_id END AS contact_id
-    FROM matched m LEFT JOIN settled f ON f.contact_id = m.contact_id
+           CASE WHEN f.contact_id IS NOT NULL OR m.stale THEN m.contact_id END AS contact_id
+    FROM matched m LEFT JOIN settled f ON f.contact_id = m.contact_id AND NOT m.stale
 ),
 marked AS (
     UPDATE status_receipts s
@@ -303,6 +320,46 @@ SELECT count(*) AS picked,
            'callback_data', callback_data, 'received_at', received_at))
            FILTER (WHERE verdict = 'orphan'), '[]') AS orphans
 FROM verdicts;
+
+-- name: retry_failed_contacts
+-- After reconcile_receipts, in its transaction: the failed statuses of batch $1 it applied
+-- whose failed_action asks for another attempt (core/failed_status.py: retry, retry_later,
+-- template_held) send their contact back, retry_scheduled, due after the status's
+-- retry_after_s (132015: until the template is approved again, see
+-- resume_template_campaigns), while its counted attempts are below $2 (sender.max_attempts)
+-- and its campaign runs or is paused; else it stays delivery_failed. The attempt's wamid moves
+-- to prior_wamid, so that the new attempt gets its own and a duplicate of the old attempt's
+-- statuses changes nothing. Every failed status applied also leaves error_data.details.
+WITH failed AS (
+    SELECT DISTINCT ON (r.contact_id) r.contact_id, r.wamid, r.failed_action, r.retry_after_s,
+           r.error_details
+    FROM status_receipts r
+    WHERE r.id = ANY($1::bigint[]) AND r.processing_state = 'applied' AND r.status = 'failed'
+    ORDER BY r.contact_id, r.id
+),
+retried AS (
+    UPDATE contacts c
+    SET state = 'retry_scheduled', prior_wamid = c.wamid, wamid = NULL,
+        next_attempt_at = now() + make_interval(secs => coalesce(f.retry_after_s, 0)),
+        failed_at = NULL, error_details = f.error_details, updated_at = now()
+    FROM failed f, campaigns k
+    WHERE c.id = f.contact_id AND k.id = c.campaign_id
+      AND f.failed_action IN ('retry', 'retry_later', 'template_held')
+      AND c.state = 'delivery_failed' AND c.wamid = f.wamid
+      AND c.attempts - c.unknown_attempts < $2
+      AND k.state IN ('running', 'paused')
+    RETURNING c.id
+),
+detailed AS (
+    UPDATE contacts c
+    SET error_details = f.error_details
+    FROM failed f
+    WHERE c.id = f.contact_id AND c.state = 'delivery_failed' AND f.error_details IS NOT NULL
+      AND c.error_details IS DISTINCT FROM f.error_details
+      AND c.id <> ALL(ARRAY(SELECT id FROM retried))
+    RETURNING c.id
+)
+SELECT (SELECT count(*) FROM retried) AS retried, (SELECT count(*) FROM detailed) AS detailed;
 
 -- name: wake_receipts_for_wamids
 -- Sends just recorded: their receipts that wait on a back-off are due again now.

@@ -179,8 +179,9 @@ WHERE c.state = 'retry_scheduled' AND k.state = 'running';
 
 -- name: pause_campaign_fatal
 -- A stop like an operator's pause (the next stop number): every daemon drops the campaign.
+-- $3 who: 'meta' (its template is not APPROVED: resumed when Meta approves it) or 'daemon'.
 UPDATE campaigns
-SET state = 'paused', paused_at = now(), pause_reason = $2, updated_at = now(),
+SET state = 'paused', paused_at = now(), pause_reason = $2, paused_by = $3, updated_at = now(),
     stop_seq = nextval('campaign_stop_seq')
 WHERE id = $1 AND state = 'running'
 RETURNING id;

@@ -248,7 +248,7 @@ def test_131049_retries_after_at_least_24_hours(attempt: int) -> None:
     assert outcome.retry_after_s >= 24 * 3600
 
 
-@pytest.mark.parametrize(("code", "resume_after_s"), [(131057, 300), (2494100, 300)])
+@pytest.mark.parametrize(("code", "resume_after_s"), [(131057, 60), (2494100, 300)])
 def test_maintenance_is_fatal_but_resumes_by_itself(code: int, resume_after_s: float) -> None:
     outcome = classify_response(400, error_body(code, "Account in maintenance mode"), attempt=1)
     assert outcome.kind is K.FATAL
