@@ -33,6 +33,32 @@ class WebhookCollector(Collector):
             "Signed webhook bodies seen again within the replay window: acknowledged, not stored",
             value=stats.replays,
         )
+        yield CounterMetricFamily(
+            "wa_sender_webhook_malformed_items",
+            "Items of signed webhook POSTs left out because they could not be read (the rest of"
+            " the POST was applied and answered 200)",
+            value=stats.malformed,
+        )
+        listening = stats.listening
+        inbound = CounterMetricFamily(
+            "wa_sender_inbound",
+            "What the webhook applied besides statuses: inbound messages, opt-outs, contacts"
+            " stopped by them, marketing preferences, template and number events, campaigns"
+            " paused and resumed by template events",
+            labels=["kind"],
+        )
+        for kind in (
+            "inbound",
+            "opt_outs",
+            "contacts_stopped",
+            "preferences",
+            "template_events",
+            "campaigns_paused",
+            "campaigns_resumed",
+            "number_events",
+        ):
+            inbound.add_metric([kind], getattr(listening, kind))
+        yield inbound
         connections = stats.connections
         yield GaugeMetricFamily(
             "wa_sender_webhook_connections", "Open connections to the web server", connections.open
