@@ -49,6 +49,8 @@ def receipts_config(webhook_url: str) -> ReceiptConfig:
         read_rate=0.5,
         read_without_delivered_rate=0.5,
         failed_rate=0.05,
+        # final failures only: a failed 131026 of a first attempt is sent again (migration 12)
+        failed_codes=(131050, 130472),
         duplicate_rate=0.10,
         reorder_rate=0.20,
         split_rate=0.2,

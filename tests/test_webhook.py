@@ -754,3 +754,26 @@ def test_statuses_keep_pricing_conversation_and_user_id_in_columns() -> None:
     body = json.dumps(envelope(statuses_change({"id": "wamid.x", "status": "sent"}))).encode()
     (row,) = parse_webhook(body).receipts  # no recipient_id: still a receipt (wamid)
     assert row.recipient_id is None
+
+
+def test_the_webhook_reads_the_attempt_of_a_failed_131026_status_from_its_callback_data() -> None:
+    def failed(callback: str | None) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "id": "wamid.x",
+            "status": "failed",
+            "timestamp": "1751142888",
+            "recipient_id": "16505551234",
+            "errors": [{"code": 131026, "title": "Message undeliverable"}],
+        }
+        if callback is not None:
+            status["biz_opaque_callback_data"] = callback
+        return {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"statuses": [status]}}]}],
+        }
+
+    actions = [
+        parse_webhook(json.dumps(failed(cb)).encode()).receipts[0].failed_action
+        for cb in ("ws1:7:42:1", "ws1:7:42:2", None, "someone else's")
+    ]
+    assert actions == ["retry", "fail", "fail", "fail"]

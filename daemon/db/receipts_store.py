@@ -11,6 +11,7 @@ from typing import Any, Final, Protocol
 import asyncpg
 
 from daemon.core.outcomes import SUPPRESS_CODES
+from daemon.db import identity_store
 from daemon.db.sql import query
 
 RECEIPTS_CHANNEL: Final = "wa_sender_receipts"
@@ -77,6 +78,7 @@ class OrphanReceipt:
     recipient_id: str | None
     callback_data: str | None
     received_at: str
+    reason: str | None = None  # migration 0012: why, when not for want of a match
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,8 @@ async def reconcile_batch(
         ids = [r["id"] for r in await conn.fetch(query("due_receipt_ids"), batch_size)]
         if not ids:
             return ReconcileResult()
+        # migration 0012: a status of another business number than its campaign's: orphan
+        foreign = await identity_store.orphan_foreign_number_receipts(conn, ids)
         row = await conn.fetchrow(
             query("reconcile_receipts"),
             ids,
@@ -189,18 +193,21 @@ async def reconcile_batch(
         assert row is not None
         retry = await conn.fetchrow(query("retry_failed_contacts"), ids, max_attempts)
         assert retry is not None
+        await identity_store.fill_contact_user_ids(conn, ids)
     orphans: list[dict[str, Any]] = row["orphans"]
     return ReconcileResult(
-        picked=row["picked"],
+        picked=row["picked"] + len(foreign),
         applied=row["applied"],
         duplicate=row["duplicate"],
         unmatched=row["unmatched"],
         busy=row["busy"],
-        orphaned=row["orphaned"],
+        orphaned=row["orphaned"] + len(foreign),
         contacts_changed=row["contacts_changed"],
         suppressed=row["suppressed"],
         retried=retry["retried"],
-        orphans=[OrphanReceipt(**o) for o in orphans],
+        orphans=[OrphanReceipt(**o) for o in orphans]
+        + [OrphanReceipt(f.id, f.wamid, f.status, f.recipient_id, f.callback_data, f.received_at,
+                         f.orphan_reason) for f in foreign],
     )
 
 

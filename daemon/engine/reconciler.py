@@ -176,6 +176,7 @@ class Reconciler:
                 recipient_id=orphan.recipient_id or "",
                 callback_data=orphan.callback_data,
                 received_at=orphan.received_at,
+                reason=orphan.reason or "no contact matched",
             )
         log.info(
             "receipts_applied",

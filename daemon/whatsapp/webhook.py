@@ -26,6 +26,7 @@ from typing import Any, Final
 import orjson
 
 from daemon.core.failed_status import classify_failed_status
+from daemon.core.payload import decode_callback_data
 from daemon.whatsapp.signature import verify
 from daemon.whatsapp.webhook_fields import (
     NUMBER_FIELD,
@@ -297,8 +298,10 @@ def _receipt(status: object, metadata: dict[str, Any], user_ids: dict[str, str])
     error_code, error_title = _first_error(errors)
     details = None
     action = retry_after_s = None
+    callback = _text(status.get("biz_opaque_callback_data"))
     if kind == "failed":
-        verdict = classify_failed_status(first)
+        ref = decode_callback_data(callback)
+        verdict = classify_failed_status(first, ref.attempt if ref is not None else None)
         action, retry_after_s = verdict.action.value, verdict.retry_after_s
         details = verdict.outcome.error_details
     recipient = _text(status.get("recipient_id"))
@@ -314,7 +317,7 @@ def _receipt(status: object, metadata: dict[str, Any], user_ids: dict[str, str])
         status_at=parse_timestamp(status.get("timestamp")),
         recipient_id=recipient,
         phone_number_id=_text(metadata.get("phone_number_id")),
-        callback_data=_text(status.get("biz_opaque_callback_data")),
+        callback_data=callback,
         error_code=error_code,
         error_title=error_title,
         raw=raw,

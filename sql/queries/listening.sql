@@ -58,16 +58,31 @@ suppressed AS (
 stopped AS (
     UPDATE contacts c
     SET state = 'sending_failed', error_code = NULL, error_title = 'opted out: ' || o.reason,
-        failed_at = now(), next_attempt_at = NULL, updated_at = now()
+        failed_at = now(), next_attempt_at = NULL, updated_at = now(),
+        user_id = coalesce(o.user_id, c.user_id)
     FROM campaigns k, opted o
     WHERE c.campaign_id = k.id AND c.phone = o.phone
       AND c.state IN ('initial', 'retry_scheduled')
+    RETURNING c.id
+),
+identified AS (
+    -- The sender's business-scoped user id (migration 0012) on its contacts in every campaign
+    -- (the contacts stopped above get it there: a row is updated once per statement).
+    UPDATE contacts c
+    SET user_id = u.user_id
+    FROM campaigns k,
+         (SELECT DISTINCT ON (phone) phone, user_id FROM stored
+          WHERE user_id IS NOT NULL ORDER BY phone) u
+    WHERE c.campaign_id = k.id AND c.phone = u.phone AND c.user_id IS DISTINCT FROM u.user_id
+      AND NOT (c.state IN ('initial', 'retry_scheduled')
+               AND c.phone IN (SELECT phone FROM opted))
     RETURNING c.id
 )
 SELECT (SELECT count(*) FROM stored) AS stored,
        (SELECT count(*) FROM opted) AS opt_outs,
        (SELECT count(*) FROM suppressed) AS suppressed,
-       (SELECT count(*) FROM stopped) AS contacts_stopped;
+       (SELECT count(*) FROM stopped) AS contacts_stopped,
+       (SELECT count(*) FROM identified) AS identified;
 
 -- name: marketing_stop
 -- user_preferences stop: $1 phone, $2 user id, $3 detail. On the list with scope marketing
@@ -83,11 +98,23 @@ stopped AS (
     UPDATE contacts c
     SET state = 'sending_failed', error_code = NULL,
         error_title = 'opted out: stopped marketing messages (user_preferences)',
-        failed_at = now(), next_attempt_at = NULL, updated_at = now()
+        failed_at = now(), next_attempt_at = NULL, updated_at = now(),
+        user_id = coalesce($2, c.user_id)
     FROM campaigns k
     WHERE c.campaign_id = k.id AND c.phone = $1
       AND coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING'
       AND c.state IN ('initial', 'retry_scheduled')
+    RETURNING c.id
+),
+identified AS (
+    -- its user id on its other contacts (migration 0012)
+    UPDATE contacts c
+    SET user_id = $2
+    FROM campaigns k
+    WHERE $2::text IS NOT NULL AND c.campaign_id = k.id AND c.phone = $1
+      AND c.user_id IS DISTINCT FROM $2
+      AND NOT (coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING'
+               AND c.state IN ('initial', 'retry_scheduled'))
     RETURNING c.id
 )
 SELECT (SELECT count(*) FROM suppressed) AS suppressed,

@@ -156,3 +156,16 @@ def test_template_status_events(event: str, status: str, action: TemplateAction)
 def test_number_events(event: str, factor: float | None, upgraded: bool | None) -> None:
     effect = number_event_effect(event, 0.5)
     assert (effect.marketing_rate_factor, effect.throughput_upgraded) == (factor, upgraded)
+
+
+def test_a_failed_131026_status_retries_the_first_attempt_once_and_fails_a_later_one() -> None:
+    error = {"code": 131026, "title": "Message undeliverable", "error_data": {"details": "d"}}
+    first = classify_failed_status(error, attempt=1)
+    assert (first.action, first.retry_after_s) == (FailedAction.RETRY, 0.0)
+    assert first.outcome.error_code == 131026 and first.outcome.error_details == "d"
+    assert classify_failed_status(error, attempt=2).action is FailedAction.FAIL
+    assert classify_failed_status(error, attempt=None).action is FailedAction.FAIL
+    # the send answer stays permanent: Meta answers it at once for a number not on WhatsApp
+    sent = classify_response(400, {"error": {**error, "message": "(#131026) x"}}, attempt=1)
+    assert sent.kind is OutcomeKind.PERMANENT
+
