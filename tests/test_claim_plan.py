@@ -4,11 +4,13 @@ statistics still say every contact is claimable (right after a bulk import)."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import asyncpg
 
 from daemon.core.payload import Template
 from daemon.db.campaigns import create_campaign
+from daemon.db.sender_store import NO_WINDOW
 from daemon.db.sql import query
 
 
@@ -45,6 +47,8 @@ async def _claim_scan_buffers(conn: asyncpg.Connection, campaign_id: int, after_
                 60.0,
                 500,
                 after_id,
+                datetime.now(UTC),
+                NO_WINDOW,
             )
         ]
     finally:

@@ -67,7 +67,13 @@ class ClaimAllowance:
         self._advance(now)
         self._tokens -= n
 
-    def wait_s(self, now: float) -> float:
-        """Seconds until one more contact may be claimed (0: now)."""
+    @property
+    def step(self) -> int:
+        """How many to claim at a time: a fifth of a second's worth, at least one."""
+        return max(1, int(self.rate * 0.2))
+
+    def wait_s(self, now: float, n: int = 1) -> float:
+        """Seconds until `n` contacts (at most the cap) may be claimed (0: now)."""
         self._advance(now)
-        return 0.0 if self._tokens >= 1 else (1.0 - self._tokens) / self.rate
+        need = min(float(n), self._cap)
+        return 0.0 if self._tokens >= need else (need - self._tokens) / self.rate

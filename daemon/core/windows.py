@@ -63,7 +63,9 @@ def parse_window(text: str) -> SendWindow:
     for part in text.split(","):
         words = part.split()
         if len(words) < 2:
-            raise WindowError(f"{part.strip()!r}: expected DAYS HH:MM-HH:MM, e.g. Mon-Fri 09:00-17:00")
+            raise WindowError(
+                f"{part.strip()!r}: expected DAYS HH:MM-HH:MM, e.g. Mon-Fri 09:00-17:00"
+            )
         days = _parse_days(words[0])
         ranges = tuple(_parse_range(w) for w in words[1:])
         rules.append(WindowRule(days, ranges))
@@ -82,7 +84,15 @@ def _parse_days(word: str) -> frozenset[int]:
     return frozenset((start + k) % 7 for k in range(span + 1))
 
 
-_FULL_DAY_NAMES: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_FULL_DAY_NAMES: Final = (
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+)
 
 
 def _day(name: str, word: str) -> int:
@@ -179,12 +189,12 @@ def _intervals(window: SendWindow, around: date, zone: ZoneInfo) -> list[tuple[d
                 found.append((wall_instant(day, start, zone), wall_instant(day, stop, zone)))
     found.sort()
     merged: list[tuple[datetime, datetime]] = []
-    for start, end in found:
-        if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        elif start < end:
-            merged.append((start, end))
+    for opens, closes in found:
+        if merged and opens <= merged[-1][1]:
+            if closes > merged[-1][1]:
+                merged[-1] = (merged[-1][0], closes)
+        elif opens < closes:
+            merged.append((opens, closes))
     return merged
 
 
@@ -204,3 +214,15 @@ def is_open(window: SendWindow, now: datetime, zone: ZoneInfo) -> bool:
     """Whether the window is open at `now` in `zone`."""
     opens, _ = open_interval(window, now, zone)
     return opens <= now
+
+
+def intervals_by_zone(
+    window: SendWindow, zones: list[str], fallback: str, now: datetime
+) -> dict[str, tuple[datetime, datetime]]:
+    """Each zone name's open interval at `now` (`open_interval`); a name that is no zone is
+    read as `fallback` (itself UTC when it is none)."""
+    default = zone_named(fallback) or UTC_ZONE
+    return {name: open_interval(window, now, zone_named(name) or default) for name in zones}
+
+
+UTC_ZONE: Final = ZoneInfo("UTC")

@@ -71,3 +71,11 @@ def test_allowance_rate_change_applies_from_then_on() -> None:
     assert allowance.available(0.5) == 1
     with pytest.raises(ValueError):
         allowance.set_rate(0.0, 1.0)
+
+
+def test_allowance_claims_a_fifth_of_a_second_at_a_time() -> None:
+    allowance = ClaimAllowance(50.0, now=0.0)
+    assert allowance.step == 10
+    allowance.take(allowance.available(0.0), 0.0)
+    assert allowance.wait_s(0.0, allowance.step) == pytest.approx(0.2)
+    assert ClaimAllowance(2.0, now=0.0).step == 1

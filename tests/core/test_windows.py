@@ -90,7 +90,10 @@ def test_the_same_instant_is_open_in_prague_and_closed_in_new_york() -> None:
     now = utc(2026, 12, 7, 8, 0)  # 09:00 Prague, 03:00 New York
     assert is_open(WORKDAY, now, PRAGUE)
     assert not is_open(WORKDAY, now, NEW_YORK)
-    assert open_interval(WORKDAY, now, NEW_YORK) == (utc(2026, 12, 7, 14, 0), utc(2026, 12, 7, 22, 0))
+    assert open_interval(WORKDAY, now, NEW_YORK) == (
+        utc(2026, 12, 7, 14, 0),
+        utc(2026, 12, 7, 22, 0),
+    )
 
 
 # DST change days (2026): Prague springs forward on Sunday 29 March at 02:00 (to 03:00) and
@@ -100,40 +103,115 @@ def test_the_same_instant_is_open_in_prague_and_closed_in_new_york() -> None:
     ("zone", "window", "now", "opens", "closes"),
     [
         # The day before and after the change: the same wall times, another UTC offset.
-        ("Europe/Prague", "Sat 09:00-17:00", utc(2026, 3, 28, 7, 0),
-         utc(2026, 3, 28, 8, 0), utc(2026, 3, 28, 16, 0)),
-        ("Europe/Prague", "Mon 09:00-17:00", utc(2026, 3, 28, 7, 0),
-         utc(2026, 3, 30, 7, 0), utc(2026, 3, 30, 15, 0)),
-        ("Europe/Prague", "Sun 09:00-17:00", utc(2026, 3, 29, 6, 0),
-         utc(2026, 3, 29, 7, 0), utc(2026, 3, 29, 15, 0)),
-        ("Europe/Prague", "Sun 09:00-17:00", utc(2026, 10, 25, 6, 0),
-         utc(2026, 10, 25, 8, 0), utc(2026, 10, 25, 16, 0)),
+        (
+            "Europe/Prague",
+            "Sat 09:00-17:00",
+            utc(2026, 3, 28, 7, 0),
+            utc(2026, 3, 28, 8, 0),
+            utc(2026, 3, 28, 16, 0),
+        ),
+        (
+            "Europe/Prague",
+            "Mon 09:00-17:00",
+            utc(2026, 3, 28, 7, 0),
+            utc(2026, 3, 30, 7, 0),
+            utc(2026, 3, 30, 15, 0),
+        ),
+        (
+            "Europe/Prague",
+            "Sun 09:00-17:00",
+            utc(2026, 3, 29, 6, 0),
+            utc(2026, 3, 29, 7, 0),
+            utc(2026, 3, 29, 15, 0),
+        ),
+        (
+            "Europe/Prague",
+            "Sun 09:00-17:00",
+            utc(2026, 10, 25, 6, 0),
+            utc(2026, 10, 25, 8, 0),
+            utc(2026, 10, 25, 16, 0),
+        ),
         # A window spanning the change: 8 h of wall time are 7 h (spring) or 9 h (autumn).
-        ("Europe/Prague", "Sun 00:00-08:00", utc(2026, 3, 28, 22, 0),
-         utc(2026, 3, 28, 23, 0), utc(2026, 3, 29, 6, 0)),
-        ("Europe/Prague", "Sun 00:00-08:00", utc(2026, 10, 24, 21, 0),
-         utc(2026, 10, 24, 22, 0), utc(2026, 10, 25, 7, 0)),
+        (
+            "Europe/Prague",
+            "Sun 00:00-08:00",
+            utc(2026, 3, 28, 22, 0),
+            utc(2026, 3, 28, 23, 0),
+            utc(2026, 3, 29, 6, 0),
+        ),
+        (
+            "Europe/Prague",
+            "Sun 00:00-08:00",
+            utc(2026, 10, 24, 21, 0),
+            utc(2026, 10, 24, 22, 0),
+            utc(2026, 10, 25, 7, 0),
+        ),
         # Starting in the spring gap (02:30 does not exist): opens when the clocks jump.
-        ("Europe/Prague", "Sun 02:30-04:00", utc(2026, 3, 28, 23, 0),
-         utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 2, 0)),
+        (
+            "Europe/Prague",
+            "Sun 02:30-04:00",
+            utc(2026, 3, 28, 23, 0),
+            utc(2026, 3, 29, 1, 0),
+            utc(2026, 3, 29, 2, 0),
+        ),
         # Starting in the autumn overlap (02:30 happens twice): the first time.
-        ("Europe/Prague", "Sun 02:30-04:00", utc(2026, 10, 24, 23, 0),
-         utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 3, 0)),
-        ("America/New_York", "Sun 09:00-17:00", utc(2026, 3, 8, 10, 0),
-         utc(2026, 3, 8, 13, 0), utc(2026, 3, 8, 21, 0)),
-        ("America/New_York", "Sat 09:00-17:00", utc(2026, 3, 7, 10, 0),
-         utc(2026, 3, 7, 14, 0), utc(2026, 3, 7, 22, 0)),
-        ("America/New_York", "Sun 09:00-17:00", utc(2026, 11, 1, 10, 0),
-         utc(2026, 11, 1, 14, 0), utc(2026, 11, 1, 22, 0)),
-        ("America/New_York", "Sat 09:00-17:00", utc(2026, 10, 31, 10, 0),
-         utc(2026, 10, 31, 13, 0), utc(2026, 10, 31, 21, 0)),
-        ("America/New_York", "Sun 01:00-03:00", utc(2026, 3, 8, 4, 0),
-         utc(2026, 3, 8, 6, 0), utc(2026, 3, 8, 7, 0)),
-        ("America/New_York", "Sun 01:30-03:00", utc(2026, 11, 1, 4, 0),
-         utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 8, 0)),
+        (
+            "Europe/Prague",
+            "Sun 02:30-04:00",
+            utc(2026, 10, 24, 23, 0),
+            utc(2026, 10, 25, 0, 30),
+            utc(2026, 10, 25, 3, 0),
+        ),
+        (
+            "America/New_York",
+            "Sun 09:00-17:00",
+            utc(2026, 3, 8, 10, 0),
+            utc(2026, 3, 8, 13, 0),
+            utc(2026, 3, 8, 21, 0),
+        ),
+        (
+            "America/New_York",
+            "Sat 09:00-17:00",
+            utc(2026, 3, 7, 10, 0),
+            utc(2026, 3, 7, 14, 0),
+            utc(2026, 3, 7, 22, 0),
+        ),
+        (
+            "America/New_York",
+            "Sun 09:00-17:00",
+            utc(2026, 11, 1, 10, 0),
+            utc(2026, 11, 1, 14, 0),
+            utc(2026, 11, 1, 22, 0),
+        ),
+        (
+            "America/New_York",
+            "Sat 09:00-17:00",
+            utc(2026, 10, 31, 10, 0),
+            utc(2026, 10, 31, 13, 0),
+            utc(2026, 10, 31, 21, 0),
+        ),
+        (
+            "America/New_York",
+            "Sun 01:00-03:00",
+            utc(2026, 3, 8, 4, 0),
+            utc(2026, 3, 8, 6, 0),
+            utc(2026, 3, 8, 7, 0),
+        ),
+        (
+            "America/New_York",
+            "Sun 01:30-03:00",
+            utc(2026, 11, 1, 4, 0),
+            utc(2026, 11, 1, 5, 30),
+            utc(2026, 11, 1, 8, 0),
+        ),
         # Overnight window across the change, and a window ending in the gap.
-        ("America/New_York", "Sat 22:00-02:30", utc(2026, 3, 8, 1, 0),
-         utc(2026, 3, 8, 3, 0), utc(2026, 3, 8, 7, 0)),
+        (
+            "America/New_York",
+            "Sat 22:00-02:30",
+            utc(2026, 3, 8, 1, 0),
+            utc(2026, 3, 8, 3, 0),
+            utc(2026, 3, 8, 7, 0),
+        ),
     ],
 )
 def test_dst_change_days(
