@@ -72,6 +72,8 @@ class CampaignProgress:
     #  "number": {quality_event, marketing_rate_factor, throughput_upgraded},
     #  "replies": {replies, opt_outs}}; None when not read.
     health: dict[str, Any] | None = None
+    # With a send window: (pending contacts outside their window, when the next one opens).
+    window_waiting: tuple[int, datetime | None] | None = None
 
     @property
     def total(self) -> int:

@@ -226,3 +226,23 @@ def intervals_by_zone(
 
 
 UTC_ZONE: Final = ZoneInfo("UTC")
+
+
+def parse_moment(text: str, default_zone: str) -> datetime:
+    """An ISO 8601 time (`2026-12-24T09:00`, `2026-12-24 09:00+01:00`, `...Z`) as an aware
+    datetime; without an offset it is a wall time in `default_zone` (DST-safe, as in
+    `wall_instant`). WindowError naming the expected form."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise WindowError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-12-24T09:00 or 2026-12-24T09:00+01:00)"
+        ) from None
+    if moment.tzinfo is not None:
+        return moment.astimezone(UTC)
+    zone = zone_named(default_zone)
+    if zone is None:
+        raise WindowError(f"{default_zone!r} is not a time zone")
+    minutes = moment.hour * 60 + moment.minute
+    exact = wall_instant(moment.date(), minutes, zone)
+    return exact + timedelta(seconds=moment.second, microseconds=moment.microsecond)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -115,7 +115,11 @@ async def campaign_progress(conn: asyncpg.Connection, campaign_id: int) -> Campa
         counts[ContactState(r["state"])] = r["n"]
     row = await conn.fetchrow(query("campaign_health"), campaign_id)
     health = dict(row["health"]) if row is not None and row["health"] is not None else None
-    return CampaignProgress(campaign, counts, health)
+    waiting = None
+    if campaign.send_window is not None:  # migration 0013, sql/queries/windows.sql
+        found = await conn.fetchrow(query("window_waiting"), campaign_id, datetime.now(UTC))
+        waiting = (int(found["waiting"]), found["next_open"])
+    return CampaignProgress(campaign, counts, health, waiting)
 
 
 _COMMAND_QUERY = {

@@ -11,6 +11,7 @@ from daemon.core.windows import (
     check_zone,
     is_open,
     open_interval,
+    parse_moment,
     parse_window,
     wall_instant,
     zone_named,
@@ -250,3 +251,25 @@ def test_adjacent_ranges_merge_into_one_interval() -> None:
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         open_interval(WORKDAY, datetime(2026, 12, 7, 8, 0), PRAGUE)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "expected"),
+    [
+        ("2026-12-24T09:00", "Europe/Prague", utc(2026, 12, 24, 8, 0)),
+        ("2026-12-24 09:00:30", "UTC", datetime(2026, 12, 24, 9, 0, 30, tzinfo=UTC)),
+        ("2026-12-24T09:00+01:00", "America/New_York", utc(2026, 12, 24, 8, 0)),
+        ("2026-12-24T09:00Z", "Europe/Prague", utc(2026, 12, 24, 9, 0)),
+        ("2026-07-01T09:00", "Europe/Prague", utc(2026, 7, 1, 7, 0)),  # summer time
+        ("2026-03-29T02:30", "Europe/Prague", utc(2026, 3, 29, 1, 0)),  # in the gap
+    ],
+)
+def test_times_are_read_with_or_without_their_zone(
+    text: str, zone: str, expected: datetime
+) -> None:
+    assert parse_moment(text, zone) == expected
+
+
+def test_a_bad_time_is_one_clear_error() -> None:
+    with pytest.raises(WindowError, match="ISO 8601"):
+        parse_moment("next tuesday", "UTC")
