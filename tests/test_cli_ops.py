@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 from pathlib import Path
 
 import asyncpg
@@ -278,3 +279,21 @@ def test_console_logs_show_enum_values() -> None:
     line = out.getvalue()
     assert "kind=transient" in line and "{'accepted': 3}" in line and "['sent']" in line
     assert "<OutcomeKind" not in line and "ContactState." not in line
+
+
+def test_asyncpg_log_records_become_one_json_line_each_with_the_traceback_inside() -> None:
+    out = io.StringIO()
+    configure_logging("json", "info", stream=out)
+    try:
+        raise ConnectionResetError("server closed the connection unexpectedly")
+    except ConnectionResetError:
+        logging.getLogger("asyncpg.pool").warning(
+            "error on closing connection to 420602123456", exc_info=True
+        )
+    logging.getLogger("asyncpg.protocol").info("below warnings: dropped")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    event = json.loads(lines[0])
+    assert event["logger"] == "asyncpg.pool" and event["level"] == "warning"
+    assert "ConnectionResetError" in event["exception"]
+    assert "420602123456" not in lines[0]  # phone numbers masked in stdlib records too

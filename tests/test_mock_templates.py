@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import random
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from daemon.core.template_spec import TemplateSource, bind_template
 from daemon.core.templates import parse_template
 from daemon.db.campaigns import change_campaign_state, create_campaign
 from daemon.db.importer import import_contacts
+from daemon.engine.ports import free_port
 from daemon.engine.service import default_components
 from daemon.mockapi.catalogue import SAMPLE_TEMPLATES, Catalogue
 from daemon.mockapi.config import MockConfig, ReceiptConfig
@@ -420,13 +420,6 @@ def test_the_compiled_fit_never_accepts_what_the_full_checks_refuse() -> None:
     assert canonical > 200  # and its generated one-pass version
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_receipts_of_marketing_messages_arrive_the_same_way(
     db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
@@ -441,7 +434,7 @@ async def test_receipts_of_marketing_messages_arrive_the_same_way(
         encoding="utf-8",
     )
     assert (await import_contacts(conn, cid, path)).imported == 40
-    port = _free_port()
+    port = free_port()
     receipts = ReceiptConfig(
         enabled=True,
         webhook_url=f"http://127.0.0.1:{port}/webhook",

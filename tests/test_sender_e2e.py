@@ -66,8 +66,8 @@ async def test_metrics_endpoint_shows_counters_moving_during_a_run(
 ) -> None:
     import aiohttp
 
+    from daemon.engine.ports import free_port
     from daemon.engine.service import default_components
-    from daemon.ops.demo import free_port
 
     cid = await campaign_with_contacts(conn, tmp_path, 1500)
     port = free_port()

@@ -162,8 +162,8 @@ async def test_sigkill_with_receipts_resolves_unknown_outcomes_without_resending
 ) -> None:
     """Under `reconcile`, a contact whose send was cut off by a kill waits for a receipt that
     carries its attempt's callback data; the receipt proves the send, so it is not sent again."""
+    from daemon.engine.ports import free_port
     from daemon.mockapi.config import ReceiptConfig
-    from daemon.ops.demo import free_port
 
     contacts = 4000
     cid = await campaign_with_contacts(conn, tmp_path, contacts)

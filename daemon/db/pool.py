@@ -86,7 +86,7 @@ async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the pool's codecs; DatabaseError when the database cannot be reached."""
     try:
         conn = await asyncpg.connect(dsn)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc
@@ -94,11 +94,16 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-def malformed_dsn(exc: ValueError) -> DatabaseError:
-    """One line for a DSN asyncpg cannot parse (a port that is not a number, a broken IPv6
-    address); the DSN itself is never shown (it may hold a password)."""
+def malformed_dsn(exc: ValueError | OverflowError) -> DatabaseError:
+    """One line for a DSN asyncpg cannot parse (a port that is not a number or out of range,
+    a broken IPv6 address); the DSN itself is never shown (it may hold a password)."""
     text = str(exc)
-    why = "its port is not a number" if "int()" in text else text.splitlines()[0][:120]
+    if isinstance(exc, OverflowError):
+        why = "its port is not in 0-65535"
+    elif "int()" in text:
+        why = "its port is not a number"
+    else:
+        why = text.splitlines()[0][:120]
     return DatabaseError(f"database.url (or DATABASE_URL) is malformed: {why}")
 
 
@@ -126,7 +131,7 @@ async def open_pool(
             init=_init_connection,
             connection_class=PoolConnection,
         )
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseError(f"cannot connect to the database: {exc}") from exc

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.db.embedded import die_with_parent
+from daemon.engine.ports import free_port as free_port  # re-exported for the harness
 
 _POLL_S = 0.02
 
@@ -146,14 +146,6 @@ def kill_now(children: Sequence[Child]) -> None:
     for child in children:
         while try_reap(child) is None and time.monotonic() < deadline:
             time.sleep(_POLL_S)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now on ``host`` (the child binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:

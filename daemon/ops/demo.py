@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import secrets
-import socket
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from daemon.db.importer import ImportResult, import_contacts
 from daemon.db.pool import connect
 from daemon.db.receipts_store import pending_receipt_count
 from daemon.db.sql import query
+from daemon.engine.ports import free_port
 from daemon.engine.service import default_components, run_daemon
 from daemon.logs import configure_logging
 from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
@@ -52,14 +52,6 @@ REACHED = (
 )
 # Recipients that the mock refuses for good, to show Sending failed with its code.
 NOT_ON_WHATSAPP = {"447700000003": 131026, "447700000011": 131026}
-
-
-def free_port() -> int:
-    """A free TCP port on loopback (for the demo's webhook)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def write_generated_contacts(path: Path, sample: Path, count: int) -> None:
