@@ -21,6 +21,7 @@ from typing import Any, Final
 import phonenumbers
 
 from daemon.core.optout import DEFAULT_KEYWORDS, DEFAULT_PAYLOADS
+from daemon.core.windows import zone_named
 from daemon.errors import ConfigError
 
 
@@ -196,6 +197,15 @@ class ImportConfig:
 
 
 @dataclass(frozen=True)
+class PlanningConfig:
+    """[planning]: scheduled starts, send windows, finish-by (issue 19)."""
+
+    # The IANA zone of times written without an offset (`campaign start --at`, `--finish-by`),
+    # and of contacts whose number tells no zone when their campaign has no `--window-zone`.
+    time_zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, one frozen section per table of config.toml."""
 
@@ -211,6 +221,7 @@ class Config:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     # [import] ("import" is a Python keyword: the section's field is named imports).
     imports: ImportConfig = field(default_factory=ImportConfig)
+    planning: PlanningConfig = field(default_factory=PlanningConfig)
 
 
 SECRET_KEYS = frozenset(
@@ -323,6 +334,7 @@ SECTIONS: Mapping[str, type] = {
     "metrics": MetricsConfig,
     "runtime": RuntimeConfig,
     "import": ImportConfig,
+    "planning": PlanningConfig,
 }
 """Each table of config.toml and the dataclass it fills (the fields of `Config`)."""
 
@@ -513,6 +525,11 @@ def _check_values(config: Config, origins: Mapping[str, str]) -> None:
     if country and country.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
         fail(
             "import.default_country", f"must be an ISO 3166 alpha-2 code (e.g. CZ), got {country!r}"
+        )
+    if zone_named(config.planning.time_zone) is None:
+        fail(
+            "planning.time_zone",
+            f"must be an IANA time zone (e.g. Europe/Prague), got {config.planning.time_zone!r}",
         )
     webhook, metrics = config.webhook, config.metrics
     if (

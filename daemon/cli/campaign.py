@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import asyncpg
 
+from daemon.cli import planning as planning_cli
 from daemon.cli import retarget as retarget_cli
 from daemon.cli.common import (
     Commands,
@@ -28,12 +30,14 @@ from daemon.db import campaigns as store
 from daemon.errors import EXIT_INTERRUPTED, UsageError
 from daemon.ops.create import CampaignRequest, create_campaign_from_request
 from daemon.ops.lifecycle import LIVE_WITHIN_S, LifecycleResult, change_state, live_daemon_count
+from daemon.ops.planning import check_start_at
 from daemon.ops.render import (
     campaign_dict,
     campaign_line,
     printable,
     progress_dict,
     progress_table,
+    utc_text,
 )
 from daemon.ops.watch import watch
 
@@ -105,6 +109,7 @@ def add_parser(commands: Commands) -> None:
         help="Marketing Messages API product policy",
     )
     add_country_option(p, "the numbers of its imports")
+    planning_cli.add_planning_options(p)
     p.add_argument("--json", action="store_true", help="print the new campaign as JSON")
     p.set_defaults(handler=cmd_campaign_create)
     p = sub.add_parser("list", help="list campaigns")
@@ -118,7 +123,7 @@ def add_parser(commands: Commands) -> None:
     )
     p.set_defaults(handler=cmd_campaign_status)
     helps = {
-        CampaignCommand.START: "start sending a draft campaign",
+        CampaignCommand.START: "start sending a draft or scheduled campaign now, or --at a time",
         CampaignCommand.PAUSE: "stop sending now; returns once no message can leave any daemon",
         CampaignCommand.RESUME: "send a paused campaign again (a running one: nothing to do)",
         CampaignCommand.CANCEL: "stop for good: returns once no message can leave any daemon "
@@ -127,8 +132,16 @@ def add_parser(commands: Commands) -> None:
     for command, text in helps.items():
         p = sub.add_parser(command.value, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("id", type=positive_int, help="campaign id")
+        if command is CampaignCommand.START:
+            p.add_argument(
+                "--at",
+                metavar="TIME",
+                help="schedule it instead: state scheduled until this ISO 8601 time (without an"
+                " offset: planning.time_zone), when a daemon starts it",
+            )
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.set_defaults(handler=_lifecycle(command))
+    planning_cli.add_actions(sub)
     retarget_cli.add_actions(sub)
 
 
@@ -179,9 +192,11 @@ def cmd_campaign_create(args: argparse.Namespace, config: Config) -> int:
         product_policy=args.product_policy,
         default_country=args.default_country,
     )
+    planning = planning_cli.planning_change(args, config)
 
     async def work(conn: asyncpg.Connection) -> int:
         created = await create_campaign_from_request(conn, request, config.whatsapp.waba_id)
+        await planning_cli.apply_planning(conn, created.campaign_id, planning, config)
         if created.source is TemplateSource.UNVERIFIED:
             print(
                 f"wa-sender: note: template {printable(template_name)} ({printable(language)})"
@@ -245,8 +260,16 @@ async def warn_if_no_daemon(conn: asyncpg.Connection, out: TextIO | None = None)
 
 def _lifecycle(command: CampaignCommand) -> Handler:
     def handler(args: argparse.Namespace, config: Config) -> int:
+        start_at = planning_cli.start_at_of(args, config)
+
         async def work(conn: asyncpg.Connection) -> int:
-            result = await change_state(conn, args.id, command)
+            if start_at is not None:
+                check_start_at(start_at, datetime.now(UTC))
+                result = await change_state(
+                    conn, args.id, CampaignCommand.SCHEDULE, start_at=start_at
+                )
+            else:
+                result = await change_state(conn, args.id, command)
             progress = await store.campaign_progress(conn, result.campaign.id)
             if args.json:
                 print_json(lifecycle_dict(command, result, progress_dict(progress)))
@@ -268,6 +291,8 @@ def lifecycle_line(command: CampaignCommand, result: LifecycleResult) -> str:
     if not result.changed:
         return f"campaign {c.id} is already {c.state.value}: nothing to resume"
     line = f"campaign {c.id} is {c.state.value}"
+    if c.state is CampaignState.SCHEDULED and c.start_at is not None:
+        return line + f": starts at {utc_text(c.start_at)}"
     if command not in (CampaignCommand.PAUSE, CampaignCommand.CANCEL):
         return line
     if command is CampaignCommand.CANCEL:

@@ -30,7 +30,8 @@ def _systems(text: str) -> tuple[str, ...]:
     for name in names:
         if name not in SYSTEMS or name == "wa-sender":
             raise argparse.ArgumentTypeError(
-                f"cannot compare with {name!r}: floor, pgqueuer, template-body or no-replies"
+                f"cannot compare with {name!r}: floor, pgqueuer, template-body, no-replies"
+                " or no-window"
             )
     return names
 
@@ -125,10 +126,17 @@ def add_parser(commands: Commands) -> None:
         "--compare",
         type=_systems,
         default=(),
-        metavar="floor,pgqueuer,template-body,no-replies",
+        metavar="floor,pgqueuer,template-body,no-replies,no-window",
         help="also run these after wa-sender, same mock and data, and print ratios"
         " (template-body: wa-sender again with the body-only template; no-replies: again"
-        " with no inbound replies)",
+        " with no inbound replies; no-window: again without --window)",
+    )
+    p.add_argument(
+        "--window",
+        default=None,
+        metavar="SPEC",
+        help="wa-sender's campaigns get this send window (e.g. 'Daily 00:00-24:00'), to"
+        " measure its cost on the claim (with --compare no-window)",
     )
     p.add_argument(
         "--template",
@@ -213,6 +221,7 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
         max_connections=args.max_connections,
         systems=systems,
         template=args.template,
+        window=args.window,
         rounds=args.rounds,
         timeout_s=args.timeout,
         settings=tuple(args.settings),

@@ -38,6 +38,12 @@ class Campaign:
     spec: CampaignTemplate | None = None
     # The country national numbers of its imports are read in (ISO 3166, e.g. "CZ").
     default_country: str | None = None
+    # Planning (migration 0013): the scheduled start, the send window in the recipients' local
+    # time (canonical text, core.windows) with the zone of numbers that tell none, finish-by.
+    start_at: datetime | None = None
+    send_window: str | None = None
+    window_zone: str | None = None
+    finish_by: datetime | None = None
 
     @property
     def template_spec(self) -> CampaignTemplate:
@@ -66,6 +72,8 @@ class CampaignProgress:
     #  "number": {quality_event, marketing_rate_factor, throughput_upgraded},
     #  "replies": {replies, opt_outs}}; None when not read.
     health: dict[str, Any] | None = None
+    # With a send window: (pending contacts outside their window, when the next one opens).
+    window_waiting: tuple[int, datetime | None] | None = None
 
     @property
     def total(self) -> int:

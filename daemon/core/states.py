@@ -160,6 +160,7 @@ class CampaignState(StrEnum):
     """A campaign's state; the values are the database's."""
 
     DRAFT = "draft"
+    SCHEDULED = "scheduled"  # `campaign start ID --at TIME`: waits for its start time
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
@@ -170,6 +171,7 @@ class CampaignCommand(StrEnum):
     """What an operator (or the daemon, for `finish`) asks of a campaign."""
 
     START = "start"
+    SCHEDULE = "schedule"  # `campaign start ID --at TIME`
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"
@@ -178,7 +180,14 @@ class CampaignCommand(StrEnum):
 
 _CAMPAIGN_TRANSITIONS: Mapping[tuple[CampaignState, CampaignCommand], CampaignState] = {
     (CampaignState.DRAFT, CampaignCommand.START): CampaignState.RUNNING,
+    (CampaignState.DRAFT, CampaignCommand.SCHEDULE): CampaignState.SCHEDULED,
+    (CampaignState.SCHEDULED, CampaignCommand.SCHEDULE): CampaignState.SCHEDULED,  # moved
+    # Its start time came (a daemon starts it), or `campaign start ID` starts it now.
+    (CampaignState.SCHEDULED, CampaignCommand.START): CampaignState.RUNNING,
+    (CampaignState.SCHEDULED, CampaignCommand.PAUSE): CampaignState.PAUSED,
+    (CampaignState.SCHEDULED, CampaignCommand.CANCEL): CampaignState.CANCELED,
     (CampaignState.RUNNING, CampaignCommand.PAUSE): CampaignState.PAUSED,
+    # (A campaign paused before its start time resumes as scheduled: resume_campaign.)
     (CampaignState.PAUSED, CampaignCommand.RESUME): CampaignState.RUNNING,
     (CampaignState.DRAFT, CampaignCommand.CANCEL): CampaignState.CANCELED,
     (CampaignState.RUNNING, CampaignCommand.CANCEL): CampaignState.CANCELED,

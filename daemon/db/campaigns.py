@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -46,6 +47,10 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         spec=None if raw_spec is None else _stored_spec(orjson.dumps(raw_spec)),
         stop_seq=r.get("stop_seq", 0),
         default_country=r.get("default_country"),
+        start_at=r.get("start_at"),
+        send_window=r.get("send_window"),
+        window_zone=r.get("window_zone"),
+        finish_by=r.get("finish_by"),
     )
 
 
@@ -110,11 +115,16 @@ async def campaign_progress(conn: asyncpg.Connection, campaign_id: int) -> Campa
         counts[ContactState(r["state"])] = r["n"]
     row = await conn.fetchrow(query("campaign_health"), campaign_id)
     health = dict(row["health"]) if row is not None and row["health"] is not None else None
-    return CampaignProgress(campaign, counts, health)
+    waiting = None
+    if campaign.send_window is not None:  # migration 0013, sql/queries/windows.sql
+        found = await conn.fetchrow(query("window_waiting"), campaign_id, datetime.now(UTC))
+        waiting = (int(found["waiting"]), found["next_open"])
+    return CampaignProgress(campaign, counts, health, waiting)
 
 
 _COMMAND_QUERY = {
     CampaignCommand.START: "start_campaign",
+    CampaignCommand.SCHEDULE: "schedule_campaign",
     CampaignCommand.PAUSE: "pause_campaign",
     CampaignCommand.RESUME: "resume_campaign",
     CampaignCommand.CANCEL: "cancel_campaign",
@@ -126,7 +136,12 @@ ADMIN_PAUSE_REASON = "paused by admin"
 
 
 async def change_campaign_state(
-    conn: asyncpg.Connection, campaign_id: int, command: CampaignCommand, reason: str | None = None
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    command: CampaignCommand,
+    reason: str | None = None,
+    *,
+    start_at: datetime | None = None,
 ) -> Campaign:
     """Apply an operator's lifecycle command in one short transaction (the campaign row only),
     and NOTIFY the daemons; a forbidden one raises TransitionError.
@@ -140,7 +155,7 @@ async def change_campaign_state(
             campaign_next_state(campaign.state, command)
         except ForbiddenCampaignTransition as exc:
             raise TransitionError(f"campaign {campaign_id}: {exc}") from None
-        if command in (CampaignCommand.START, CampaignCommand.RESUME):
+        if command in (CampaignCommand.START, CampaignCommand.SCHEDULE, CampaignCommand.RESUME):
             problem = await template_problem(conn, campaign)
             if problem is not None:
                 raise TemplateRefusedError(
@@ -150,6 +165,10 @@ async def change_campaign_state(
         args: list[Any] = [campaign_id]
         if command is CampaignCommand.PAUSE:
             args.append(reason or ADMIN_PAUSE_REASON)
+        elif command is CampaignCommand.SCHEDULE:
+            if start_at is None:
+                raise ValueError("schedule needs start_at")
+            args.append(start_at)
         record = await conn.fetchrow(query(_COMMAND_QUERY[command]), *args)
         await conn.execute(query("notify_campaigns_changed"), f"{campaign_id}:{command.value}")
     return campaign_from_record(record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 import orjson
@@ -32,6 +32,26 @@ class ClaimedContact:
     # Its number within sender.max_attempts: attempts whose outcome stayed unknown (expired
     # lease, dead daemon, shutdown cut-off) are not counted there (`decide` gets this one).
     counted_attempt: int
+    # When its send window opened (NO_WINDOW without one): the claim cursor's first half.
+    not_before: datetime
+
+
+NO_WINDOW = datetime.min
+"""A contact's not_before without a send window: asyncpg's -infinity (a naive datetime.min)."""
+ClaimCursor = tuple[datetime, int]
+"""Where a campaign's claims go on from: the (not_before, id) of its last contact claimed."""
+CURSOR_START: ClaimCursor = (NO_WINDOW, 0)
+
+
+def cursor_after(claimed: Sequence[ClaimedContact]) -> ClaimCursor:
+    """The cursor past every contact of a claim (not empty)."""
+    last = max(claimed, key=_cursor_key)
+    return last.not_before, last.id
+
+
+def _cursor_key(c: ClaimedContact) -> tuple[float, int]:
+    nb = c.not_before
+    return (nb.timestamp() if nb.tzinfo is not None else float("-inf"), c.id)
 
 
 @dataclass(slots=True)
@@ -61,11 +81,20 @@ async def claim_contacts(
     daemon_id: str,
     lease_s: float,
     limit: int,
-    after_id: int = 0,
+    after: ClaimCursor = CURSOR_START,
+    now: datetime | None = None,
 ) -> list[ClaimedContact]:
-    """Claim up to `limit` due contacts of a campaign (ids above `after_id`) for `lease_s`."""
+    """Claim up to `limit` due contacts of a campaign (past the cursor `after`) for `lease_s`,
+    among those whose send window is open at `now` (default: the clock)."""
     rows = await conn.fetch(
-        query("claim_contacts"), campaign_id, daemon_id, lease_s, limit, after_id
+        query("claim_contacts"),
+        campaign_id,
+        daemon_id,
+        lease_s,
+        limit,
+        after[1],
+        now or datetime.now(UTC),
+        after[0],
     )
     # The columns come in the fields' order (RETURNING id, campaign_id, phone, params, ...).
     return [ClaimedContact(*r) for r in rows]
@@ -78,7 +107,8 @@ async def claim_within_limit(
     lease_s: float,
     limit: int,
     daily_unique_recipients: int,
-    after_id: int = 0,
+    after: ClaimCursor = CURSOR_START,
+    now: datetime | None = None,
 ) -> tuple[list[ClaimedContact], int, datetime | None]:
     """Claim under the portfolio messaging limit: (claimed, quota left, oldest slot's time).
 
@@ -92,10 +122,19 @@ async def claim_within_limit(
         if quota <= 0:
             return [], 0, window["oldest"]
         claimed = await claim_contacts(
-            conn, campaign_id, daemon_id, lease_s, min(limit, quota), after_id
+            conn, campaign_id, daemon_id, lease_s, min(limit, quota), after, now
         )
         await conn.execute(query("limit_window_add"), [c.phone for c in claimed])
     return claimed, quota - len(claimed), window["oldest"]
+
+
+async def next_window_open(
+    conn: asyncpg.Connection, campaign_ids: Sequence[int], now: datetime
+) -> datetime | None:
+    """When the send window of a waiting contact of these campaigns next opens (None: none
+    waits)."""
+    opens: datetime | None = await conn.fetchval(query("next_window_open"), list(campaign_ids), now)
+    return opens
 
 
 async def record_results(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -21,9 +21,11 @@ import asyncpg
 
 from daemon.config import Config
 from daemon.core.model import Campaign, CampaignId
+from daemon.core.pacing import ClaimAllowance, paced_rate
 from daemon.core.ratelimit import RateLimiters
 from daemon.core.retry import database_retrying
 from daemon.core.template_build import BodyBuilder
+from daemon.db import campaigns as campaign_store
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS, is_blocked_write
 from daemon.engine.preparer import CampaignPreparer, Prepared
@@ -36,6 +38,12 @@ log = get_logger(__name__)
 
 FINISH_CHECK_EVERY_S = 1.0
 QUEUE_S = 0.5
+PACE_EVERY_S = 2.0  # a finish-by campaign's rate is recomputed from its remaining contacts
+
+
+def utc_now() -> datetime:
+    """The wall clock the daemon plans by (send windows, finish-by, scheduled starts)."""
+    return datetime.now(UTC)
 
 
 @dataclass(slots=True)
@@ -82,8 +90,10 @@ class Claimer:
         limiters: RateLimiters,
         holder: ClaimHolder,
         preparer: CampaignPreparer | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._pool = pool
+        self._wall_clock = wall_clock
         self.preparer = preparer or CampaignPreparer(config)
         self._config = config
         self._daemon_id = daemon_id
@@ -97,7 +107,10 @@ class Claimer:
         # campaigns older than a campaign's stop does not make it sendable again.
         self._stopped_at: dict[CampaignId, int] = {}
         self.claiming: CampaignId | None = None  # the campaign a claim statement is out for
-        self._claim_cursor: dict[CampaignId, int] = {}
+        self._claim_cursor: dict[CampaignId, store.ClaimCursor] = {}
+        # Finish-by campaigns: how many contacts each may claim now, and when its rate was
+        # last recomputed (monotonic).
+        self._paced: dict[CampaignId, tuple[ClaimAllowance, float]] = {}
         self._finish_checked: dict[CampaignId, float] = {}
         self._last_heartbeat = time.monotonic()
         self._claims_in_doubt = False
@@ -177,7 +190,7 @@ class Claimer:
             self.room.clear()
             async with self._pool.acquire() as conn:
                 campaigns, read_seq = await store.running_campaigns(conn)
-                now = datetime.now(UTC)
+                now = self._wall_clock()
                 running = {c.id for c in campaigns}
                 self._halted &= running
                 for gone in [c for c in self._prepared_ids if c not in running]:
@@ -192,7 +205,9 @@ class Claimer:
                     and not _held(c, now)
                     and stopped_at.get(c.id, 0) <= (read_seq or 0)
                 }
-                claimed, full = 0, False
+                claimed, full, paced_wait = 0, False, float("inf")
+                for gone in [c for c in self._paced if c not in running]:
+                    del self._paced[gone]
                 for campaign in campaigns:
                     if campaign.id not in self.sendable:
                         continue
@@ -207,21 +222,35 @@ class Claimer:
                     if want < min(batch, capacity) // 2:  # refill by at least half a batch
                         full = True
                         continue
+                    allowance = await self._allowance(conn, campaign, now)
+                    if allowance is not None:  # finish-by: no more than its paced share
+                        at = time.monotonic()
+                        # A fifth of a second's worth at a time, not a statement per contact.
+                        step = allowance.step
+                        if allowance.available(at) < step:
+                            paced_wait = min(paced_wait, allowance.wait_s(at, step))
+                            continue
+                        want = min(want, allowance.available(at))
                     got = await self._claim(conn, campaign, want, prepared)
                     claimed += got
+                    if allowance is not None:
+                        allowance.take(got, time.monotonic())
+                        at = time.monotonic()
+                        paced_wait = min(paced_wait, allowance.wait_s(at, allowance.step))
                     if got == 0:
                         await self._maybe_finish(conn, campaign)
-                    elif got == want:
+                    elif got == want and allowance is None:
                         full = True
                 idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
             if claimed and self.writes is not None:  # a claim is a write: the database takes them
                 self.writes.note_written()
             if stop.is_set():
                 return
-            if claimed and not full:
+            if claimed and not full and paced_wait == float("inf"):
                 continue  # more may be due right away
             events = [self._wake, stop, *([self.room] if full else [])]
-            await _first_of(events, (0.2 if claimed else 1.0) if full else idle_s)
+            timeout = (0.2 if claimed else 1.0) if full else idle_s
+            await _first_of(events, min(timeout, max(0.01, paced_wait)))
 
     async def _claim(
         self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
@@ -238,10 +267,11 @@ class Claimer:
     ) -> int:
         lease_s = self._config.recovery.lease_s
         daily_limit = self._config.limits.daily_unique_recipients
-        after_id = self._claim_cursor.get(campaign.id, 0)
+        after = self._claim_cursor.get(campaign.id, store.CURSOR_START)
+        now = self._wall_clock()
         if daily_limit > 0:
             claimed, quota, oldest = await store.claim_within_limit(
-                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after_id
+                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after, now
             )
             if not claimed and quota <= 0:
                 frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
@@ -254,11 +284,13 @@ class Claimer:
                 return 0
         else:
             claimed = await store.claim_contacts(
-                conn, campaign.id, self._daemon_id, lease_s, limit, after_id
+                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
             )
         # Walk the campaign forward; a short claim means the end was reached: start over, for
         # retries that fell due behind the cursor and contacts released by others.
-        self._claim_cursor[campaign.id] = max(c.id for c in claimed) if len(claimed) == limit else 0
+        self._claim_cursor[campaign.id] = (
+            store.cursor_after(claimed) if len(claimed) == limit else store.CURSOR_START
+        )
         if claimed and campaign.hold_reason:
             await store.clear_campaign_hold(conn, campaign.id)
         if claimed and campaign.id not in self.sendable:
@@ -266,10 +298,10 @@ class Claimer:
             # back unsent. No await from this check to the queue.
             await self._holder.release([c.id for c in claimed])
             return 0
-        now = time.monotonic()
+        at = time.monotonic()
         build, endpoint = prepared.build, prepared.endpoint
         self._holder.queue_for(campaign.phone_number_id).put_many(
-            [Work(contact, campaign, now, build, endpoint) for contact in claimed]
+            [Work(contact, campaign, at, build, endpoint) for contact in claimed]
         )
         if claimed:
             self.claimed += len(claimed)
@@ -286,15 +318,45 @@ class Claimer:
         if await store.finish_campaign_if_done(conn, campaign.id):
             log.info("campaign_finished", campaign_id=campaign.id)
 
+    async def _allowance(
+        self, conn: asyncpg.Connection, campaign: Campaign, now: datetime
+    ) -> ClaimAllowance | None:
+        """A finish-by campaign's claim allowance, its rate recomputed every PACE_EVERY_S from
+        the contacts it has left (None: the campaign is not paced)."""
+        if campaign.finish_by is None:
+            self._paced.pop(campaign.id, None)
+            return None
+        at = time.monotonic()
+        known = self._paced.get(campaign.id)
+        if known is not None and at - known[1] < PACE_EVERY_S:
+            return known[0]
+        remaining = await campaign_store.pending_contact_count(conn, campaign.id)
+        bucket = self._limiters.bucket(campaign.phone_number_id)
+        # This daemon's share of the paced rate, like its share of the number's rate.
+        share = self._limiters.share
+        rate = paced_rate(remaining, now, campaign.finish_by, bucket.configured_rate / share)
+        rate = min(bucket.configured_rate, rate * share)
+        if known is None:
+            allowance = ClaimAllowance(rate, at)
+        else:
+            allowance = known[0]
+            allowance.set_rate(rate, at)
+        self._paced[campaign.id] = (allowance, at)
+        log.debug("campaign_paced", campaign_id=campaign.id, remaining=remaining, rate=rate)
+        return allowance
+
     async def _idle_wait(self, conn: asyncpg.Connection, campaigns: list[Campaign]) -> float:
         """Seconds to sleep when there is nothing to claim: until the next retry falls due,
-        a held campaign's hold ends, or the idle poll, whichever is first."""
+        a held campaign's hold ends, a send window opens, or the idle poll, whichever is
+        first."""
         timeout = self._config.sender.idle_poll_s
         if not campaigns:
             return timeout
-        now = datetime.now(UTC)
+        now = self._wall_clock()
         due = await store.next_retry_due(conn)
-        candidates = [due, *(c.hold_until for c in campaigns)]
+        windowed = [c.id for c in campaigns if c.send_window is not None]
+        opens = await store.next_window_open(conn, windowed, now) if windowed else None
+        candidates = [due, opens, *(c.hold_until for c in campaigns)]
         for moment in candidates:
             if moment is not None:
                 timeout = min(timeout, max(0.05, (moment - now).total_seconds()))

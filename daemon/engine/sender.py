@@ -5,8 +5,7 @@ Each number has `concurrency` long-lived send workers: a worker takes the next c
 of its number's queue and waits for that number's token bucket (one worker per number at a
 time), takes one of the `concurrency` daemon-wide send slots, checks the claim, sends, and
 hands the result to the recorder. Taking, pacing and sending in the same task, and without a
-coroutine when a contact and a token are there, costs no task switch per message.
-"""
+coroutine when a contact and a token are there, costs no task switch per message."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from daemon.core.ratelimit import RateLimiters, TokenBucket
 from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS
-from daemon.engine.claimer import Claimer, Work
+from daemon.engine.claimer import Claimer, Work, utc_now
 from daemon.engine.preparer import CampaignPreparer
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.sender_writes import SenderWrites
@@ -93,6 +92,7 @@ class Sender:
         *,
         on_send: SendObserver | None = None,
         preparer: CampaignPreparer | None = None,
+        wall_clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -120,7 +120,7 @@ class Sender:
         self._none_inflight = asyncio.Event()
         self._stopping = False
         self.preparer = preparer or CampaignPreparer(config)
-        self._claims = Claimer(pool, config, daemon_id, limiters, self, self.preparer)
+        self._claims = Claimer(pool, config, daemon_id, limiters, self, self.preparer, wall_clock)
         self._claims.writes = recorder
         self._breaker = RefusalBreaker(config.sender.breaker_threshold)
         self.stats = SenderStats()

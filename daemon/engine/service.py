@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import datetime
 
 import asyncpg
 
@@ -22,11 +23,13 @@ from daemon.db import sender_store as store
 from daemon.db.migrate import require_current_schema
 from daemon.db.pool import open_pool
 from daemon.db.sql import query
+from daemon.engine.claimer import utc_now
 from daemon.engine.listener import listen_for_campaign_changes
 from daemon.engine.numbers import number_health_loop
 from daemon.engine.reconciler import Reconciler, reconciler_component, reconciler_tasks
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
+from daemon.engine.schedule import Scheduler
 from daemon.engine.sender import Sender, SendObserver
 from daemon.engine.spool import Spooler
 from daemon.engine.stops import StopWatcher
@@ -48,6 +51,7 @@ from daemon.engine.web import (
     warn_if_no_verify_token,
     web_component,
 )
+from daemon.engine.windows import WindowKeeper
 from daemon.errors import ConfigError, DatabaseBlockedError, WaSenderError
 from daemon.logs import get_logger
 from daemon.whatsapp.client import CloudApiClient
@@ -108,8 +112,10 @@ async def run_daemon(
     components: list[Component] | None = None,
     on_send: SendObserver | None = None,
     install_signal_handlers: bool = True,
+    wall_clock: Callable[[], datetime] = utc_now,
 ) -> int:
-    """Run until SIGTERM/SIGINT (or `stop`); return the exit code."""
+    """Run until SIGTERM/SIGINT (or `stop`); return the exit code. `wall_clock`: the time the
+    planning rules go by (scheduled starts, send windows, finish-by; tests inject one)."""
     check_config_for_run(config)
     stop = stop or asyncio.Event()
     if install_signal_handlers:
@@ -145,7 +151,16 @@ async def run_daemon(
             max_batch=config.sender.batch_size * 4,
             write_timeout_s=config.database.write_timeout_s,
         )
-        sender = Sender(pool, client, config, daemon_id, limiters, recorder, on_send=on_send)
+        sender = Sender(
+            pool,
+            client,
+            config,
+            daemon_id,
+            limiters,
+            recorder,
+            on_send=on_send,
+            wall_clock=wall_clock,
+        )
         runtime = Runtime(config, dsn, pool, daemon_id, sender, recorder, stop)
         stack.callback(_close_unstarted, runtime)
         for component in components or []:
@@ -164,9 +179,14 @@ async def run_daemon(
             numbers = beat_numbers(limiters)
             return store.Beat(stops.confirmed_seq, numbers, sender.stats.sent, bound_s)
 
+        scheduler = Scheduler(pool, wall_clock, sender.wake)
+        windows = WindowKeeper(pool, config, wall_clock, sender.wake)
+
         def campaigns_changed() -> None:
             sender.wake()
             stops.wake()
+            scheduler.wake()
+            windows.wake()
 
         tasks.start("recorder", recorder.run())
         tasks.start(
@@ -179,6 +199,8 @@ async def run_daemon(
         tasks.start("recovery", recovery_loop(pool, config, daemon_id, sender.wake))
         tasks.start("number_health", number_health_loop(pool, config, limiters))
         tasks.start("stops", stops.run())
+        tasks.start("schedule", scheduler.run())
+        tasks.start("windows", windows.run())
         tasks.start("listener", listen_for_campaign_changes(dsn, campaigns_changed))
         if config.webhook.enabled:
             tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))

@@ -72,6 +72,7 @@ async def run_loadtest(
         "pgqueuer": run_pgqueuer,
         "template-body": run_wa_sender_body,
         "no-replies": run_wa_sender_no_replies,
+        "no-window": run_wa_sender_no_window,
     }
     ctx = Context(options, server_dsn, log_dir, time.monotonic() + options.timeout_s, progress)
     ctx.postgres_pid = postgres_pid if postgres_pid else await _server_pid(server_dsn)
@@ -170,8 +171,18 @@ async def run_wa_sender_no_replies(ctx: Context) -> dict[str, Any]:
     return await run_wa_sender(ctx, system="no-replies", replies=False)
 
 
+async def run_wa_sender_no_window(ctx: Context) -> dict[str, Any]:
+    """The `no-window` system: wa-sender without the send window of `--window`."""
+    return await run_wa_sender(ctx, system="no-window", window=False)
+
+
 async def run_wa_sender(
-    ctx: Context, *, system: str = "wa-sender", template: str | None = None, replies: bool = True
+    ctx: Context,
+    *,
+    system: str = "wa-sender",
+    template: str | None = None,
+    replies: bool = True,
+    window: bool = True,
 ) -> dict[str, Any]:
     options = ctx.options
     reply_rate = options.reply_rate if replies else 0.0
@@ -182,7 +193,13 @@ async def run_wa_sender(
         ctx.progress.note(f"   seeding {options.contacts:,} contacts ({template} template)")
         seeded = time.monotonic()
         campaign_ids = await asyncio.wait_for(
-            prepare_database(dsn, options.contacts, options.numbers, template),
+            prepare_database(
+                dsn,
+                options.contacts,
+                options.numbers,
+                template,
+                window=options.window if window else None,
+            ),
             max(1.0, ctx.remaining_s()),
         )
         seed_s = time.monotonic() - seeded

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import EVENT_LOOPS
+from daemon.core.windows import WindowError, parse_window
 from daemon.errors import WaSenderError
 
-SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body", "no-replies")
+SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body", "no-replies", "no-window")
+# no-window: wa-sender again without the send window of --window (its cost on the claim).
 # no-replies: wa-sender again with the mock posting no inbound replies (what --reply-rate and
 # --optout-rate are measured against, in the same run).
 # template-body: wa-sender again, sending the body-only template (what --template rich is
@@ -45,6 +47,7 @@ class LoadtestOptions:
     max_connections: int | None = None
     systems: tuple[str, ...] = ("wa-sender",)
     template: str = "body"  # wa-sender's template: body, rich, or a JSON file (Meta's shape)
+    window: str | None = None  # wa-sender's campaigns' send window (`campaign create --window`)
     rounds: int = 1  # the systems run this many times, interleaved (noisy machines)
     timeout_s: float = 600.0
     settings: tuple[tuple[str, str], ...] = ()  # extra daemon config, ("sender.batch_size", "1000")
@@ -81,6 +84,13 @@ class LoadtestOptions:
             raise LoadtestError("need 0 <= --optout-rate <= --reply-rate <= 1")
         if self.reply_rate > 0 and not self.receipts:
             raise LoadtestError("--reply-rate needs --receipts (replies go to the webhook)")
+        if self.window is not None:
+            try:
+                parse_window(self.window)
+            except WindowError as exc:
+                raise LoadtestError(f"--window: {exc}") from None
+        if "no-window" in self.systems and self.window is None:
+            raise LoadtestError("--compare no-window needs --window")
         if "no-replies" in self.systems and self.reply_rate == 0:
             raise LoadtestError("--compare no-replies needs --reply-rate")
         unknown = set(self.systems) - set(SYSTEMS)
@@ -156,6 +166,7 @@ class LoadtestOptions:
             "max_connections": self.effective_max_connections,
             "systems": list(self.systems),
             "template": self.template,
+            "window": self.window,
             "rounds": self.rounds,
             "timeout_s": self.timeout_s,
             "settings": dict(self.settings),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -26,11 +27,13 @@ from daemon.core.template_spec import (
     bind_template,
 )
 from daemon.core.templates import TemplateError, parse_catalogue, parse_template
+from daemon.core.windows import parse_window
 from daemon.db.campaigns import change_campaign_state, create_campaign
 from daemon.db.database import create_database, drop_database, with_database_name
 from daemon.db.migrate import apply_migrations
 from daemon.db.pool import connect
 from daemon.db.sql import query
+from daemon.db.windows_store import refresh_windows, set_planning
 from daemon.errors import DatabaseError, WaSenderError
 from daemon.mockapi.catalogue import SAMPLE_TEMPLATES
 
@@ -151,13 +154,24 @@ def template_values(spec: CampaignTemplate) -> tuple[list[str], list[str], list[
 
 
 async def prepare_database(
-    dsn: str, contacts: int, numbers: int, template: str = BODY
+    dsn: str, contacts: int, numbers: int, template: str = BODY, *, window: str | None = None
 ) -> list[CampaignId]:
-    """Migrate, then one draft campaign per sending number with its share of the contacts."""
+    """Migrate, then one draft campaign per sending number with its share of the contacts
+    (with `window`: that send window, every contact's interval written as `campaign update
+    --window` does; the generated numbers tell no zone: UTC)."""
     conn = await connect(dsn)
     try:
         await apply_migrations(conn)
-        return await seed_campaigns(conn, contacts, numbers, template)
+        campaign_ids = await seed_campaigns(conn, contacts, numbers, template)
+        if window is not None:
+            parsed = parse_window(window)
+            for campaign_id in campaign_ids:
+                await set_planning(conn, campaign_id, parsed.text, "UTC", None)
+                await refresh_windows(
+                    conn, campaign_id, parsed, "UTC", datetime.now(UTC), everything=True
+                )
+            await conn.execute(query("loadtest_analyze_contacts"))
+        return campaign_ids
     finally:
         await conn.close()
 

@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 import asyncpg
@@ -64,13 +65,15 @@ async def change_state(
     command: CampaignCommand,
     *,
     clock: Callable[[], float] = time.monotonic,
+    start_at: datetime | None = None,
 ) -> LifecycleResult:
-    """Apply `command`: start and resume flip the state; pause and cancel stop the campaign
-    (`stop_campaign`). Resuming a running campaign changes nothing (`changed` False)."""
+    """Apply `command`: start, schedule (at `start_at`) and resume flip the state; pause and
+    cancel stop the campaign (`stop_campaign`). Resuming a running campaign changes nothing
+    (`changed` False)."""
     if command in (CampaignCommand.PAUSE, CampaignCommand.CANCEL):
         return await stop_campaign(conn, campaign_id, command, clock=clock)
     try:
-        campaign = await store.change_campaign_state(conn, campaign_id, command)
+        campaign = await store.change_campaign_state(conn, campaign_id, command, start_at=start_at)
     except TransitionError:
         current = await store.get_campaign(conn, campaign_id)
         if command is CampaignCommand.RESUME and current.state is CampaignState.RUNNING:

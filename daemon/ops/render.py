@@ -5,10 +5,11 @@ operator's cursor, recolour the terminal, or forge a line of output."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from daemon.core.model import Campaign, CampaignProgress
-from daemon.core.states import ContactState
+from daemon.core.states import CampaignState, ContactState
 
 # C0 and C1 controls, DEL, the bidirectional overrides and isolates (RTL tricks), and the
 # Unicode line and paragraph separators. Other format characters (the zero-width joiner of
@@ -57,9 +58,33 @@ def progress_bar(fraction: float, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + "]"
 
 
+def utc_text(moment: datetime) -> str:
+    """A time as the tables show it: `2026-12-24 08:00:00 UTC`."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def planning_lines(c: Campaign, waiting: tuple[int, datetime | None] | None) -> list[str]:
+    """The campaign's scheduled start, send window and finish-by time, as status shows them."""
+    lines: list[str] = []
+    if c.state is CampaignState.SCHEDULED and c.start_at is not None:
+        lines.append(f"Starts at: {utc_text(c.start_at)}")
+    if c.send_window:
+        zone = f", else {printable(c.window_zone)}" if c.window_zone else ""
+        lines.append(f"Window: {printable(c.send_window)} (recipient's local time{zone})")
+    if waiting is not None:
+        count, next_open = waiting
+        opens = f"; next opens {utc_text(next_open)}" if next_open is not None else ""
+        lines.append(f"Waiting for their window: {count}{opens}")
+    if c.finish_by is not None:
+        lines.append(f"Finish by: {utc_text(c.finish_by)} (remaining contacts spread evenly)")
+    return lines
+
+
 def campaign_line(c: Campaign) -> str:
-    """One line of `campaign list`: id, state, name, template, reason."""
+    """One line of `campaign list`: id, state, name, template, reason or start time."""
     reason = c.pause_reason or c.hold_reason
+    if reason is None and c.state is CampaignState.SCHEDULED and c.start_at is not None:
+        reason = f"starts {utc_text(c.start_at)}"
     extra = f"  ({printable(reason)})" if reason else ""
     template = f"{printable(c.template.name)}/{printable(c.template.language)}"
     return f"{c.id:>6}  {c.state.value:<9} {printable(c.name)}  [{template}]{extra}"
@@ -87,6 +112,10 @@ def campaign_dict(c: Campaign) -> dict[str, Any]:
         "created_at": c.created_at.isoformat(),
         "started_at": c.started_at.isoformat() if c.started_at else None,
         "finished_at": c.finished_at.isoformat() if c.finished_at else None,
+        "start_at": c.start_at.isoformat() if c.start_at else None,
+        "send_window": c.send_window,
+        "window_zone": c.window_zone,
+        "finish_by": c.finish_by.isoformat() if c.finish_by else None,
     }
 
 
@@ -100,6 +129,12 @@ def progress_dict(p: CampaignProgress) -> dict[str, Any]:
         "done": p.done,
         "progress_percent": round(p.percent_done, 2),
         "health": p.health or {},
+        "window_waiting": None
+        if p.window_waiting is None
+        else {
+            "contacts": p.window_waiting[0],
+            "next_open": p.window_waiting[1].isoformat() if p.window_waiting[1] else None,
+        },
     }
 
 
@@ -147,6 +182,7 @@ def progress_table(
         lines.append(f"Paused: {printable(c.pause_reason)}")
     if c.hold_reason:
         lines.append(f"Held: {printable(c.hold_reason)}")
+    lines.extend(planning_lines(c, p.window_waiting))
     lines.extend(health_lines(p.health or {}))
     lines.append(f"{'State':<24}{'Count':>10}{'%':>8}")
     total = p.total

@@ -32,6 +32,28 @@ SET state = 'running', started_at = coalesce(started_at, now()), pause_reason = 
 WHERE id = $1
 RETURNING *;
 
+-- name: schedule_campaign
+-- `campaign start ID --at TIME` (migration 0013): a daemon starts it at $2 (engine.schedule).
+UPDATE campaigns
+SET state = 'scheduled', start_at = $2, updated_at = now()
+WHERE id = $1
+RETURNING *;
+
+-- name: start_due_campaigns
+-- The scheduled campaigns whose start time ($1, the daemon's clock) has come: running, and
+-- the daemons told (same NOTIFY as `campaign start`). Several daemons may race: the row lock
+-- lets one start each.
+WITH due AS (
+    UPDATE campaigns
+    SET state = 'running', started_at = coalesce(started_at, now()), updated_at = now()
+    WHERE state = 'scheduled' AND start_at <= $1
+    RETURNING id
+)
+SELECT id, pg_notify('wa_sender_campaigns', id::text || ':start') FROM due;
+
+-- name: next_scheduled_start
+SELECT min(start_at) FROM campaigns WHERE state = 'scheduled';
+
 -- name: pause_campaign
 -- A stop: the next stop number, which every daemon confirms (daemons.acked_stop_seq).
 -- An operator's pause: never undone by Meta's template events (paused_by, migration 0011).
@@ -43,8 +65,10 @@ WHERE id = $1
 RETURNING *;
 
 -- name: resume_campaign
+-- A campaign paused before its start time came goes back to waiting for it.
 UPDATE campaigns
-SET state = 'running', pause_reason = NULL, paused_by = NULL, hold_reason = NULL,
+SET state = CASE WHEN started_at IS NULL AND start_at > now() THEN 'scheduled'::campaign_state
+                 ELSE 'running' END, pause_reason = NULL, paused_by = NULL, hold_reason = NULL,
     hold_until = NULL,
     updated_at = now()
 WHERE id = $1

@@ -42,12 +42,16 @@ WITH firsts AS MATERIALIZED (
     LEFT JOIN suppressions sup ON s.reason IS NULL AND sup.phone = s.phone
 ), inserted AS (
     INSERT INTO contacts (campaign_id, phone, params, state, invalid_reason, source_line,
-                          region, time_zone)
+                          region, time_zone, not_before)
     SELECT $1, phone, params,
            (CASE WHEN verdict IS NULL THEN 'initial' ELSE 'invalid_record' END)::contact_state,
            verdict, line,
            CASE WHEN verdict IS NULL THEN region END,
-           CASE WHEN verdict IS NULL THEN time_zone END
+           CASE WHEN verdict IS NULL THEN time_zone END,
+           -- A campaign with a send window (migration 0013): not claimable until its window
+           -- is computed (db.windows_store, right after the import and by the daemon).
+           (SELECT CASE WHEN k.send_window IS NULL THEN '-infinity' ELSE 'infinity' END
+            FROM campaigns k WHERE k.id = $1)::timestamptz
     FROM classified
     WHERE $2::boolean AND verdict IS DISTINCT FROM 'already_in_campaign'
     ORDER BY line

@@ -9,11 +9,15 @@ WHERE k.state = 'running'
 ORDER BY k.id;
 
 -- name: claim_contacts
--- $1 campaign, $2 daemon id, $3 lease seconds, $4 how many, $5 the highest id claimed from
--- this campaign so far (0 to start over). One statement; the inner select walks
--- contacts_claimable from $5 on and skips rows other daemons hold. The cursor keeps every
--- claim as cheap as the first: without it, stale statistics after a bulk import make the
--- planner walk the primary key over every contact already sent.
+-- $1 campaign, $2 daemon id, $3 lease seconds, $4 how many, ($7, $5) the cursor: the
+-- (not_before, id) of the last contact claimed from this campaign so far ('-infinity', 0 to
+-- start over); $6 now, for the send windows. One statement; the inner select walks
+-- contacts_claimable_window from the cursor on and skips rows other daemons hold. The cursor
+-- keeps every claim as cheap as the first: without it, stale statistics after a bulk import
+-- make the planner walk the primary key over every contact already sent.
+-- Send windows (migration 0013): a contact is taken only while not_before <= now < open_until
+-- (both precomputed per time zone, engine.windows); a campaign without a window has them all
+-- at -infinity .. infinity and is walked in import order.
 -- counted_attempts: this attempt's number within sender.max_attempts, the budget for what the
 -- API answers; attempts whose outcome stayed unknown (unknown_attempts) do not use it up.
 UPDATE contacts
@@ -27,13 +31,16 @@ WHERE id = ANY(ARRAY(
     SELECT id FROM contacts
     WHERE campaign_id = $1
       AND state IN ('initial', 'retry_scheduled')
-      AND id > $5
+      AND (not_before, id) > ($7, $5)
+      AND not_before <= $6
+      AND open_until > $6
       AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-    ORDER BY campaign_id, id
+    ORDER BY campaign_id, not_before, id
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING id, campaign_id, phone, params, attempts, attempts - unknown_attempts AS counted_attempts;
+RETURNING id, campaign_id, phone, params, attempts, attempts - unknown_attempts AS counted_attempts,
+          not_before;
 
 -- name: record_results
 -- One flush of send results, $1 a JSON array of {id, attempt, state, wamid, ...} objects. A result counts only for the attempt it belongs to; an accepted
@@ -239,3 +246,16 @@ ON CONFLICT (phone) DO UPDATE SET last_sent_at = now();
 
 -- name: limit_window_prune
 DELETE FROM recipient_window WHERE last_sent_at < now() - interval '24 hours';
+
+-- name: next_window_open
+-- When the send window of a waiting contact of the running campaigns $1 next opens ($2 now):
+-- one index probe per campaign (contacts_claimable_window). 'infinity': not computed yet.
+SELECT min(o.not_before)
+FROM unnest($1::bigint[]) AS k(id),
+LATERAL (
+    SELECT not_before FROM contacts
+    WHERE campaign_id = k.id AND state IN ('initial', 'retry_scheduled')
+      AND not_before > $2 AND not_before < 'infinity'
+    ORDER BY campaign_id, not_before
+    LIMIT 1
+) AS o;
