@@ -30,7 +30,8 @@ def _systems(text: str) -> tuple[str, ...]:
     for name in names:
         if name not in SYSTEMS or name == "wa-sender":
             raise argparse.ArgumentTypeError(
-                f"cannot compare with {name!r}: floor, pgqueuer, template-body or no-replies"
+                f"cannot compare with {name!r}: floor, pgqueuer, template-body, no-replies"
+                " or receipts-off"
             )
     return names
 
@@ -125,10 +126,11 @@ def add_parser(commands: Commands) -> None:
         "--compare",
         type=_systems,
         default=(),
-        metavar="floor,pgqueuer,template-body,no-replies",
+        metavar="floor,pgqueuer,template-body,no-replies,receipts-off",
         help="also run these after wa-sender, same mock and data, and print ratios"
         " (template-body: wa-sender again with the body-only template; no-replies: again"
-        " with no inbound replies)",
+        " with no inbound replies; receipts-off: again without status webhooks, with"
+        " PostgreSQL's CPU and WAL per receipt from the difference)",
     )
     p.add_argument(
         "--template",
@@ -251,9 +253,10 @@ def run(options: LoadtestOptions, *, quiet: bool = False) -> dict[str, Any]:
             report = asyncio.run(run_loadtest(options, url, log_dir, progress))
         else:
             from daemon.db.embedded import EmbeddedPostgres
+            from daemon.loadtest.pgstats import PRELOAD_OPTIONS
 
             progress.note("starting a throwaway PostgreSQL")
-            with EmbeddedPostgres() as server:
+            with EmbeddedPostgres(server_options=PRELOAD_OPTIONS) as server:
                 report = asyncio.run(
                     run_loadtest(options, server.dsn, log_dir, progress, postgres_pid=server.pid)
                 )

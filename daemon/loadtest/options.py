@@ -10,7 +10,9 @@ from pathlib import Path
 from daemon.config import EVENT_LOOPS
 from daemon.errors import WaSenderError
 
-SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body", "no-replies")
+SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body", "no-replies", "receipts-off")
+# receipts-off: wa-sender again with no status webhooks (what --receipts costs, in the same
+# run: the sends/s ratio, and PostgreSQL's CPU and WAL per receipt from the difference).
 # no-replies: wa-sender again with the mock posting no inbound replies (what --reply-rate and
 # --optout-rate are measured against, in the same run).
 # template-body: wa-sender again, sending the body-only template (what --template rich is
@@ -83,6 +85,8 @@ class LoadtestOptions:
             raise LoadtestError("--reply-rate needs --receipts (replies go to the webhook)")
         if "no-replies" in self.systems and self.reply_rate == 0:
             raise LoadtestError("--compare no-replies needs --reply-rate")
+        if "receipts-off" in self.systems and not self.receipts:
+            raise LoadtestError("--compare receipts-off needs --receipts")
         unknown = set(self.systems) - set(SYSTEMS)
         if unknown or not self.systems:
             raise LoadtestError(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")
