@@ -137,9 +137,7 @@ async def test_a_marketing_stop_stops_marketing_sends_only_and_a_resume_lifts_it
         sent_to = [m.biz_opaque_callback_data for m in h.accepted() if m.to.lstrip("+") == user]
         decoded = decode_callback_data(sent_to[0] or "")
         assert decoded is not None and decoded.campaign_id == utility
-        row = await conn.fetchrow(
-            "SELECT source, scope FROM suppressions WHERE phone = $1", user
-        )
+        row = await conn.fetchrow("SELECT source, scope FROM suppressions WHERE phone = $1", user)
         assert (row["source"], row["scope"]) == ("user_preferences", "marketing")
 
         await preference("resume")

@@ -50,7 +50,9 @@ async def test_a_status_of_another_business_number_is_an_orphan_and_never_applie
         await wait_final(conn, campaign)
         sent = {
             r["phone"]: r["wamid"]
-            for r in await conn.fetch("SELECT phone, wamid FROM contacts WHERE campaign_id = $1", campaign)
+            for r in await conn.fetch(
+                "SELECT phone, wamid FROM contacts WHERE campaign_id = $1", campaign
+            )
         }
         ours = [delivered(sent[phone(i)], phone(i)) for i in range(7)]
         foreign = [delivered(sent[phone(i)], phone(i)) for i in range(7, 10)]
@@ -150,6 +152,7 @@ async def test_user_ids_of_statuses_inbound_messages_and_preferences_fill_the_co
         (first, phone(2), "US.333"),
         (second, phone(2), "US.333"),  # stopped (marketing) and identified in one statement
     ]
-    assert await conn.fetchval(
-        "SELECT user_id FROM status_receipts WHERE wamid = $1", wamid
-    ) == "US.1349120865530274191"
+    assert (
+        await conn.fetchval("SELECT user_id FROM status_receipts WHERE wamid = $1", wamid)
+        == "US.1349120865530274191"
+    )

@@ -769,7 +769,9 @@ def test_the_webhook_reads_the_attempt_of_a_failed_131026_status_from_its_callba
             status["biz_opaque_callback_data"] = callback
         return {
             "object": "whatsapp_business_account",
-            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {"statuses": [status]}}]}],
+            "entry": [
+                {"id": "1", "changes": [{"field": "messages", "value": {"statuses": [status]}}]}
+            ],
         }
 
     actions = [

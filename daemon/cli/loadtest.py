@@ -30,8 +30,8 @@ def _systems(text: str) -> tuple[str, ...]:
     for name in names:
         if name not in SYSTEMS or name == "wa-sender":
             raise argparse.ArgumentTypeError(
-                f"cannot compare with {name!r}: floor, pgqueuer, template-body, no-replies"
-                " or no-window"
+                f"cannot compare with {name!r}: floor, pgqueuer, template-body, no-replies,"
+                " no-window or receipts-off"
             )
     return names
 
@@ -126,10 +126,12 @@ def add_parser(commands: Commands) -> None:
         "--compare",
         type=_systems,
         default=(),
-        metavar="floor,pgqueuer,template-body,no-replies,no-window",
+        metavar="floor,pgqueuer,template-body,no-replies,no-window,receipts-off",
         help="also run these after wa-sender, same mock and data, and print ratios"
         " (template-body: wa-sender again with the body-only template; no-replies: again"
-        " with no inbound replies; no-window: again without --window)",
+        " with no inbound replies; no-window: again without --window; receipts-off: again"
+        " without status webhooks, with PostgreSQL's CPU and WAL per receipt from the"
+        " difference)",
     )
     p.add_argument(
         "--window",
@@ -260,9 +262,10 @@ def run(options: LoadtestOptions, *, quiet: bool = False) -> dict[str, Any]:
             report = asyncio.run(run_loadtest(options, url, log_dir, progress))
         else:
             from daemon.db.embedded import EmbeddedPostgres
+            from daemon.loadtest.pgstats import PRELOAD_OPTIONS
 
             progress.note("starting a throwaway PostgreSQL")
-            with EmbeddedPostgres() as server:
+            with EmbeddedPostgres(server_options=PRELOAD_OPTIONS) as server:
                 report = asyncio.run(
                     run_loadtest(options, server.dsn, log_dir, progress, postgres_pid=server.pid)
                 )

@@ -69,8 +69,15 @@ class EmbeddedPostgres:
     private tmp_path).
     """
 
-    def __init__(self, data_dir: Path | None = None, binaries: PgBinaries | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        binaries: PgBinaries | None = None,
+        *,
+        server_options: tuple[str, ...] = (),
+    ) -> None:
         self._data_dir = data_dir.resolve() if data_dir is not None else None
+        self._server_options = server_options  # more "name=value" settings (the load test's)
         self.binaries = binaries  # the chosen ones once started (None if attached to another's)
         self._user = _server_user()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -168,7 +175,7 @@ class EmbeddedPostgres:
             self._init_cluster(tmp, bindir, data, deadline)
         opts = PERSISTENT_OPTS if self._data_dir else THROWAWAY_OPTS
         args: list[str | Path] = [bindir / "postgres", "-D", data, "-k", run_dir, "-p", str(PORT)]
-        for opt in (*SERVER_OPTS, *opts):
+        for opt in (*SERVER_OPTS, *opts, *self._server_options):
             args += ["-c", opt]
         with open(run_dir / "postgres.log", "ab") as log:
             self._proc = _spawn(functools.partial(self._popen_server, args, log.fileno(), run_dir))

@@ -206,8 +206,18 @@ async def reconcile_batch(
         suppressed=row["suppressed"],
         retried=retry["retried"],
         orphans=[OrphanReceipt(**o) for o in orphans]
-        + [OrphanReceipt(f.id, f.wamid, f.status, f.recipient_id, f.callback_data, f.received_at,
-                         f.orphan_reason) for f in foreign],
+        + [
+            OrphanReceipt(
+                f.id,
+                f.wamid,
+                f.status,
+                f.recipient_id,
+                f.callback_data,
+                f.received_at,
+                f.orphan_reason,
+            )
+            for f in foreign
+        ],
     )
 
 

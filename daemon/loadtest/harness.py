@@ -16,6 +16,7 @@ import os
 import platform
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import asyncpg
 
 from daemon.db.receipts_store import pending_receipt_count
 from daemon.db.sql import query
-from daemon.loadtest import results
+from daemon.loadtest import pgstats, results
 from daemon.loadtest.baselines import run_floor, run_pgqueuer
 from daemon.loadtest.context import (
     Context,
@@ -73,6 +74,7 @@ async def run_loadtest(
         "template-body": run_wa_sender_body,
         "no-replies": run_wa_sender_no_replies,
         "no-window": run_wa_sender_no_window,
+        "receipts-off": run_wa_sender_receipts_off,
     }
     ctx = Context(options, server_dsn, log_dir, time.monotonic() + options.timeout_s, progress)
     ctx.postgres_pid = postgres_pid if postgres_pid else await _server_pid(server_dsn)
@@ -176,6 +178,11 @@ async def run_wa_sender_no_window(ctx: Context) -> dict[str, Any]:
     return await run_wa_sender(ctx, system="no-window", window=False)
 
 
+async def run_wa_sender_receipts_off(ctx: Context) -> dict[str, Any]:
+    """The `receipts-off` system: wa-sender with no status webhooks (what receipts cost)."""
+    return await run_wa_sender(ctx, system="receipts-off", receipts=False)
+
+
 async def run_wa_sender(
     ctx: Context,
     *,
@@ -183,8 +190,13 @@ async def run_wa_sender(
     template: str | None = None,
     replies: bool = True,
     window: bool = True,
+    receipts: bool = True,
 ) -> dict[str, Any]:
     options = ctx.options
+    if not receipts:
+        options = replace(
+            options, receipts=False, reply_rate=0.0, optout_rate=0.0, systems=("wa-sender",)
+        )
     reply_rate = options.reply_rate if replies else 0.0
     template = options.template if template is None else template
     run_dir = ctx.log_dir / system
@@ -226,6 +238,7 @@ async def run_wa_sender(
         try:
             await fleet.start(ctx.deadline)
             tasks.append(asyncio.create_task(sampler.run(stop_sampling), name="sampler"))
+            pg_mark = await _pg_start(dsn)
             t0 = time.time()
             await start_campaigns(dsn, campaign_ids)
             if options.kill_every_s:
@@ -252,11 +265,12 @@ async def run_wa_sender(
                 exit_codes = await fleet.stop()
                 stats = await fetch_stats(session, mock.base_url)
                 accepted = await fetch_accepted(session, mock.base_url)
-            rows, receipts, last_change = await collect_database(
+            postgres = await _pg_finish(dsn, pg_mark)
+            rows, receipt_figures, last_change = await collect_database(
                 dsn, campaign_ids, options.receipts
             )
-            if receipts is not None:
-                receipts.mock = {
+            if receipt_figures is not None:
+                receipt_figures.mock = {
                     k: int(v) for k, v in stats.get("receipts", {}).items() if k != "opted_out"
                 }
             opt_outs = None
@@ -283,7 +297,8 @@ async def run_wa_sender(
         sampler=sampler,
         latency=read_latency(fleet.latency_files()),
         rows=rows,
-        receipts=receipts,
+        receipts=receipt_figures,
+        postgres=postgres,
         kills=fleet.kills,
         throttled_at=throttled_times(fleet.log_files()),
         throttle_series=watch.throttle_series,
@@ -299,6 +314,22 @@ async def run_wa_sender(
         },
     )
     return results.build(data)
+
+
+async def _pg_start(dsn: str) -> pgstats.PgMark:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await pgstats.start(conn)
+    finally:
+        await conn.close()
+
+
+async def _pg_finish(dsn: str, mark: pgstats.PgMark) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await pgstats.finish(conn, mark)
+    finally:
+        await conn.close()
 
 
 async def opt_out_figures(dsn: str, opted_out: Sequence[str]) -> dict[str, int]:

@@ -11,8 +11,18 @@ from daemon.config import EVENT_LOOPS
 from daemon.core.windows import WindowError, parse_window
 from daemon.errors import WaSenderError
 
-SYSTEMS = ("wa-sender", "floor", "pgqueuer", "template-body", "no-replies", "no-window")
+SYSTEMS = (
+    "wa-sender",
+    "floor",
+    "pgqueuer",
+    "template-body",
+    "no-replies",
+    "no-window",
+    "receipts-off",
+)
 # no-window: wa-sender again without the send window of --window (its cost on the claim).
+# receipts-off: wa-sender again with no status webhooks (what --receipts costs, in the same
+# run: the sends/s ratio, and PostgreSQL's CPU and WAL per receipt from the difference).
 # no-replies: wa-sender again with the mock posting no inbound replies (what --reply-rate and
 # --optout-rate are measured against, in the same run).
 # template-body: wa-sender again, sending the body-only template (what --template rich is
@@ -93,6 +103,8 @@ class LoadtestOptions:
             raise LoadtestError("--compare no-window needs --window")
         if "no-replies" in self.systems and self.reply_rate == 0:
             raise LoadtestError("--compare no-replies needs --reply-rate")
+        if "receipts-off" in self.systems and not self.receipts:
+            raise LoadtestError("--compare receipts-off needs --receipts")
         unknown = set(self.systems) - set(SYSTEMS)
         if unknown or not self.systems:
             raise LoadtestError(f"unknown systems {sorted(unknown)}; choose from {SYSTEMS}")

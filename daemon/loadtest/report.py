@@ -70,6 +70,15 @@ ROWS: list[Row] = [
         lambda r: _num(_get(r, "resources", "mock", "runqueue_wait_s_during_run"), 1),
     ),
     ("postgres CPU s", lambda r: _num(_get(r, "resources", "postgres", "cpu_s"), 1)),
+    (
+        "postgres CPU µs/receipt",
+        lambda r: _num(_get(r, "postgres", "cpu_us_per_receipt"), 1),
+    ),
+    (
+        "receipt stmts µs/receipt",
+        lambda r: _num(_get(r, "postgres", "receipts", "statement_us_per_receipt"), 1),
+    ),
+    ("WAL bytes/receipt", lambda r: _num(_get(r, "postgres", "wal_bytes_per_receipt"))),
     ("harness CPU s", lambda r: _num(_get(r, "resources", "harness", "cpu_s_during_run"), 1)),
     ("other CPU on machine s", lambda r: _num(_get(r, "resources", "machine", "other_cpu_s"), 1)),
     ("accepted by mock", lambda r: _num(_get(r, "throughput", "accepted"))),
@@ -152,4 +161,31 @@ def render(report: dict[str, Any]) -> str:
             f"wa-sender / {other}: {_num(ratio.get('sends_per_s'), 2)}x sends/s"
             f" ({_num(ratio.get('sends_per_s_end_to_end'), 2)}x end to end){rounds}"
         )
+        if other == "receipts-off":
+            lines.append(
+                "receipts cost, per stored receipt (receipts-on minus receipts-off): PostgreSQL"
+                f" {_num(ratio.get('postgres_cpu_us_per_receipt'), 1)} µs CPU,"
+                f" {_num(ratio.get('wal_bytes_per_receipt'))} WAL bytes; daemon"
+                f" {_num(ratio.get('sender_cpu_us_per_receipt'), 1)} µs; mock"
+                f" {_num(ratio.get('mock_cpu_us_per_receipt'), 1)} µs"
+            )
+    lines.extend(statement_lines(runs))
     return "\n".join(lines)
+
+
+def statement_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The receipts path's statements of each run with receipts: µs (planning included) and
+    WAL bytes per stored receipt, calls and rows per call (pg_stat_statements)."""
+    lines: list[str] = []
+    for name, run in runs.items():
+        receipts = _get(run, "postgres", "receipts")
+        if not receipts:
+            continue
+        lines.append(f"{name}: receipt statements per stored receipt (pg_stat_statements)")
+        for statement, f in receipts["by_statement"].items():
+            lines.append(
+                f"  {statement:<28} {f['us_per_receipt']:>7.2f} µs"
+                f" (plan {f['plan_us_per_receipt']:.2f})  {f['wal_bytes_per_receipt']:>7.1f} B WAL"
+                f"  {f['calls']:>6} calls  {_num(f['rows_per_call'], 1)} rows/call"
+            )
+    return lines

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.loadtest import analysis
+from daemon.loadtest import analysis, pgstats
 from daemon.loadtest.latency import Histogram, merged
 from daemon.loadtest.mockproc import AcceptedLog
 from daemon.loadtest.sampling import ProcessSampler
@@ -45,6 +45,7 @@ class RunData:
     throttled_at: list[float] | None = None  # when the sender saw each 429 (its logs)
     throttle_series: list[tuple[float, int]] = field(default_factory=list)  # mock polls
     opt_outs: dict[str, int] | None = None  # --reply-rate runs: harness.opt_out_figures
+    postgres: dict[str, Any] | None = None  # pgstats.finish: WAL bytes, statements
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +96,7 @@ def build(data: RunData) -> dict[str, Any]:
         "latency_ms": latency,
         "receipts": _receipts(data, t0, length, series, times),
         "resources": _resources(data),
+        "postgres": None,
         "invariants": _invariants(data, accepted, times),
         "mock": {
             "requests": data.mock_stats.get("requests"),
@@ -109,6 +111,7 @@ def build(data: RunData) -> dict[str, Any]:
         "notes": data.notes,
     }
     result["throughput"]["receipts_per_s"] = result["receipts"]["applied_per_s"]
+    result["postgres"] = _postgres(data, result)
     result["throughput"]["per_number"] = _per_number(data.accepted, t0)
     return result
 
@@ -153,6 +156,23 @@ def _receipts(
         else None,
         "mock": figures.mock,
     }
+
+
+def _postgres(data: RunData, result: dict[str, Any]) -> dict[str, Any] | None:
+    """WAL bytes and statement times of the run, per stored receipt when receipts were on (the
+    server's CPU per receipt, all of it, is `cpu_us_per_receipt`; what receipts add over a
+    receipts-off run is in `ratios`)."""
+    stats = data.postgres
+    if stats is None:
+        return None
+    stored = result["receipts"].get("stored") or 0
+    cpu = (result["resources"].get("postgres") or {}).get("cpu_s_during_run")
+    out: dict[str, Any] = {"wal_bytes": stats["wal_bytes"], "statements": stats["statements"]}
+    if stored:
+        out["wal_bytes_per_receipt"] = round(stats["wal_bytes"] / stored, 1)
+        out["cpu_us_per_receipt"] = round(cpu * 1e6 / stored, 2) if cpu is not None else None
+        out["receipts"] = pgstats.per_receipt(stats, stored)
+    return out
 
 
 def _resources(data: RunData) -> dict[str, Any]:
@@ -286,5 +306,27 @@ def ratios(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         for key in ("sends_per_s", "sends_per_s_end_to_end"):
             a, b = ours["throughput"].get(key), other["throughput"].get(key)
             entry[key] = round(a / b, 3) if a and b else None
+        if name == "receipts-off":
+            entry.update(receipt_costs(ours, other))
         out[name] = entry
+    return out
+
+
+def receipt_costs(on: dict[str, Any], off: dict[str, Any]) -> dict[str, float | None]:
+    """What receipts cost, from a receipts-on and a receipts-off run of the same contacts:
+    CPU of PostgreSQL, the daemon and the mock (µs) and WAL bytes, per stored receipt."""
+    stored = (on.get("receipts") or {}).get("stored") or 0
+    out: dict[str, float | None] = {}
+    for group in ("postgres", "sender", "mock"):
+        a = (on["resources"].get(group) or {}).get("cpu_s_during_run")
+        b = (off["resources"].get(group) or {}).get("cpu_s_during_run")
+        ok = stored and a is not None and b is not None
+        out[f"{group}_cpu_us_per_receipt"] = round((a - b) * 1e6 / stored, 2) if ok else None
+    wal_on = (on.get("postgres") or {}).get("wal_bytes")
+    wal_off = (off.get("postgres") or {}).get("wal_bytes")
+    out["wal_bytes_per_receipt"] = (
+        round((wal_on - wal_off) / stored, 1)
+        if stored and wal_on is not None and wal_off is not None
+        else None
+    )
     return out

@@ -66,3 +66,30 @@ SELECT (SELECT count(*) FROM unnest($1::text[]) AS p(phone)
        (SELECT count(*) FROM suppressions WHERE source = 'inbound') AS suppressed,
        (SELECT count(*) FROM inbound_messages) AS inbound,
        (SELECT count(*) FROM inbound_messages WHERE campaign_id IS NOT NULL) AS inbound_matched;
+
+-- name: loadtest_pgss_available
+-- Whether pg_stat_statements is loaded (the embedded cluster of `wa-sender loadtest` preloads
+-- it); the harness then creates the extension in the run's database.
+SELECT coalesce(current_setting('shared_preload_libraries', true), '') ~ 'pg_stat_statements';
+
+-- name: loadtest_pgss_create
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+
+-- name: loadtest_pgss_reset
+-- Statement statistics of this database from now on (seeding left out).
+SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database
+                                    WHERE datname = current_database()), 0);
+
+-- name: loadtest_wal_lsn
+-- Where the WAL is now (bytes written since: the difference of two of these).
+SELECT pg_current_wal_lsn() - '0/0'::pg_lsn;
+
+-- name: loadtest_pgss_statements
+-- This database's statements since loadtest_pgss_reset: calls, rows, time planning and
+-- executing (ms), WAL bytes; the harness names each by the query file it came from.
+SELECT s.query, sum(s.calls)::bigint AS calls, sum(s.rows)::bigint AS rows,
+       sum(s.total_exec_time)::float8 AS exec_ms, sum(s.total_plan_time)::float8 AS plan_ms,
+       sum(s.wal_bytes)::float8 AS wal_bytes
+FROM pg_stat_statements s
+WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+GROUP BY s.query;

@@ -168,4 +168,3 @@ def test_a_failed_131026_status_retries_the_first_attempt_once_and_fails_a_later
     # the send answer stays permanent: Meta answers it at once for a number not on WhatsApp
     sent = classify_response(400, {"error": {**error, "message": "(#131026) x"}}, attempt=1)
     assert sent.kind is OutcomeKind.PERMANENT
-
