@@ -322,8 +322,8 @@ def receipt_costs(on: dict[str, Any], off: dict[str, Any]) -> dict[str, float | 
         b = (off["resources"].get(group) or {}).get("cpu_s_during_run")
         ok = stored and a is not None and b is not None
         out[f"{group}_cpu_us_per_receipt"] = round((a - b) * 1e6 / stored, 2) if ok else None
-    wal_on = (on.get("postgres") or {}).get("wal_bytes")
-    wal_off = (off.get("postgres") or {}).get("wal_bytes")
+    wal_on: Any = (on.get("postgres") or {}).get("wal_bytes")
+    wal_off: Any = (off.get("postgres") or {}).get("wal_bytes")
     out["wal_bytes_per_receipt"] = (
         round((wal_on - wal_off) / stored, 1)
         if stored and wal_on is not None and wal_off is not None
