@@ -318,10 +318,11 @@ def receipt_costs(on: dict[str, Any], off: dict[str, Any]) -> dict[str, float | 
     stored = (on.get("receipts") or {}).get("stored") or 0
     out: dict[str, float | None] = {}
     for group in ("postgres", "sender", "mock"):
-        a = (on["resources"].get(group) or {}).get("cpu_s_during_run")
-        b = (off["resources"].get(group) or {}).get("cpu_s_during_run")
-        ok = stored and a is not None and b is not None
-        out[f"{group}_cpu_us_per_receipt"] = round((a - b) * 1e6 / stored, 2) if ok else None
+        a: float | None = (on["resources"].get(group) or {}).get("cpu_s_during_run")
+        b: float | None = (off["resources"].get(group) or {}).get("cpu_s_during_run")
+        out[f"{group}_cpu_us_per_receipt"] = (
+            round((a - b) * 1e6 / stored, 2) if stored and a is not None and b is not None else None
+        )
     wal_on: Any = (on.get("postgres") or {}).get("wal_bytes")
     wal_off: Any = (off.get("postgres") or {}).get("wal_bytes")
     out["wal_bytes_per_receipt"] = (
