@@ -249,6 +249,11 @@ _CAMPAIGN = {
     (CampaignState.RUNNING, CampaignCommand.CANCEL): CampaignState.CANCELED,
     (CampaignState.PAUSED, CampaignCommand.CANCEL): CampaignState.CANCELED,
     (CampaignState.RUNNING, CampaignCommand.FINISH): CampaignState.FINISHED,
+    (CampaignState.DRAFT, CampaignCommand.SCHEDULE): CampaignState.SCHEDULED,
+    (CampaignState.SCHEDULED, CampaignCommand.SCHEDULE): CampaignState.SCHEDULED,
+    (CampaignState.SCHEDULED, CampaignCommand.START): CampaignState.RUNNING,
+    (CampaignState.SCHEDULED, CampaignCommand.PAUSE): CampaignState.PAUSED,
+    (CampaignState.SCHEDULED, CampaignCommand.CANCEL): CampaignState.CANCELED,
 }
 
 
