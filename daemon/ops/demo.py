@@ -195,16 +195,18 @@ async def create_demo_campaign(
 
 
 def closing_line(progress: CampaignProgress, accepted: int, mock: RunningMock) -> str:
-    """ "N messages for N contacts (M refused by the API), double sends: 0": the messages the
-    mock accepted, the contacts that got one, those it refused for good, and the callback
-    data it accepted more than once."""
+    """ "N messages for N contacts (R resent after a failed status, M refused by the API),
+    double sends: 0": the messages the mock accepted, the contacts that got one, the second
+    sends a failed status asked for (131000, or 131026 on a first attempt), those the API
+    refused for good, and the callback data it accepted more than once."""
     counts = progress.counts
     reached = sum(counts.get(state, 0) for state in REACHED)
     refused = counts.get(ContactState.SENDING_FAILED, 0)
+    resent = accepted - len({message.to for message in mock.state.accepted})
     duplicates = len(mock.state.duplicated_callback_data())
     return (
-        f"{accepted} messages for {reached} contacts ({refused} refused by the API), "
-        f"double sends: {duplicates}"
+        f"{accepted} messages for {reached} contacts ({resent} resent after a failed status,"
+        f" {refused} refused by the API), double sends: {duplicates}"
     )
 
 
