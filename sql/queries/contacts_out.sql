@@ -41,10 +41,16 @@ RETURNING id;
 
 -- name: retarget_contacts
 -- The contacts of campaign $1 in states $3 into campaign $2 as initial, with their stored
--- parameters, in their order; suppressed phones left out. One row: copied, suppressed.
-WITH chosen AS (
+-- parameters, in their order; suppressed phones left out (a marketing-only entry, a
+-- user_preferences stop, only when the new campaign's template is MARKETING or of unknown
+-- category: a utility retarget takes those phones). One row: copied, suppressed.
+WITH target AS (
+    SELECT coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING' AS marketing
+    FROM campaigns k WHERE k.id = $2
+), chosen AS (
     SELECT c.id, c.phone, c.params, c.region, c.time_zone, c.source_line,
-           EXISTS (SELECT 1 FROM suppressions s WHERE s.phone = c.phone) AS suppressed
+           EXISTS (SELECT 1 FROM suppressions s, target t
+                   WHERE s.phone = c.phone AND (s.scope = 'all' OR t.marketing)) AS suppressed
     FROM contacts c
     WHERE c.campaign_id = $1 AND c.state::text = ANY ($3::text[])
 ), copied AS (

@@ -20,7 +20,11 @@ SET LOCAL work_mem = '256MB';
 -- name: import_apply
 -- $1 campaign, $2 write (false: a dry run counts and inserts nothing). The first valid row of a
 -- phone wins; a phone already live in the campaign is counted (already_in_campaign), never
--- added again; a suppressed phone is an invalid record. One row per (verdict, note) counted.
+-- added again; a suppressed phone is an invalid record: 'suppressed' (an entry of scope all),
+-- 'suppressed_marketing' (a marketing-only entry, user_preferences stop, migration 0011) only
+-- when the campaign's template is MARKETING (a campaign of unknown category counts as
+-- marketing); a utility or authentication campaign takes a marketing-stopped phone. One row
+-- per (verdict, note) counted.
 WITH firsts AS MATERIALIZED (
     SELECT phone, min(line) AS line
     FROM import_rows
@@ -32,14 +36,19 @@ WITH firsts AS MATERIALIZED (
                WHEN s.reason IS NOT NULL THEN s.reason
                WHEN live.phone IS NOT NULL THEN 'already_in_campaign'
                WHEN f.line <> s.line THEN 'duplicate_phone'
-               WHEN sup.phone IS NOT NULL THEN 'suppressed'
+               WHEN sup.scope = 'all' THEN 'suppressed'
+               WHEN sup.scope = 'marketing' THEN 'suppressed_marketing'
            END AS verdict
     FROM import_rows s
     LEFT JOIN firsts f ON s.reason IS NULL AND f.phone = s.phone
     LEFT JOIN contacts live
         ON s.reason IS NULL AND live.campaign_id = $1 AND live.phone = s.phone
        AND live.state NOT IN ('invalid_record', 'removed')
-    LEFT JOIN suppressions sup ON s.reason IS NULL AND sup.phone = s.phone
+    LEFT JOIN suppressions sup
+        ON s.reason IS NULL AND sup.phone = s.phone
+       AND (sup.scope = 'all'
+            OR (SELECT coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING'
+                FROM campaigns k WHERE k.id = $1))
 ), inserted AS (
     INSERT INTO contacts (campaign_id, phone, params, state, invalid_reason, source_line,
                           region, time_zone, not_before)
