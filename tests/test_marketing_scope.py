@@ -30,7 +30,9 @@ async def _states(conn: asyncpg.Connection, campaign: int) -> dict[str, tuple[st
     return {r["phone"]: (r["state"], r["invalid_reason"]) for r in rows}
 
 
-async def _import(conn: asyncpg.Connection, tmp_path: Path, campaign: int, n: int) -> dict[str, int]:
+async def _import(
+    conn: asyncpg.Connection, tmp_path: Path, campaign: int, n: int
+) -> dict[str, int]:
     csv_path = write_csv(
         tmp_path / f"more_{campaign}.csv", [("+" + phone(i), f"Name{i}") for i in range(n)]
     )

@@ -177,6 +177,17 @@ async def template_category_event(
     )
 
 
+async def recategorise_template_campaigns(
+    conn: asyncpg.Connection, waba_id: str, name: str, language: str, category: str
+) -> list[int]:
+    """Meta changed the template's category: every campaign of it that may still send takes
+    the new one (column and stored binding); their ids."""
+    rows = await conn.fetch(
+        query("recategorise_template_campaigns"), waba_id, name, language, category
+    )
+    return [r["id"] for r in rows]
+
+
 async def template_health(
     conn: asyncpg.Connection, name: str, language: str, waba_id: str = ""
 ) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ class ListeningStats:
     template_events: int = 0
     campaigns_paused: int = 0
     campaigns_resumed: int = 0
+    campaigns_recategorised: int = 0
     number_events: int = 0
 
 
@@ -144,14 +145,19 @@ async def _template_event(
         await store.template_category_event(
             conn, waba, name, language, event.template_id, event.category, event.previous
         )
+        moved = await store.recategorise_template_campaigns(
+            conn, waba, name, language, event.category
+        )
+        stats.campaigns_recategorised += len(moved)
         log.warning(
             "template_category_changed",
             template=name,
             language=language,
             previous=event.previous,
             category=event.category,
+            campaigns=moved,
         )
-        return False
+        return bool(moved)
     assert event.status is not None
     effect = template_status_effect(event.status)
     await store.template_status_event(

@@ -52,6 +52,7 @@ class Prepared:
     endpoint: str
     media_id: str | None
     renew_at: datetime | None  # when the header file must be uploaded again
+    marketing: bool = False  # built for a MARKETING template (Meta may change its category)
 
 
 class CampaignPreparer:
@@ -76,7 +77,11 @@ class CampaignPreparer:
             return None
         prepared = self._prepared.get(campaign.id)
         now = self._clock()
-        if prepared is not None and (prepared.renew_at is None or now < prepared.renew_at):
+        if (
+            prepared is not None
+            and prepared.marketing == spec.marketing
+            and (prepared.renew_at is None or now < prepared.renew_at)
+        ):
             return prepared
         media: UploadedMedia | None = None
         if spec.header_file is not None:
@@ -202,7 +207,9 @@ class CampaignPreparer:
         }
         default = builders[spec.language]
         build = default if len(builders) == 1 else language_dispatch(builders, default)
-        return Prepared(build, endpoint, media_id, renew_at(media) if media else None)
+        return Prepared(
+            build, endpoint, media_id, renew_at(media) if media else None, spec.marketing
+        )
 
     async def _pause(
         self, conn: asyncpg.Connection, campaign: Campaign, reason: str, by: str = "daemon"

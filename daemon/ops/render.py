@@ -144,6 +144,13 @@ def health_lines(health: dict[str, Any]) -> list[str]:
     if health.get("paused_by"):
         lines.append(f"Paused by: {health['paused_by']}")
     template = health.get("template") or {}
+    moved_from = template.get("previous_category")
+    if health.get("category") and moved_from and moved_from != health["category"]:
+        # the category caps, pricing and marketing suppression use (template_category_update)
+        lines.append(
+            f"Category: {printable(str(health['category']))}"
+            f" (changed by Meta from {printable(str(moved_from))})"
+        )
     parts = [f"{k} {printable(str(template[k]))}" for k in ("status", "quality") if k in template]
     if "category" in template:
         moved = template.get("previous_category")

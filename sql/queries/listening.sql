@@ -187,6 +187,30 @@ ON CONFLICT (waba_id, name, language) DO UPDATE
 SET category = EXCLUDED.category, previous_category = coalesce($6, t.category),
     category_updated_at = now(), template_id = coalesce(EXCLUDED.template_id, t.template_id);
 
+-- name: recategorise_template_campaigns
+-- template_category_update: template $2/$3 (WABA $1) is now of category $4. Every campaign of
+-- it that may still send (draft, scheduled, running, paused) takes the new category, in its
+-- column (what caps, pricing and marketing suppression read) and in its stored binding's
+-- definition (what the preparer reads: a MARKETING template may go through
+-- /marketing_messages, another may not). Their ids.
+UPDATE campaigns k
+SET template_category = $4,
+    template_spec = CASE
+        WHEN k.template_spec IS NULL OR jsonb_typeof(k.template_spec -> 'definitions') <> 'array'
+            THEN k.template_spec
+        ELSE jsonb_set(k.template_spec, '{definitions}', (
+            SELECT coalesce(jsonb_agg(CASE WHEN d ->> 'language' = $3
+                                           THEN jsonb_set(d, '{category}', to_jsonb($4::text))
+                                           ELSE d END ORDER BY o), '[]'::jsonb)
+            FROM jsonb_array_elements(k.template_spec -> 'definitions') WITH ORDINALITY AS e(d, o)))
+    END,
+    updated_at = now()
+WHERE k.state IN ('draft', 'scheduled', 'running', 'paused')
+  AND k.template_name = $2 AND k.template_language = $3
+  AND (k.template_waba_id IS NULL OR k.template_waba_id = $1 OR $1 = '')
+  AND k.template_category IS DISTINCT FROM $4
+RETURNING k.id;
+
 -- name: template_health
 -- What `campaign status` shows of its template: $1 name, $2 language, $3 WABA ('' = any).
 SELECT status, status_reason, quality_score, category, previous_category,
@@ -246,6 +270,7 @@ WHERE p.phone_number_id IS NOT NULL;
 -- its replies and opt-outs. One jsonb (keys with NULL values are left out).
 SELECT jsonb_strip_nulls(jsonb_build_object(
     'paused_by', k.paused_by,
+    'category', k.template_category,
     'template', (SELECT jsonb_build_object(
                      'status', t.status, 'reason', t.status_reason,
                      'quality', t.quality_score, 'category', nullif(t.category, ''),
