@@ -54,6 +54,7 @@ from daemon.engine.collectors import (
     code_class,
     pause_reason_class,
 )
+from daemon.engine.numbers import NumberHealth, number_health
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Runtime
 from daemon.engine.sender import Sender
@@ -186,6 +187,29 @@ class Metrics:
             "limits.daily_unique_recipients (0: no limit configured)",
             registry=r,
         )
+        self.number_rate_factor = Gauge(
+            "wa_sender_number_rate_factor",
+            "Number health: the factor Meta's quality events put on the number's rate now "
+            "(1: none; [sender] flagged_rate_factor while FLAGGED / DOWNGRADE and the number "
+            "sends a MARKETING campaign; from the database)",
+            ["phone_number_id"],
+            registry=r,
+        )
+        self.number_quality = Gauge(
+            "wa_sender_number_quality",
+            "Number health: 1 on the number's last phone_number_quality_update event "
+            "(FLAGGED, UNFLAGGED, DOWNGRADE, UPGRADE, THROUGHPUT_UPGRADE, ...)",
+            ["phone_number_id", "event"],
+            registry=r,
+        )
+        self.number_throughput_upgraded = Gauge(
+            "wa_sender_number_throughput_upgraded",
+            "Number health: 1 once Meta upgraded the number's throughput (the bucket may rise "
+            "to sender.max_rate_per_second)",
+            ["phone_number_id"],
+            registry=r,
+        )
+        self._health_series: set[tuple[str, str]] = set()
         self._campaign_series: set[tuple[str, str]] = set()
         self._number_series: set[str] = set()
         self._pause_series: set[str] = set()
@@ -236,6 +260,26 @@ class Metrics:
         self.limit_used.set(observed.limit_used)
         self.limit.set(daily_limit)
         self.daemons_live.set(observed.daemons_live)
+
+    def set_number_health(self, numbers: Sequence[NumberHealth]) -> None:
+        """Each reported number's health now (numbers no longer reported disappear)."""
+        series = {(n.phone_number_id, n.quality_event) for n in numbers}
+        for n in numbers:
+            self.number_rate_factor.labels(n.phone_number_id).set(n.rate_factor)
+            self.number_quality.labels(n.phone_number_id, n.quality_event).set(1)
+            self.number_throughput_upgraded.labels(n.phone_number_id).set(
+                1 if n.throughput_upgraded else 0
+            )
+        for number, event in self._health_series - series:
+            self.number_quality.remove(number, event)
+        for number in {k for k, _ in self._health_series} - {k for k, _ in series}:
+            self.number_rate_factor.remove(number)
+            self.number_throughput_upgraded.remove(number)
+        self._health_series = series
+
+    async def refresh_number_health(self, conn: asyncpg.Connection) -> None:
+        """Read the numbers' health (one round trip)."""
+        self.set_number_health(await number_health(conn))
 
     def set_automatic_pauses(self, by_reason: Mapping[str, int]) -> None:
         """Campaigns paused or held by the daemon, by reason class (others disappear)."""
@@ -315,6 +359,7 @@ async def metrics_loop(
                     if now >= next_database:
                         next_database = now + database_every_s
                         await metrics.refresh_database(conn, daily_limit)
+                        await metrics.refresh_number_health(conn)
                     if now >= next_campaigns:
                         next_campaigns = now + campaigns_every_s
                         await metrics.refresh_campaigns(conn)

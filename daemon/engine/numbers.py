@@ -6,6 +6,7 @@ UPGRADE restore it; THROUGHPUT_UPGRADE lets it rise to `[sender] max_rate_per_se
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -27,8 +28,7 @@ async def apply_number_health(
     factors: dict[str, float] = {}
     for row in await conn.fetch(query("number_rates")):
         number = row["phone_number_id"]
-        factor = row["marketing_rate_factor"] if row["sends_marketing"] else 1.0
-        factor = min(1.0, max(factor, 1e-6))
+        factor = _factor(row)
         rate = config.sender.max_rate_per_second if row["throughput_upgraded"] else None
         if limiters.set_number(now, number, factor, rate):
             log.warning(
@@ -40,6 +40,34 @@ async def apply_number_health(
             )
         factors[number] = factor
     return factors
+
+
+@dataclass(frozen=True, slots=True)
+class NumberHealth:
+    """One sending number's health as Meta last reported it (the metrics' gauges)."""
+
+    phone_number_id: str
+    quality_event: str
+    rate_factor: float  # applied to its rate now (1.0 unless it sends marketing while flagged)
+    throughput_upgraded: bool
+
+
+async def number_health(conn: asyncpg.Connection) -> list[NumberHealth]:
+    """Every number Meta reported on, with the factor its buckets carry now."""
+    return [
+        NumberHealth(
+            row["phone_number_id"],
+            row["quality_event"] or "NONE",
+            _factor(row),
+            bool(row["throughput_upgraded"]),
+        )
+        for row in await conn.fetch(query("number_rates"))
+    ]
+
+
+def _factor(row: asyncpg.Record) -> float:
+    factor: float = row["marketing_rate_factor"] if row["sends_marketing"] else 1.0
+    return min(1.0, max(factor, 1e-6))
 
 
 async def number_health_loop(pool: asyncpg.Pool, config: Config, limiters: RateLimiters) -> None:
