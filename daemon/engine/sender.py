@@ -13,7 +13,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -29,8 +28,10 @@ from daemon.core.retry import RetryPolicy, database_retrying
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.engine.claimer import Claimer, Work, utc_now
+from daemon.engine.optout_watch import opted_out, take_from
 from daemon.engine.preparer import CampaignPreparer
 from daemon.engine.recorder import ResultRecorder
+from daemon.engine.sender_stats import SenderStats
 from daemon.engine.sender_writes import SenderWrites
 from daemon.engine.slots import Slots
 from daemon.engine.workqueue import WorkQueue
@@ -55,23 +56,6 @@ _ACCEPTED = OutcomeKind.ACCEPTED
 _THROTTLED = OutcomeKind.THROTTLED
 _FATAL = OutcomeKind.FATAL
 _UNKNOWN = OutcomeKind.UNKNOWN
-
-
-@dataclass
-class SenderStats:
-    """The sender's counters since it started."""
-
-    sent: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    released: int = 0
-    unknown_outcome: int = 0
-    rate_wait_s: float = 0.0
-
-    def count(self, kind: OutcomeKind) -> None:
-        # The member itself is the key: a StrEnum hashes and compares as its value, and
-        # reading `.value` goes through a Python-level property on every send.
-        """Count one answer of this kind."""
-        self.outcomes[kind] = self.outcomes.get(kind, 0) + 1
 
 
 SendObserver = Callable[[Work, Outcome, float], None]
@@ -115,6 +99,7 @@ class Sender:
         self._workers: list[asyncio.Task[None]] = []
         self._in_hand: dict[asyncio.Task[None], Work] = {}  # worker -> taken, not yet sending
         self._releasing: set[int] = set()  # contacts being given back (see `_release`)
+        self._opted_out: set[int] = set()  # held by a worker, phone opted out: give back
         self._inflight: dict[asyncio.Task[None], Work] = {}  # worker -> the contact it sends
         # Set by the last send to finish once stopping; only `shutdown` waits for it.
         self._none_inflight = asyncio.Event()
@@ -255,6 +240,17 @@ class Sender:
         await self._release(dropped)
         return len(dropped)
 
+    async def drop_opted_out(self, phones: Collection[str], marketing_only: bool) -> int:
+        """Give back the held contacts of phones that opted out (`engine.optout_watch`; a
+        worker gives back what it holds, unsent); how many."""
+        opted = opted_out(phones, marketing_only)
+        dropped = take_from(self._queues.values(), opted)
+        held = {w.contact.id for w in self._in_hand.values() if opted(w)}
+        self._opted_out |= held
+        self._claims.lost |= held
+        await self._release(dropped)
+        return len(dropped) + len(held)
+
     def holds(self, campaign_ids: Collection[CampaignId]) -> bool:
         """Whether any contact of these campaigns is queued, in a worker's hands, in flight,
         or being claimed."""
@@ -378,7 +374,11 @@ class Sender:
                 halted = queue.take_where(lambda other: other.campaign.id == work.campaign.id)
                 await self._release([work.contact.id, *(w.contact.id for w in halted)])
                 return False
-            if work.contact.id in claims.lost:  # another daemon recovered it
+            if work.contact.id in claims.lost:  # another daemon recovered it, or opted out
+                if work.contact.id in self._opted_out:
+                    self._opted_out.discard(work.contact.id)
+                    claims.lost.discard(work.contact.id)
+                    await self._release([work.contact.id])
                 return False
             if claims.fence_clear(work):
                 return True

@@ -26,6 +26,7 @@ from daemon.db.sql import query
 from daemon.engine.claimer import utc_now
 from daemon.engine.listener import listen_for_campaign_changes
 from daemon.engine.numbers import number_health_loop
+from daemon.engine.optout_watch import OPT_OUTS_CHANNEL, OptOutWatch
 from daemon.engine.reconciler import Reconciler, reconciler_component, reconciler_tasks
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.runtime import Component, Runtime, TaskOwner, stop_on_signals
@@ -201,7 +202,14 @@ async def run_daemon(
         tasks.start("stops", stops.run())
         tasks.start("schedule", scheduler.run())
         tasks.start("windows", windows.run())
-        tasks.start("listener", listen_for_campaign_changes(dsn, campaigns_changed))
+        opt_outs = OptOutWatch(pool, sender)
+        tasks.start(
+            "listener",
+            listen_for_campaign_changes(
+                dsn, campaigns_changed, {OPT_OUTS_CHANNEL: opt_outs.on_notify}
+            ),
+        )
+        tasks.start("opt_out_poll", opt_outs.run_poll())
         if config.webhook.enabled:
             tasks.start("digests", digest_prune_loop(pool, config.webhook.replay_window_s))
         tasks.start("status", _status_loop(sender, notifier))

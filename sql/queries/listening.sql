@@ -82,7 +82,14 @@ SELECT (SELECT count(*) FROM stored) AS stored,
        (SELECT count(*) FROM opted) AS opt_outs,
        (SELECT count(*) FROM suppressed) AS suppressed,
        (SELECT count(*) FROM stopped) AS contacts_stopped,
-       (SELECT count(*) FROM identified) AS identified;
+       (SELECT count(*) FROM identified) AS identified,
+       -- Every daemon drops the claimed contacts of these phones it still holds
+       -- (engine.optout_watch; delivered at commit). Too many for one payload (8000 bytes):
+       -- phones null, the daemons read the list instead.
+       (SELECT pg_notify('wa_sender_opt_outs', CASE WHEN length(p) < 7900 THEN p
+                         ELSE '{"scope": "all", "phones": null}' END)
+        FROM (SELECT json_build_object('scope', 'all', 'phones', json_agg(phone))::text AS p
+              FROM opted HAVING count(*) > 0) n) IS NULL AS notified;
 
 -- name: marketing_stop
 -- user_preferences stop: $1 phone, $2 user id, $3 detail. On the list with scope marketing
@@ -118,7 +125,11 @@ identified AS (
     RETURNING c.id
 )
 SELECT (SELECT count(*) FROM suppressed) AS suppressed,
-       (SELECT count(*) FROM stopped) AS contacts_stopped;
+       (SELECT count(*) FROM stopped) AS contacts_stopped,
+       -- claimed contacts of marketing campaigns dropped by every daemon (engine.optout_watch)
+       pg_notify('wa_sender_opt_outs',
+                 json_build_object('scope', 'marketing', 'phones', json_build_array($1::text))::text)
+           IS NULL AS notified;
 
 -- name: marketing_resume
 -- user_preferences resume: $1 phone. Lifts a marketing-only suppression (not an opt-out
@@ -291,3 +302,12 @@ SELECT jsonb_strip_nulls(jsonb_build_object(
                 FROM inbound_messages i WHERE i.campaign_id = k.id)
 )) AS health
 FROM campaigns k WHERE k.id = $1;
+
+-- name: suppressions_since
+-- Phones put on the suppression list at or after $1 (engine.optout_watch's fallback), with
+-- their scope; the newest time read, for the next look.
+SELECT phone, scope, created_at FROM suppressions WHERE created_at >= $1 ORDER BY created_at;
+
+-- name: suppressions_now
+-- Where engine.optout_watch starts reading: the database's clock.
+SELECT now();

@@ -85,23 +85,44 @@ WHERE c.id = r.id
   AND (c.state = 'in_progress' OR r.state = 'sent');
 
 -- name: release_contacts
--- Claimed but never sent (shutdown, campaign paused): back to where they were, attempt undone
--- (it was neither counted nor unknown: unknown_attempts is left alone);
+-- Claimed but never sent (shutdown, campaign paused, phone opted out): back to where they
+-- were, attempt undone (it was neither counted nor unknown: unknown_attempts is left alone);
 -- in a campaign canceled meanwhile they become canceled_by_admin like its other unsent ones.
+-- A phone on the suppression list meanwhile (an opt-out stored while the contact was claimed,
+-- engine.optout_watch; scope marketing only for a MARKETING or uncategorised campaign) makes
+-- it sending_failed 'opted out: ...', like the opt-out statement does to unclaimed contacts.
+WITH released AS (
+    SELECT c.id, k.state = 'canceled' AS canceled,
+           (SELECT CASE WHEN s.scope = 'marketing'
+                        THEN 'opted out: stopped marketing messages (user_preferences)'
+                        ELSE 'opted out: ' || s.reason END
+            FROM suppressions s
+            WHERE s.phone = c.phone
+              AND (s.scope = 'all'
+                   OR coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING')) AS opted
+    FROM contacts c JOIN campaigns k ON k.id = c.campaign_id
+    WHERE c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $2
+)
 UPDATE contacts AS c
 SET state = CASE
-        WHEN k.state = 'canceled' THEN 'canceled_by_admin'::contact_state
+        WHEN r.canceled THEN 'canceled_by_admin'::contact_state
+        WHEN r.opted IS NOT NULL THEN 'sending_failed'
         WHEN c.attempts > 1 THEN 'retry_scheduled'
         ELSE 'initial'
     END,
-    canceled_at = CASE WHEN k.state = 'canceled' THEN now() ELSE c.canceled_at END,
+    canceled_at = CASE WHEN r.canceled THEN now() ELSE c.canceled_at END,
+    error_code = CASE WHEN r.opted IS NOT NULL AND NOT r.canceled THEN NULL ELSE c.error_code END,
+    error_title = CASE WHEN r.opted IS NOT NULL AND NOT r.canceled THEN r.opted
+                       ELSE c.error_title END,
+    failed_at = CASE WHEN r.opted IS NOT NULL AND NOT r.canceled THEN now() ELSE c.failed_at END,
+    next_attempt_at = CASE WHEN r.opted IS NOT NULL AND NOT r.canceled THEN NULL
+                           ELSE c.next_attempt_at END,
     attempts = c.attempts - 1,
     claimed_by = NULL,
     lease_until = NULL,
     updated_at = now()
-FROM campaigns AS k
-WHERE k.id = c.campaign_id
-  AND c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $2;
+FROM released AS r
+WHERE c.id = r.id AND c.state = 'in_progress' AND c.claimed_by = $2;
 
 -- name: expire_leases
 -- Contacts whose attempt has an unknown outcome: lease expired, or claimed by a daemon that
