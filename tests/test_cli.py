@@ -160,12 +160,20 @@ def test_demo_runs_a_campaign_end_to_end_on_an_embedded_database(tmp_path: Path)
     assert "double sends: 0" in out
     closing = re.search(
         r"(\d+) messages for (\d+) contacts \((\d+) resent after a failed status, (\d+) refused"
-        r" by the API\), double sends: 0\n",
+        r" by the API, (\d+) opted out\), double sends: 0\n",
         out,
     )
     assert closing, out[-500:]
-    messages, reached, resent, refused = (int(closing[i]) for i in range(1, 5))
-    assert messages == reached + resent and reached + refused == 320
+    messages, reached, resent, refused, opted_out = (int(closing[i]) for i in range(1, 6))
+    assert messages == reached + resent and reached + refused + opted_out == 320
+    # The mock posted a reply and a STOP from a contact still waiting: it was never sent.
+    listening = re.search(
+        r"Listening: 1 reply, 1 opt-out \(STOP from 447\*+\d\d: (\d) contact stopped before"
+        r" its send, 1 on the suppression list; messages to it after the STOP: 0\)\n",
+        out,
+    )
+    assert listening, out[-800:]
+    assert int(listening[1]) == opted_out == 1
     assert "Progress [##############################] 100.0% (325/325 final)" in out
 
 

@@ -4,6 +4,8 @@ webhook its receipts go to (load tests and the demo exercise these paths; tests 
 - `/_control/template_status` `{"name", "language", "event", "reason"?}`
 - `/_control/number_quality` `{"event", "display_phone_number"?, "current_limit"?}`
 - `/_control/user_preferences` `{"wa_id", "value": "stop"|"resume", "phone_number_id"?}`
+- `/_control/inbound` `{"wa_id", "text", "payload"?, "context"?, "phone_number_id"?}`: a reply
+  (a STOP text or a quick-reply payload is an opt-out to the daemon)
 
 Each answers `{"webhook_status": <the daemon's HTTP status>}`."""
 
@@ -15,6 +17,7 @@ from aiohttp import web
 
 from daemon.mockapi.inbound import (
     event_document,
+    inbound_document,
     number_quality_value,
     template_status_value,
     user_preferences_value,
@@ -30,6 +33,7 @@ def install_event_routes(app: web.Application, sender: ReceiptSender) -> None:
     app.router.add_post("/_control/template_status", _template_status)
     app.router.add_post("/_control/number_quality", _number_quality)
     app.router.add_post("/_control/user_preferences", _user_preferences)
+    app.router.add_post("/_control/inbound", _inbound)
 
 
 async def _fields(request: web.Request, *required: str) -> dict[str, Any]:
@@ -73,3 +77,20 @@ async def _user_preferences(request: web.Request) -> web.Response:
         d["value"],
     )
     return await _post(request, "user_preferences", value)
+
+
+async def _inbound(request: web.Request) -> web.Response:
+    d = await _fields(request, "wa_id", "text")
+    sender = request.app[SENDER_KEY]
+    if not sender.enabled:
+        raise web.HTTPConflict(text="receipts are off: no webhook to post events to")
+    document = inbound_document(
+        sender.config.waba_id,
+        d.get("phone_number_id", "106540352242922"),
+        sender.config.display_phone_number,
+        d["wa_id"],
+        d["text"],
+        d.get("payload"),
+        d.get("context"),
+    )
+    return web.json_response({"webhook_status": await sender.post_document(document)})

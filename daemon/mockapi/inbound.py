@@ -79,6 +79,32 @@ def event_document(waba_id: str, field: str, value: dict[str, Any]) -> dict[str,
     }
 
 
+def inbound_document(
+    waba_id: str,
+    phone_number_id: str,
+    display: str,
+    wa_id: str,
+    text: str,
+    payload: str | None = None,
+    context: str | None = None,
+) -> dict[str, Any]:
+    """A whole webhook body with one inbound message from `wa_id` (a text, or a quick-reply
+    press when `payload`), answering the business message `context` when given."""
+    message = message_object(
+        f"wamid.in.{hashlib.sha256(f'{wa_id}:{text}:{time.time_ns()}'.encode()).hexdigest()[:24]}",
+        wa_id,
+        int(time.time()),
+        text,
+        payload,
+        context,
+    )
+    change = messages_change(phone_number_id, display, [message], with_user_id=False)
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "time": int(time.time()), "changes": [change]}],
+    }
+
+
 def template_status_value(
     name: str, language: str, event: str, reason: str = "NONE", template_id: int = 1
 ) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import secrets
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
@@ -30,8 +31,9 @@ from daemon.db.receipts_store import pending_receipt_count
 from daemon.db.sql import query
 from daemon.engine.ports import free_port
 from daemon.engine.service import default_components, run_daemon
-from daemon.logs import configure_logging
+from daemon.logs import configure_logging, mask_phone
 from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
+from daemon.mockapi.inbound import inbound_document
 from daemon.mockapi.server import RunningMock, start_mock_server
 from daemon.ops.create import CampaignRequest, create_campaign_from_request
 from daemon.ops.render import progress_bar, progress_table
@@ -139,7 +141,9 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             )
             try:
                 await store.change_campaign_state(conn, campaign_id, CampaignCommand.START)
+                listening = asyncio.create_task(listen_in(conn, mock, campaign_id))
                 await _show_progress(conn, campaign_id, out, daemon)
+                heard = await asyncio.wait_for(listening, 30)
                 await asyncio.wait_for(mock.receipts.drain(), 30)
                 await _wait_receipts_applied(conn, timeout_s=15)
                 await _wait_campaign_finished(conn, campaign_id, daemon, timeout_s=15)
@@ -148,7 +152,9 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
                 code = await asyncio.wait_for(daemon, 60)
         progress = await store.campaign_progress(conn, campaign_id)
         print("\n" + progress_table(progress), file=out)
-        print("\n" + closing_line(progress, len(mock.state.accepted), mock), file=out)
+        row = await conn.fetchrow(query("demo_listening"), campaign_id)
+        print("\n" + listening_line(heard, dict(row), mock), file=out)
+        print(closing_line(progress, len(mock.state.accepted), mock, row["stopped"]), file=out)
         return code
     finally:
         await conn.close()
@@ -194,19 +200,78 @@ async def create_demo_campaign(
     return created.campaign_id, result
 
 
-def closing_line(progress: CampaignProgress, accepted: int, mock: RunningMock) -> str:
-    """ "N messages for N contacts (R resent after a failed status, M refused by the API),
-    double sends: 0": the messages the mock accepted, the contacts that got one, the second
-    sends a failed status asked for (131000, or 131026 on a first attempt), those the API
-    refused for good, and the callback data it accepted more than once."""
+def closing_line(
+    progress: CampaignProgress, accepted: int, mock: RunningMock, opted_out: int = 0
+) -> str:
+    """ "N messages for N contacts (R resent after a failed status, M refused by the API,
+    K opted out), double sends: 0": the messages the mock accepted, the contacts that got one,
+    the second sends a failed status asked for (131000, or 131026 on a first attempt), those
+    the API refused for good, those an opt-out stopped before their send, and the callback
+    data it accepted more than once."""
     counts = progress.counts
     reached = sum(counts.get(state, 0) for state in REACHED)
-    refused = counts.get(ContactState.SENDING_FAILED, 0)
+    refused = counts.get(ContactState.SENDING_FAILED, 0) - opted_out
     resent = accepted - len({message.to for message in mock.state.accepted})
     duplicates = len(mock.state.duplicated_callback_data())
     return (
         f"{accepted} messages for {reached} contacts ({resent} resent after a failed status,"
-        f" {refused} refused by the API), double sends: {duplicates}"
+        f" {refused} refused by the API, {opted_out} opted out), double sends: {duplicates}"
+    )
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What the demo's users said: a reply to a message sent, a STOP from a contact still
+    waiting (None: the campaign was over first), and when the webhook took the STOP."""
+
+    reply_status: int
+    stop_phone: str | None
+    stop_stored_at: float  # epoch seconds, 0 without a STOP
+
+
+async def listen_in(conn: asyncpg.Connection, mock: RunningMock, campaign_id: int) -> Heard:
+    """Once a few messages went out, the mock posts a reply to the first one and a STOP from
+    the campaign's last contact not sent yet (through the signed webhook, like Meta)."""
+    while len(mock.state.accepted) < 5:
+        await asyncio.sleep(0.02)
+    first = mock.state.accepted[0]
+    receipts = mock.receipts
+    config = receipts.config
+    reply = inbound_document(
+        config.waba_id,
+        DEMO_NUMBER_ID,
+        config.display_phone_number,
+        first.wa_id,
+        "When does the offer end?",
+        context=first.wamid,
+    )
+    status = await receipts.post_document(reply)
+    phone: str | None = await conn.fetchval(query("demo_pending_phone"), campaign_id)
+    if phone is None:
+        return Heard(status, None, 0.0)
+    stop = inbound_document(
+        config.waba_id, DEMO_NUMBER_ID, config.display_phone_number, phone, "STOP"
+    )
+    await receipts.post_document(stop)
+    return Heard(status, phone, time.time())
+
+
+def listening_line(heard: Heard, row: dict[str, int], mock: RunningMock) -> str:
+    """ "Listening: 1 reply, 1 opt-out (STOP from 447*******99: 1 contact stopped before its
+    send, on the suppression list; messages to it after the STOP: 0)"."""
+    replies = f"{row['replies']} repl{'y' if row['replies'] == 1 else 'ies'}"
+    if heard.stop_phone is None:
+        return f"Listening: {replies}, 0 opt-outs (the campaign was over before the STOP)"
+    after = sum(
+        1
+        for m in mock.state.accepted
+        if m.to.lstrip("+") == heard.stop_phone and m.accepted_at > heard.stop_stored_at
+    )
+    return (
+        f"Listening: {replies}, {row['opt_outs']} opt-out{'' if row['opt_outs'] == 1 else 's'}"
+        f" (STOP from {mask_phone(heard.stop_phone)}: {row['stopped']} contact stopped before"
+        f" its send, {row['suppressed']} on the suppression list; messages to it after the"
+        f" STOP: {after})"
     )
 
 
