@@ -284,7 +284,7 @@ class Claimer:
         after = self._claim_cursor.get(campaign.id, store.CURSOR_START)
         now = self._wall_clock()
         held = 0
-        capped = self._caps.applies_to(campaign.template_spec.definition.category)
+        capped = self._caps.applies_to(campaign.template_category)
 
         async def claim_capped(c: asyncpg.Connection, n: int) -> list[store.ClaimedContact]:
             nonlocal held
