@@ -27,16 +27,20 @@ FROM (SELECT DISTINCT hashtext(p) AS h FROM unnest($1::text[]) AS p ORDER BY 1) 
 
 -- name: caps_history
 -- The earlier messages of phones $1 in other campaigns than $2, claimed after $3, in the
--- states a message went out or is going (the partial index contacts_phone_claimed, migration
--- 0014), of campaigns whose template category is one of $4 (an unknown category counts as
--- MARKETING: core.caps.UNKNOWN_CATEGORY_COUNTS_AS).
+-- states a message went out or is going, of campaigns whose template category is one of $4
+-- (an unknown category counts as MARKETING: core.caps.UNKNOWN_CATEGORY_COUNTS_AS). Probes
+-- contacts_phone_claimed (migration 0014) by phone, whatever the number of campaigns; the
+-- category is looked up per row found: joined, the planner misjudged the category filter and
+-- walked every campaign through contacts_campaign_phone_live (229 ms per 500-phone claim
+-- over 500 campaigns, notes/caps.md).
 SELECT h.phone, h.claimed_at
-FROM contacts h JOIN campaigns k ON k.id = h.campaign_id
+FROM contacts h
 WHERE h.phone = ANY($1::text[])
   AND h.state IN ('in_progress', 'sent', 'delivered', 'read', 'delivery_failed')
   AND h.claimed_at > $3
   AND h.campaign_id <> $2
-  AND upper(coalesce(nullif(k.template_category, ''), 'MARKETING')) = ANY($4::text[]);
+  AND (SELECT upper(coalesce(nullif(k.template_category, ''), 'MARKETING'))
+       FROM campaigns k WHERE k.id = h.campaign_id) = ANY($4::text[]);
 
 -- name: claim_contact_ids
 -- claim_contacts' update for the candidates $1 (locked by this transaction) that may go.
