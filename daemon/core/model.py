@@ -44,6 +44,9 @@ class Campaign:
     send_window: str | None = None
     window_zone: str | None = None
     finish_by: datetime | None = None
+    # The template's category as stored at create (MARKETING, UTILITY...; None: unknown), what
+    # the frequency caps go by (core.caps).
+    template_category: str | None = None
 
     @property
     def template_spec(self) -> CampaignTemplate:

@@ -51,6 +51,7 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         send_window=r.get("send_window"),
         window_zone=r.get("window_zone"),
         finish_by=r.get("finish_by"),
+        template_category=r.get("template_category"),
     )
 
 
