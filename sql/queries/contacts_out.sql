@@ -41,22 +41,30 @@ RETURNING id;
 
 -- name: retarget_contacts
 -- The contacts of campaign $1 in states $3 into campaign $2 as initial, with their stored
--- parameters, in their order; suppressed phones left out. One row: copied, suppressed.
+-- parameters, in their order; suppressed phones left out. $4: US numbers become invalid
+-- records marketing_blocked_country (a MARKETING campaign with import.block_us_marketing).
+-- One row: copied, suppressed, blocked.
 WITH chosen AS (
     SELECT c.id, c.phone, c.params, c.region, c.time_zone, c.source_line,
-           EXISTS (SELECT 1 FROM suppressions s WHERE s.phone = c.phone) AS suppressed
+           EXISTS (SELECT 1 FROM suppressions s WHERE s.phone = c.phone) AS suppressed,
+           $4::boolean AND c.region = 'US' AS blocked
     FROM contacts c
     WHERE c.campaign_id = $1 AND c.state::text = ANY ($3::text[])
 ), copied AS (
-    INSERT INTO contacts (campaign_id, phone, params, state, source_line, region, time_zone)
-    SELECT $2, phone, params, 'initial', source_line, region, time_zone
+    INSERT INTO contacts (campaign_id, phone, params, state, invalid_reason, source_line,
+                          region, time_zone)
+    SELECT $2, phone, params,
+           (CASE WHEN blocked THEN 'invalid_record' ELSE 'initial' END)::contact_state,
+           CASE WHEN blocked THEN 'marketing_blocked_country' END, source_line,
+           CASE WHEN NOT blocked THEN region END, CASE WHEN NOT blocked THEN time_zone END
     FROM chosen
     WHERE NOT suppressed
     ORDER BY id
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM copied) AS copied,
-       (SELECT count(*) FROM chosen WHERE suppressed) AS suppressed;
+SELECT (SELECT count(*) FROM copied) - (SELECT count(*) FROM chosen WHERE blocked AND NOT suppressed) AS copied,
+       (SELECT count(*) FROM chosen WHERE suppressed) AS suppressed,
+       (SELECT count(*) FROM chosen WHERE blocked AND NOT suppressed) AS blocked;
 
 -- name: retarget_header_file
 INSERT INTO campaign_header_files (campaign_id, filename, mime_type, sha256, data)
