@@ -51,6 +51,9 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         send_window=r.get("send_window"),
         window_zone=r.get("window_zone"),
         finish_by=r.get("finish_by"),
+        budget=r.get("budget"),
+        budget_currency=r.get("budget_currency"),
+        rate_card=r.get("rate_card"),
     )
 
 

@@ -113,7 +113,13 @@ async def import_contacts(
         await transaction.start()
         try:
             counts = await _load(
-                conn, campaign_id, rows, source, progress, timings, write=not dry_run,
+                conn,
+                campaign_id,
+                rows,
+                source,
+                progress,
+                timings,
+                write=not dry_run,
                 block_us=block_us,
             )
         except BaseException:

@@ -28,6 +28,7 @@ from daemon.core.template_build import BodyBuilder
 from daemon.db import campaigns as campaign_store
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS, is_blocked_write
+from daemon.engine.budget import claim_within_budget
 from daemon.engine.preparer import CampaignPreparer, Prepared
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.upkeep import FENCE_AFTER_S
@@ -265,27 +266,19 @@ class Claimer:
     async def _claim_into_queue(
         self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
     ) -> int:
-        lease_s = self._config.recovery.lease_s
-        daily_limit = self._config.limits.daily_unique_recipients
         after = self._claim_cursor.get(campaign.id, store.CURSOR_START)
         now = self._wall_clock()
-        if daily_limit > 0:
-            claimed, quota, oldest = await store.claim_within_limit(
-                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after, now
-            )
-            if not claimed and quota <= 0:
-                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
-                reason = (
-                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
-                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
-                )
-                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
-                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
-                return 0
-        else:
-            claimed = await store.claim_contacts(
-                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
-            )
+
+        async def claim() -> list[store.ClaimedContact] | None:
+            return await self._claim_rows(conn, campaign, limit, after, now)
+
+        if campaign.budget is None:
+            found = await claim()
+        else:  # kept within the budget, the rest released (engine.budget)
+            found = await claim_within_budget(conn, campaign, self._daemon_id, claim)
+        if found is None:
+            return 0
+        claimed = found
         # Walk the campaign forward; a short claim means the end was reached: start over, for
         # retries that fell due behind the cursor and contacts released by others.
         self._claim_cursor[campaign.id] = (
@@ -307,6 +300,36 @@ class Claimer:
             self.claimed += len(claimed)
             log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
         return len(claimed)
+
+    async def _claim_rows(
+        self,
+        conn: asyncpg.Connection,
+        campaign: Campaign,
+        limit: int,
+        after: store.ClaimCursor,
+        now: datetime,
+    ) -> list[store.ClaimedContact] | None:
+        """Claim up to `limit` contacts, under the messaging limit when one is set (None: the
+        limit is reached and the campaign held)."""
+        lease_s = self._config.recovery.lease_s
+        daily_limit = self._config.limits.daily_unique_recipients
+        if daily_limit <= 0:
+            return await store.claim_contacts(
+                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
+            )
+        claimed, quota, oldest = await store.claim_within_limit(
+            conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after, now
+        )
+        if not claimed and quota <= 0:
+            frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
+            reason = (
+                f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
+                f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
+            await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
+            log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
+            return None
+        return claimed
 
     async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
         now = time.monotonic()
