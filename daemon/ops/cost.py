@@ -162,7 +162,7 @@ async def set_cost(
     *,
     card: RateCard | None,
     card_name: str | None,
-    budget: Decimal | None | object,
+    budget: object,
     currency: str | None,
     keep: object,
 ) -> Campaign:
