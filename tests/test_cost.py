@@ -56,7 +56,7 @@ N = 100_000
 def write_card(path: Path, rows: list[tuple[str, Decimal]], category: str = "marketing") -> Path:
     lines = ["# test rates", "country,category,price,currency"]
     lines += [f"{c},{category},{p},EUR" for c, p in rows]
-    lines.append(f"*,utility,0.001,EUR")
+    lines.append("*,utility,0.001,EUR")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 

@@ -48,6 +48,9 @@ async def claim_within_budget(
         claimed = await claim()
         if not claimed:
             return claimed
+        # In the campaign's order (the claim's rows come back in any order): the budget is
+        # spent on the first contacts, not on whichever happen to be cheap.
+        claimed = sorted(claimed, key=_campaign_order)
         priced = await cost_store.prices(conn, campaign.id, [c.id for c in claimed], category)
         total = spent.cost
         kept: list[store.ClaimedContact] = []
@@ -69,6 +72,12 @@ async def claim_within_budget(
     if await store.pause_campaign_fatal(conn, campaign.id, reason):
         log.warning("campaign_budget_reached", campaign_id=campaign.id, reason=reason)
     return []
+
+
+def _campaign_order(contact: store.ClaimedContact) -> tuple[float, int]:
+    # not_before is -infinity (a naive datetime.min) without a window, else an aware time.
+    opened = contact.not_before
+    return (float("-inf") if opened.tzinfo is None else opened.timestamp(), contact.id)
 
 
 def _reason(

@@ -10,7 +10,8 @@ SELECT pg_advisory_xact_lock(hashtext('wa_sender_budget'), $1::integer);
 -- What campaign $1 has committed, priced by its rates ($2: the template's category, for
 -- messages not billed yet): every billable message its statuses report (one per wamid,
 -- the status's pricing category), plus every message in flight: contacts claimed
--- (in_progress) and those sent whose statuses have not brought a price yet. A message
+-- (in_progress) and those sent whose statuses (applied to them) have not brought a price
+-- yet: a status still pending counts on the contact's side, never on neither. A message
 -- without a rate (its country not on the card) counts in `unpriced`.
 WITH billed AS (
     SELECT DISTINCT ON (r.wamid) c.region, lower(r.pricing_category) AS category
@@ -26,7 +27,8 @@ WITH billed AS (
       AND (c.state = 'in_progress'
            OR (c.state IN ('sent', 'delivered', 'read', 'successfully_submitted')
                AND NOT EXISTS (SELECT 1 FROM status_receipts r
-                               WHERE r.wamid = c.wamid AND r.pricing_category IS NOT NULL)))
+                               WHERE r.contact_id = c.id AND r.wamid = c.wamid
+                                 AND r.pricing_category IS NOT NULL)))
 ), messages AS (
     SELECT m.region, m.category, count(*) AS n
     FROM (SELECT region, category FROM billed UNION ALL SELECT region, category FROM flying) m
