@@ -23,6 +23,7 @@ from daemon.engine.service import default_components
 from daemon.mockapi.config import MockConfig, ReceiptConfig
 from daemon.mockapi.server import start_mock_server
 from daemon.ops.cost import set_cost
+from daemon.ops.reports import run_report
 from tests.helpers.daemon import daemon_config, running_daemon
 from tests.helpers.data import write_csv
 from tests.test_receipts_e2e import SECRET, free_port, wait_receipts_settled
@@ -127,6 +128,20 @@ async def test_budget_pauses_before_the_message_that_would_pass_it(
             assert len(mock.state.accepted) == fits + 10
             sent = [m.wa_id for m in mock.state.accepted]
             assert sorted(sent) == sorted(p.lstrip("+") for p, _ in contacts[: fits + 10])
+            async with asyncio.timeout(30):
+                await mock.receipts.drain()
+            await wait_receipts_settled(conn)
+        # The report prices what the statuses billed by the stored card: what was spent.
+        report = await run_report(conn, "cost_by_country", cid)
+        rows = [dict(zip(report.columns, r, strict=True)) for r in report.rows]
+        assert sum(r["messages"] for r in rows) == fits + 10
+        assert sum(r["cost"] for r in rows) == sum(cost[: fits + 10], Decimal(0)) <= raised
+        by_country = {r["country"]: r["messages"] for r in rows}
+        assert by_country == {
+            c: sum(1 for _, region in contacts[: fits + 10] if region == c) for c in PRICES
+        }
+        assert {r["category"] for r in rows} == {"marketing"}
+        assert {r["currency"] for r in rows} == {"EUR"}
     left = await conn.fetchval(
         "SELECT count(*) FROM contacts WHERE campaign_id = $1 AND state = 'initial'", cid
     )
