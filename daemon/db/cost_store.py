@@ -23,6 +23,15 @@ class RegionCount:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """The budget check's running estimate: committed at the last full count plus the claims
+    kept since, and how old that count is."""
+
+    committed: Decimal
+    age_s: float
+
+
+@dataclass(frozen=True)
 class Committed:
     """What a budget campaign has committed: billed messages plus messages in flight."""
 
@@ -56,6 +65,7 @@ async def store_rates(
             [r.line for r in rates],
         )
         await conn.execute(query("cost_set_rate_card"), campaign_id, file_name)
+        await conn.execute(query("budget_forget"), campaign_id)
     return len(rates)
 
 
@@ -102,3 +112,21 @@ async def in_flight(conn: asyncpg.Connection, campaign_id: int) -> int:
     """Contacts of the campaign claimed by any daemon."""
     n: int = await conn.fetchval(query("budget_others_in_flight"), campaign_id)
     return n
+
+
+async def running_estimate(conn: asyncpg.Connection, campaign_id: int) -> Estimate | None:
+    """The campaign's running committed estimate (None: never fully counted)."""
+    r = await conn.fetchrow(query("budget_estimate"), campaign_id)
+    if r is None:
+        return None
+    return Estimate(Decimal(r["estimate"]), float(r["age_s"]))
+
+
+async def note_full_count(conn: asyncpg.Connection, campaign_id: int, cost: Decimal) -> None:
+    """A full count found `cost` committed (before the claim being checked)."""
+    await conn.execute(query("budget_checked"), campaign_id, cost)
+
+
+async def note_kept(conn: asyncpg.Connection, campaign_id: int, cost: Decimal) -> None:
+    """A claim kept contacts costing `cost`."""
+    await conn.execute(query("budget_claimed"), campaign_id, cost)

@@ -5,9 +5,14 @@ that would pass it.
 Committed cost = billed messages (statuses' pricing, priced by the campaign's rates) + messages
 in flight (claimed, or sent and not billed yet) at the template category's price. Under a
 per-campaign advisory lock (so two daemons never both spend the last euro), the claim runs as
-usual, then its contacts are kept in claim order while committed + their prices <= budget; the
-rest are released in the same transaction. When nothing fits the campaign is paused, once its
-messages in flight have left (a pause would drop the queued ones that fit).
+usual, then its contacts are kept in the campaign's order while committed + their prices <=
+budget; the rest are released in the same transaction. When nothing fits the campaign is
+paused, once its messages in flight have left (a pause would drop the queued ones that fit).
+
+The full count reads every sent contact and status of the campaign (~165 ms for 100,000
+contacts, 37,000 sent): it runs when the running estimate (the last count plus the prices
+kept since, in `campaign_budget_spend`) is older than FULL_COUNT_EVERY_S or the claim would
+not fit under it, i.e. near the budget; far from it a claim costs two small statements.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from daemon.logs import get_logger
 
 log = get_logger(__name__)
 
+FULL_COUNT_EVERY_S = 10.0
+"""The running estimate is trusted this long: statuses may bill a message in another category
+than its template's (Meta re-categorised it), which only a full count sees."""
 Claim = Callable[[], Awaitable[list[store.ClaimedContact] | None]]
 """The claim the check wraps: the contacts claimed (None: the claim itself held back)."""
 
@@ -44,7 +52,7 @@ async def claim_within_budget(
     category = campaign_category(campaign)
     async with conn.transaction():
         await cost_store.lock_budget(conn, campaign.id)
-        spent = await cost_store.committed(conn, campaign.id, category)
+        estimate = await cost_store.running_estimate(conn, campaign.id)
         claimed = await claim()
         if not claimed:
             return claimed
@@ -52,26 +60,53 @@ async def claim_within_budget(
         # spent on the first contacts, not on whichever happen to be cheap.
         claimed = sorted(claimed, key=_campaign_order)
         priced = await cost_store.prices(conn, campaign.id, [c.id for c in claimed], category)
-        total = spent.cost
+        prices = [priced.get(c.id, (None, None)) for c in claimed]
+        spent = await _committed_before(conn, campaign.id, category, estimate, prices, budget)
+        total = spent
         kept: list[store.ClaimedContact] = []
         blocker: tuple[str | None, Decimal | None] = (None, None)
-        for contact in claimed:
-            region, price = priced.get(contact.id, (None, None))
+        for contact, (region, price) in zip(claimed, prices, strict=True):
             if price is None or total + price > budget:
                 blocker = (region, price)
                 break
             total += price
             kept.append(contact)
+        await cost_store.note_kept(conn, campaign.id, total - spent)
         over = claimed[len(kept) :]
         if not over:
             return kept
         await store.release_contacts(conn, [c.id for c in over], daemon_id)
         if kept or await cost_store.in_flight(conn, campaign.id) > 0:
             return kept  # paused once these have left, so that they are not dropped
-        reason = _reason(campaign, spent.cost, budget, category, *blocker)
+        reason = _reason(campaign, spent, budget, category, *blocker)
     if await store.pause_campaign_fatal(conn, campaign.id, reason):
         log.warning("campaign_budget_reached", campaign_id=campaign.id, reason=reason)
     return []
+
+
+async def _committed_before(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    category: str,
+    estimate: cost_store.Estimate | None,
+    prices: list[tuple[str | None, Decimal | None]],
+    budget: Decimal,
+) -> Decimal:
+    """What was committed before this claim. The running estimate when it is fresh and the
+    whole claim fits under it with room to spare; else a full count (the claimed contacts,
+    in flight now, taken out again), which becomes the new estimate."""
+    wanted = sum((p for _, p in prices if p is not None), Decimal(0))
+    if (
+        estimate is not None
+        and estimate.age_s < FULL_COUNT_EVERY_S
+        and all(p is not None for _, p in prices)
+        and estimate.committed + wanted <= budget
+    ):
+        return estimate.committed
+    counted = await cost_store.committed(conn, campaign_id, category)
+    before = counted.cost - wanted
+    await cost_store.note_full_count(conn, campaign_id, before)
+    return before
 
 
 def _campaign_order(contact: store.ClaimedContact) -> tuple[float, int]:

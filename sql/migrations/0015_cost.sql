@@ -22,3 +22,14 @@ CREATE TABLE campaign_rates (
     source_line integer,
     PRIMARY KEY (campaign_id, region, category)
 );
+
+-- The budget check's running estimate (engine.budget), written under the campaign's budget
+-- lock: `checked` the committed cost at the last full count (at checked_at), `claimed` the
+-- prices of the contacts kept by claims since. A claim whose worst case still fits under
+-- checked + claimed skips the full count (which reads every sent contact and status).
+CREATE TABLE campaign_budget_spend (
+    campaign_id bigint PRIMARY KEY REFERENCES campaigns (id) ON DELETE CASCADE,
+    checked     numeric NOT NULL,
+    claimed     numeric NOT NULL DEFAULT 0,
+    checked_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -65,3 +65,25 @@ WHERE c.id = ANY ($2::bigint[]);
 -- name: budget_others_in_flight
 -- Contacts of campaign $1 claimed by any daemon (their sends may yet leave).
 SELECT count(*) FROM contacts WHERE campaign_id = $1 AND state = 'in_progress';
+
+-- name: budget_estimate
+-- The running estimate of campaign $1: checked + claimed since, and its age in seconds. No
+-- row: never counted (or its rates changed).
+SELECT s.checked + s.claimed AS estimate,
+       extract(epoch FROM now() - s.checked_at)::float8 AS age_s
+FROM campaign_budget_spend s
+WHERE s.campaign_id = $1;
+
+-- name: budget_checked
+-- A full count of campaign $1: committed $2, nothing claimed since.
+INSERT INTO campaign_budget_spend (campaign_id, checked, claimed, checked_at)
+VALUES ($1, $2, 0, now())
+ON CONFLICT (campaign_id) DO UPDATE SET checked = $2, claimed = 0, checked_at = now();
+
+-- name: budget_claimed
+-- Contacts kept by a claim of campaign $1 for $2 in all.
+UPDATE campaign_budget_spend SET claimed = claimed + $2 WHERE campaign_id = $1;
+
+-- name: budget_forget
+-- The budget changed (campaign create|update): count in full at the next claim.
+DELETE FROM campaign_budget_spend WHERE campaign_id = $1;
