@@ -12,10 +12,9 @@ import asyncpg
 import pytest
 
 from daemon.core.ratecard import parse_rate_card
-from daemon.core.states import CampaignCommand
 from daemon.db import cost_store
 from daemon.db import sender_store as store
-from daemon.db.campaigns import change_campaign_state, get_campaign
+from daemon.db.campaigns import get_campaign
 from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
 from daemon.engine import budget as budget_module
