@@ -200,6 +200,10 @@ class ImportConfig:
     # `contacts import --default-country` nor the campaign names one. Empty: such numbers are
     # invalid records (missing_country_code), never guessed.
     default_country: str = ""
+    # Meta has not delivered MARKETING templates to US (+1, region US) numbers since
+    # 2025-04-01: importing them into a marketing campaign makes invalid records
+    # (marketing_blocked_country). Canada and the other +1 regions are not blocked.
+    block_us_marketing: bool = True
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,7 @@ def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
             encoding=args.encoding,
             dry_run=args.dry_run,
             progress=_progress_printer() if big else None,
+            block_us_marketing=config.imports.block_us_marketing,
         )
         if not args.dry_run and result.imported:
             await windows_after_import(

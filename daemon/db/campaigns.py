@@ -52,6 +52,9 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         window_zone=r.get("window_zone"),
         finish_by=r.get("finish_by"),
         template_category=r.get("template_category"),
+        budget=r.get("budget"),
+        budget_currency=r.get("budget_currency"),
+        rate_card=r.get("rate_card"),
     )
 
 

@@ -83,15 +83,18 @@ async def import_contacts(
     encoding: str | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    block_us_marketing: bool = True,
 ) -> ImportResult:
     """Load a contacts CSV into a draft or paused campaign, in one transaction; invalid rows are
     kept as invalid records. National numbers are read in the campaign's default country, else
-    `default_region`. `dry_run`: validate and count, write nothing."""
+    `default_region`. `dry_run`: validate and count, write nothing. `block_us_marketing`: US
+    numbers of a MARKETING campaign are invalid (marketing_blocked_country)."""
     campaign = await get_campaign(conn, campaign_id)
     _check_editable(campaign_id, campaign.state)
     spec = campaign.template_spec
     required, optional = spec.import_columns()
     region = campaign.default_country or default_region
+    block_us = block_us_marketing and spec.marketing
     source = open_csv(path, encoding)
     timings: dict[str, float] = {}
     try:
@@ -110,7 +113,14 @@ async def import_contacts(
         await transaction.start()
         try:
             counts = await _load(
-                conn, campaign_id, rows, source, progress, timings, write=not dry_run
+                conn,
+                campaign_id,
+                rows,
+                source,
+                progress,
+                timings,
+                write=not dry_run,
+                block_us=block_us,
             )
         except BaseException:
             await transaction.rollback()
@@ -156,6 +166,7 @@ async def _load(
     timings: dict[str, float],
     *,
     write: bool,
+    block_us: bool = False,
 ) -> list[tuple[str | None, str | None, int]]:
     campaign = await get_campaign(conn, campaign_id, lock=True)
     _check_editable(campaign_id, campaign.state)
@@ -169,7 +180,7 @@ async def _load(
     except CsvFormatError as exc:
         raise ImportFileError(str(exc)) from None
     copied = time.perf_counter()
-    result = await conn.fetch(query("import_apply"), campaign_id, write)
+    result = await conn.fetch(query("import_apply"), campaign_id, write, block_us)
     timings["parse_and_copy_s"] = round(copied - started, 3)
     timings["apply_s"] = round(time.perf_counter() - copied, 3)
     return [(r["verdict"], r["note"], r["n"]) for r in result]

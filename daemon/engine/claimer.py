@@ -30,6 +30,7 @@ from daemon.db import campaigns as campaign_store
 from daemon.db import caps_store
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS, is_blocked_write
+from daemon.engine.budget import claim_within_budget
 from daemon.engine.preparer import CampaignPreparer, Prepared
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.upkeep import FENCE_AFTER_S
@@ -309,40 +310,55 @@ class Claimer:
                 )
             return result.claimed
 
-        if daily_limit > 0:
-            at = time.monotonic()
-            backfill = (
-                self._backfilled_at is None or at - self._backfilled_at >= LIMIT_BACKFILL_EVERY_S
-            )
-            claimed, quota, oldest = await store.claim_within_limit(
-                conn,
-                campaign.id,
-                self._daemon_id,
-                lease_s,
-                limit,
-                daily_limit,
-                after,
-                now,
-                backfill=backfill,
-                claim=claim_capped if capped else None,
-            )
-            if backfill:
-                self._backfilled_at = at
-            if not claimed and quota <= 0:
-                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
-                reason = (
-                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
-                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+        async def claim() -> list[store.ClaimedContact] | None:
+            """The claim, under the messaging limit when one is set (None: the limit is
+            reached and the campaign held)."""
+            if daily_limit > 0:
+                at = time.monotonic()
+                backfill = (
+                    self._backfilled_at is None
+                    or at - self._backfilled_at >= LIMIT_BACKFILL_EVERY_S
                 )
-                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
-                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
-                return 0, 0
-        elif capped:
-            claimed = await claim_capped(conn, limit)
-        else:
-            claimed = await store.claim_contacts(
-                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
-            )
+                claimed, quota, oldest = await store.claim_within_limit(
+                    conn,
+                    campaign.id,
+                    self._daemon_id,
+                    lease_s,
+                    limit,
+                    daily_limit,
+                    after,
+                    now,
+                    backfill=backfill,
+                    claim=claim_capped if capped else None,
+                )
+                if backfill:
+                    self._backfilled_at = at
+                if not claimed and quota <= 0:
+                    frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
+                    reason = (
+                        f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
+                        f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+                    )
+                    await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
+                    log.warning(
+                        "messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit
+                    )
+                    return None
+            elif capped:
+                claimed = await claim_capped(conn, limit)
+            else:
+                claimed = await store.claim_contacts(
+                    conn, campaign.id, self._daemon_id, lease_s, limit, after, now
+                )
+            return claimed
+
+        if campaign.budget is None:
+            found = await claim()
+        else:  # kept within the budget, the rest released (engine.budget)
+            found = await claim_within_budget(conn, campaign, self._daemon_id, claim)
+        if found is None:
+            return 0, 0
+        claimed = found
         # Walk the campaign forward; a short claim means the end was reached: start over, for
         # retries that fell due behind the cursor and contacts released by others.
         # Contacts held back by a cap moved forward (not_before): start over behind them.

@@ -77,6 +77,9 @@ def planning_lines(c: Campaign, waiting: tuple[int, datetime | None] | None) -> 
         lines.append(f"Waiting for their window: {count}{opens}")
     if c.finish_by is not None:
         lines.append(f"Finish by: {utc_text(c.finish_by)} (remaining contacts spread evenly)")
+    if c.budget is not None:
+        card = f", rate card {printable(c.rate_card)}" if c.rate_card else ""
+        lines.append(f"Budget: {c.budget:f} {c.budget_currency or ''}{card}")
     return lines
 
 
@@ -116,6 +119,9 @@ def campaign_dict(c: Campaign) -> dict[str, Any]:
         "send_window": c.send_window,
         "window_zone": c.window_zone,
         "finish_by": c.finish_by.isoformat() if c.finish_by else None,
+        "budget": f"{c.budget:f}" if c.budget is not None else None,
+        "budget_currency": c.budget_currency,
+        "rate_card": c.rate_card,
     }
 
 

@@ -18,7 +18,9 @@ CREATE TEMPORARY TABLE import_rows (
 SET LOCAL work_mem = '256MB';
 
 -- name: import_apply
--- $1 campaign, $2 write (false: a dry run counts and inserts nothing). The first valid row of a
+-- $1 campaign, $2 write (false: a dry run counts and inserts nothing), $3 block US numbers (a
+-- MARKETING campaign with import.block_us_marketing: Meta has not delivered marketing templates
+-- to region US since 2025-04-01; other +1 regions are not blocked). The first valid row of a
 -- phone wins; a phone already live in the campaign is counted (already_in_campaign), never
 -- added again; a suppressed phone is an invalid record: 'suppressed' (an entry of scope all),
 -- 'suppressed_marketing' (a marketing-only entry, user_preferences stop, migration 0011) only
@@ -38,6 +40,7 @@ WITH firsts AS MATERIALIZED (
                WHEN f.line <> s.line THEN 'duplicate_phone'
                WHEN sup.scope = 'all' THEN 'suppressed'
                WHEN sup.scope = 'marketing' THEN 'suppressed_marketing'
+               WHEN $3::boolean AND s.region = 'US' THEN 'marketing_blocked_country'
            END AS verdict
     FROM import_rows s
     LEFT JOIN firsts f ON s.reason IS NULL AND f.phone = s.phone
