@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from daemon.core.states import CampaignCommand
 from daemon.db import sender_store as store
@@ -95,3 +96,32 @@ async def test_an_expired_lease_and_its_late_result_are_both_logged(
     (only,) = history.contacts[0]["attempt_history"]
     assert (only["attempt"], only["outcome"], only["unknown"]) == (1, "retry_scheduled", True)
     assert "lease expired" in only["error_title"]
+
+
+async def test_the_campaign_reference_holds_without_a_per_row_foreign_key(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Migration 0010 checks contacts.campaign_id per statement: same rules as the FK."""
+    cid = await campaign_with_contacts(conn, tmp_path, 3)
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="does not exist"):
+        await conn.execute(
+            "INSERT INTO contacts (campaign_id, phone) VALUES ($1, '1'), ($2, '2')", cid, cid + 99
+        )
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="cannot change"):
+        await conn.execute(
+            "UPDATE contacts SET campaign_id = campaign_id + 1 WHERE campaign_id = $1", cid
+        )
+    await conn.execute("UPDATE campaigns SET state = 'running' WHERE id = $1", cid)
+    (claimed,) = await store.claim_contacts(conn, cid, "d", 0.0, 1)
+    await store.expire_leases(conn, "retry", 0.0, 3, 60.0, "other", 10)
+    assert await conn.fetchval("SELECT count(*) FROM contact_attempts") == 1
+    # The row locks the campaign as the foreign key did: a delete waits for the inserter.
+    async with conn.transaction():
+        await conn.execute("INSERT INTO contacts (campaign_id, phone) VALUES ($1, '3')", cid)
+        assert await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'tuple' OR mode = 'RowShareLock'"
+        )
+    await conn.execute("DELETE FROM campaigns WHERE id = $1", cid)
+    assert await conn.fetchval("SELECT count(*) FROM contacts WHERE campaign_id = $1", cid) == 0
+    assert await conn.fetchval("SELECT count(*) FROM contact_attempts") == 0
+    assert claimed.id
