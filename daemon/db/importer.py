@@ -1,6 +1,8 @@
-"""Contact import: the CSV parsed as it is read, COPied into a temporary staging table, then
-one INSERT ... SELECT into `contacts` that settles duplicates, phones already in the campaign
-and suppressions in SQL, all in one transaction.
+"""Contact import: the CSV parsed as it is read, in chunks; each chunk COPied into a temporary
+staging table, then one INSERT ... SELECT into `contacts` that settles duplicates (within the
+chunk and with the chunks before, through a temporary table of the phones seen), phones
+already in the campaign and suppressions in SQL, while the next chunk is parsed; all in one
+transaction.
 
 Every data row becomes exactly one contact, `initial` or `invalid_record` with its reason,
 except rows whose phone is already live in the campaign: they are counted
@@ -11,6 +13,8 @@ a dry run rolls back what it staged.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import time
 from collections import Counter
@@ -33,6 +37,10 @@ _STAGING_COLUMNS = ["line", "phone", "params", "reason", "note", "region", "time
 ALREADY = "already_in_campaign"
 _escape = json.encoder.encode_basestring
 
+CHUNK_ROWS = 20_000
+"""Rows parsed, COPied and applied at a time: memory is a chunk's (a few MB), whatever the
+file's size; PostgreSQL applies one chunk while the next is parsed."""
+
 Progress = Callable[[int, int, int], None]
 """Called now and then while a file is read: (bytes read, file size, rows parsed)."""
 
@@ -50,7 +58,8 @@ class ImportResult:
     notes: dict[str, int] = field(default_factory=dict)  # e.g. language_fallback: n
     already_in_campaign: int = 0
     dry_run: bool = False
-    # Seconds spent parsing and COPYing into the staging table, and in the one INSERT.
+    # Seconds spent parsing, COPYing chunks into the staging table, and waiting for
+    # PostgreSQL to apply a chunk (the part of the apply the parse did not overlap).
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -171,18 +180,48 @@ async def _load(
     campaign = await get_campaign(conn, campaign_id, lock=True)
     _check_editable(campaign_id, campaign.state)
     await conn.execute(query("import_staging_create"))
+    await conn.execute(query("import_phones_create"))
     await conn.execute(query("import_work_mem"))
-    started = time.perf_counter()
+    await conn.execute(query("import_phones_live"), campaign_id)
+    apply = await conn.prepare(query("import_apply"))  # sent whole at each chunk: no round
+    counts: list[tuple[str | None, str | None, int]] = []
+    clock = {"parse_s": 0.0, "copy_s": 0.0, "apply_wait_s": 0.0}
+    # One chunk applied by PostgreSQL while the next is parsed here (same connection: the
+    # statement is sent, its answer read once the next chunk is ready).
+    applying: asyncio.Task[list[asyncpg.Record]] | None = None
+    staged = _staged(rows, source, progress)
     try:
-        await conn.copy_records_to_table(
-            "import_rows", records=_staged(rows, source, progress), columns=_STAGING_COLUMNS
-        )
-    except CsvFormatError as exc:
-        raise ImportFileError(str(exc)) from None
-    copied = time.perf_counter()
-    result = await conn.fetch(query("import_apply"), campaign_id, write, block_us)
-    timings["parse_and_copy_s"] = round(copied - started, 3)
-    timings["apply_s"] = round(time.perf_counter() - copied, 3)
+        while True:
+            started = time.perf_counter()
+            try:
+                chunk = list(itertools.islice(staged, CHUNK_ROWS))
+            except CsvFormatError as exc:
+                raise ImportFileError(str(exc)) from None
+            parsed = time.perf_counter()
+            clock["parse_s"] += parsed - started
+            if applying is not None:
+                counts += _counted(await applying)
+                applying = None
+            clock["apply_wait_s"] += time.perf_counter() - parsed
+            if not chunk:
+                break
+            copying = time.perf_counter()
+            await conn.execute(query("import_staging_clear"))
+            await conn.copy_records_to_table(
+                "import_rows", records=chunk, columns=_STAGING_COLUMNS
+            )
+            del chunk
+            clock["copy_s"] += time.perf_counter() - copying
+            applying = asyncio.ensure_future(apply.fetch(campaign_id, write, block_us))
+            await asyncio.sleep(0)  # the task sends the statement before the parse goes on
+    finally:
+        if applying is not None:  # an error half way: let the connection finish its statement
+            await asyncio.gather(applying, return_exceptions=True)
+    timings.update({k: round(v, 3) for k, v in clock.items()})
+    return counts
+
+
+def _counted(result: list[asyncpg.Record]) -> list[tuple[str | None, str | None, int]]:
     return [(r["verdict"], r["note"], r["n"]) for r in result]
 
 

@@ -193,7 +193,7 @@ async def _record(
     status: str = await conn.execute(
         query("record_results"), orjson.dumps(items).decode(), timeout=timeout
     )
-    return int(status.rpartition(" ")[2])  # "UPDATE n": no row comes back to decode
+    return int(status.rpartition(" ")[2])  # "INSERT 0 n": no row comes back to decode
 
 
 async def release_contacts(conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str) -> str:

@@ -18,6 +18,13 @@ FROM contacts
 WHERE campaign_id = $1 AND phone = $2
 ORDER BY id;
 
+-- name: attempts_of_contact
+-- Every outcome recorded for the contact's attempts (migration 0010), in order.
+SELECT attempt, at, outcome, error_code, error_title, wamid, unknown
+FROM contact_attempts
+WHERE contact_id = $1
+ORDER BY attempt, at;
+
 -- name: receipts_of_contact
 SELECT received_at, status, status_at, error_code, error_title, processing_state, wamid
 FROM status_receipts
