@@ -120,8 +120,52 @@ async def store_receipts(
     `replay_window_s` (a replay), else the digest is kept too."""
     if not rows:
         return StoreResult(0, False)
+    columns = _columns(rows)
     row = await conn.fetchrow(
         query("store_receipts"),
+        *columns[:9],
+        RECEIPTS_CHANNEL,
+        digest,
+        replay_window_s,
+        *columns[9:],
+    )
+    assert row is not None
+    return StoreResult(row["n"], row["replay"])
+
+
+async def store_receipt_bodies(
+    conn: asyncpg.Connection,
+    bodies: Sequence[tuple[Sequence[ReceiptRow], bytes | None]],
+    replay_window_s: float = REPLAY_WINDOW_S,
+) -> list[StoreResult]:
+    """The rows of several bodies (each with its digest or None) in one statement: the
+    webhook's group commit. Per body, as `store_receipts`: stored, or nothing when a replay
+    (its digest stored within `replay_window_s`, or an earlier body of this group has it)."""
+    rows = [r for body_rows, _ in bodies for r in body_rows]
+    numbers = [n for n, (body_rows, _) in enumerate(bodies, 1) for _ in body_rows]
+    columns = _columns(rows)
+    row = await conn.fetchrow(
+        query("store_receipt_bodies"),
+        *columns[:9],
+        RECEIPTS_CHANNEL,
+        [digest for _, digest in bodies],
+        replay_window_s,
+        *columns[9:],
+        numbers,
+    )
+    assert row is not None
+    fresh = set(row["fresh"])
+    return [
+        StoreResult(len(body_rows), False)
+        if n in fresh
+        else StoreResult(0, digest is not None)
+        for n, (body_rows, digest) in enumerate(bodies, 1)
+    ]
+
+
+def _columns(rows: Sequence[ReceiptRow]) -> list[list[Any]]:
+    """The statement's arrays: the nine status columns, then migration 0011's ten."""
+    return [
         [r.wamid for r in rows],
         [r.status for r in rows],
         [r.status_at for r in rows],
@@ -131,22 +175,22 @@ async def store_receipts(
         [r.error_code for r in rows],
         [r.error_title for r in rows],
         [r.raw for r in rows],
-        RECEIPTS_CHANNEL,
-        digest,
-        replay_window_s,
-        [getattr(r, "user_id", None) for r in rows],
-        [getattr(r, "pricing_billable", None) for r in rows],
-        [getattr(r, "pricing_model", None) for r in rows],
-        [getattr(r, "pricing_type", None) for r in rows],
-        [getattr(r, "pricing_category", None) for r in rows],
-        [getattr(r, "conversation_id", None) for r in rows],
-        [getattr(r, "conversation_origin", None) for r in rows],
-        [getattr(r, "error_details", None) for r in rows],
-        [getattr(r, "failed_action", None) for r in rows],
-        [getattr(r, "retry_after_s", None) for r in rows],
-    )
-    assert row is not None
-    return StoreResult(row["n"], row["replay"])
+        *(
+            [getattr(r, name, None) for r in rows]
+            for name in (
+                "user_id",
+                "pricing_billable",
+                "pricing_model",
+                "pricing_type",
+                "pricing_category",
+                "conversation_id",
+                "conversation_origin",
+                "error_details",
+                "failed_action",
+                "retry_after_s",
+            )
+        ),
+    ]
 
 
 async def prune_webhook_digests(

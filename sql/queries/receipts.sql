@@ -33,6 +33,55 @@ SELECT n, $11::bytea IS NOT NULL AND NOT EXISTS (SELECT FROM seen) AS replay,
        CASE WHEN n > 0 THEN pg_notify($10, n::text) END AS notified
 FROM counted;
 
+-- name: store_receipt_bodies
+-- The statuses of several webhook POSTs in one statement (the webhook's group commit: the POSTs
+-- that came in while the previous statement ran). As store_receipts, per body: $23 each row's
+-- body (1-based), $11 each body's SHA-256 (NULL: no replay check). A body is stored unless its
+-- digest was stored within the replay window ($12 seconds); of two bodies with one digest in
+-- the same group only the first is. Returns the bodies stored (the others were replays), how
+-- many rows, and a NOTIFY on channel $10 when any were stored.
+WITH bodies AS (
+    SELECT b.digest, b.body::int AS body FROM unnest($11::bytea[]) WITH ORDINALITY AS b(digest, body)
+),
+seen AS (
+    INSERT INTO webhook_digests AS d (digest)
+    SELECT DISTINCT digest FROM bodies WHERE digest IS NOT NULL
+    ON CONFLICT (digest) DO UPDATE SET received_at = now()
+        WHERE d.received_at < now() - make_interval(secs => $12)
+    RETURNING d.digest
+),
+fresh AS (
+    SELECT b.body FROM bodies b
+    WHERE b.digest IS NULL
+       OR (b.digest IN (SELECT digest FROM seen)
+           AND b.body = (SELECT min(o.body) FROM bodies o WHERE o.digest = b.digest))
+),
+stored AS (
+    INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
+                                 callback_data, error_code, error_title, raw,
+                                 user_id, pricing_billable, pricing_model, pricing_type,
+                                 pricing_category, conversation_id, conversation_origin,
+                                 error_details, failed_action, retry_after_s)
+    SELECT u.wamid, u.status, u.status_at, u.recipient_id, u.phone_number_id, u.callback_data,
+           u.error_code, u.error_title, u.raw, u.user_id, u.pricing_billable, u.pricing_model,
+           u.pricing_type, u.pricing_category, u.conversation_id, u.conversation_origin,
+           u.error_details, u.failed_action, u.retry_after_s
+    FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[],
+                $6::text[], $7::int[], $8::text[], $9::jsonb[],
+                $13::text[], $14::bool[], $15::text[], $16::text[], $17::text[],
+                $18::text[], $19::text[], $20::text[], $21::text[], $22::float8[], $23::int[])
+         AS u(wamid, status, status_at, recipient_id, phone_number_id, callback_data,
+              error_code, error_title, raw, user_id, pricing_billable, pricing_model,
+              pricing_type, pricing_category, conversation_id, conversation_origin,
+              error_details, failed_action, retry_after_s, body)
+    WHERE u.body IN (SELECT body FROM fresh)
+    RETURNING 1
+),
+counted AS (SELECT count(*) AS n FROM stored)
+SELECT n, ARRAY(SELECT body FROM fresh) AS fresh,
+       CASE WHEN n > 0 THEN pg_notify($10, n::text) END AS notified
+FROM counted;
+
 -- name: prune_webhook_digests
 -- Up to $2 digests older than the replay window ($1 seconds), deleted; rows another pruner
 -- holds are skipped. Returns how many.
