@@ -156,9 +156,7 @@ async def store_receipt_bodies(
     assert row is not None
     fresh = set(row["fresh"])
     return [
-        StoreResult(len(body_rows), False)
-        if n in fresh
-        else StoreResult(0, digest is not None)
+        StoreResult(len(body_rows), False) if n in fresh else StoreResult(0, digest is not None)
         for n, (body_rows, digest) in enumerate(bodies, 1)
     ]
 
