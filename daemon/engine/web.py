@@ -30,7 +30,6 @@ from aiohttp import web
 from daemon.config import Config
 from daemon.core.optout import OptOutRules
 from daemon.core.throttle import LogThrottle
-from daemon.db import receipts_store as store
 from daemon.db.pool import BLOCKED_WRITE_ERRORS, CONNECTION_ERRORS
 from daemon.db.sql import query
 from daemon.engine.bodies import Body, BodyBudget, BodyRefused, read_body
