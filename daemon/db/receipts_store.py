@@ -220,8 +220,9 @@ async def reconcile_batch(
         ids = [r["id"] for r in await conn.fetch(query("due_receipt_ids"), batch_size)]
         if not ids:
             return ReconcileResult()
-        # migration 0012: a status of another business number than its campaign's: orphan
-        foreign = await identity_store.orphan_foreign_number_receipts(conn, ids)
+        # One statement matches, checks the business number (migration 0012: a status of
+        # another number than its campaign's is an orphan), applies, keeps the user id on
+        # the contact, and marks the receipts.
         row = await conn.fetchrow(
             query("reconcile_receipts"),
             ids,
@@ -235,31 +236,20 @@ async def reconcile_batch(
         assert row is not None
         retry = await conn.fetchrow(query("retry_failed_contacts"), ids, max_attempts)
         assert retry is not None
-        await identity_store.fill_contact_user_ids(conn, ids)
+        if row["stale_user_ids"]:  # statuses of an earlier attempt: not in the statement
+            await identity_store.fill_contact_user_ids(conn, ids)
     orphans: list[dict[str, Any]] = row["orphans"]
     return ReconcileResult(
-        picked=row["picked"] + len(foreign),
+        picked=row["picked"],
         applied=row["applied"],
         duplicate=row["duplicate"],
         unmatched=row["unmatched"],
         busy=row["busy"],
-        orphaned=row["orphaned"] + len(foreign),
+        orphaned=row["orphaned"],
         contacts_changed=row["contacts_changed"],
         suppressed=row["suppressed"],
         retried=retry["retried"],
-        orphans=[OrphanReceipt(**o) for o in orphans]
-        + [
-            OrphanReceipt(
-                f.id,
-                f.wamid,
-                f.status,
-                f.recipient_id,
-                f.callback_data,
-                f.received_at,
-                f.orphan_reason,
-            )
-            for f in foreign
-        ],
+        orphans=[OrphanReceipt(**o) for o in orphans],
     )
 
 

@@ -143,7 +143,7 @@ WITH picked AS (
     -- Still pending and due is checked after the lock, in decoded: in this WHERE clause the
     -- planner would estimate it from the statistics again (see due_receipt_ids).
     SELECT id, wamid, status, coalesce(status_at, received_at) AS at, received_at,
-           recipient_id, callback_data, error_code, error_title,
+           recipient_id, callback_data, error_code, error_title, phone_number_id, user_id,
            processing_state = 'pending' AND next_try_at <= now() AS due
     FROM status_receipts
     WHERE id = ANY($1::bigint[])
@@ -156,21 +156,23 @@ decoded AS (
     FROM picked p
     WHERE p.due
 ),
-matched AS (
+probed AS (
     SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
-           d.error_code, d.error_title,
+           d.error_code, d.error_title, d.phone_number_id, d.user_id,
            coalesce(w.id, k.id, pw.id) AS contact_id,
            w.id IS NULL AND k.id IS NOT NULL AS by_callback,
            -- a status of an attempt a failed status sent back to be retried (migration
            -- 0011): matched, but it changes nothing (the contact is on its next attempt)
-           pw.id IS NOT NULL AS stale
+           pw.id IS NOT NULL AS stale,
+           n.id AS campaign_id, n.phone_number_id AS campaign_number
     FROM decoded d
     -- LATERAL ... LIMIT 1: one index probe per receipt, whatever the table sizes.
     LEFT JOIN LATERAL (
-        SELECT c.id FROM contacts c WHERE c.wamid = d.wamid AND c.wamid IS NOT NULL LIMIT 1
+        SELECT c.id, c.campaign_id FROM contacts c
+        WHERE c.wamid = d.wamid AND c.wamid IS NOT NULL LIMIT 1
     ) w ON true
     LEFT JOIN LATERAL (
-        SELECT c.id FROM contacts c
+        SELECT c.id, c.campaign_id FROM contacts c
         WHERE w.id IS NULL AND d.cb IS NOT NULL
           AND c.id = d.cb[3]::bigint
           AND c.campaign_id = d.cb[2]::bigint
@@ -179,13 +181,32 @@ matched AS (
         LIMIT 1
     ) k ON true
     LEFT JOIN LATERAL (
-        SELECT c.id FROM contacts c
+        SELECT c.id, c.campaign_id FROM contacts c
         WHERE w.id IS NULL AND k.id IS NULL AND c.prior_wamid = d.wamid
         LIMIT 1
     ) pw ON true
+    LEFT JOIN campaigns n ON n.id = coalesce(w.campaign_id, k.campaign_id, pw.campaign_id)
+),
+matched AS (
+    -- A status of another business number than its campaign's (migration 0012) is an orphan
+    -- with the reason, never applied: as if it matched no contact.
+    SELECT p.id, p.wamid, p.status, p.at, p.received_at, p.recipient_id, p.callback_data,
+           p.error_code, p.error_title, p.user_id,
+           CASE WHEN NOT f.foreign THEN p.contact_id END AS contact_id,
+           p.by_callback AND NOT f.foreign AS by_callback,
+           p.stale AND NOT f.foreign AS stale,
+           CASE WHEN f.foreign
+                THEN format('number_mismatch: phone_number_id %s is not the number of'
+                            ' campaign %s (%s)', p.phone_number_id, p.campaign_id,
+                            p.campaign_number)
+           END AS orphan_reason
+    FROM probed p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(p.phone_number_id <> p.campaign_number, false) AS foreign
+    ) f
 ),
 locked AS (
-    SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at
+    SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at, c.user_id
     FROM contacts c
     WHERE c.id = ANY(ARRAY(SELECT contact_id FROM matched WHERE contact_id IS NOT NULL))
     FOR UPDATE SKIP LOCKED
@@ -207,7 +228,10 @@ per_contact AS (
            (array_agg(m.wamid ORDER BY m.id)
                FILTER (WHERE m.by_callback
                        AND m.status IN ('sent', 'delivered', 'read', 'failed')))[1]
-               AS callback_wamid
+               AS callback_wamid,
+           -- the business-scoped user id (migration 0012): the latest status's
+           (array_agg(m.user_id ORDER BY m.id DESC) FILTER (WHERE m.user_id IS NOT NULL))[1]
+               AS user_id
     FROM matched m
     WHERE m.contact_id IS NOT NULL AND NOT m.stale
     GROUP BY m.contact_id
@@ -215,6 +239,7 @@ per_contact AS (
 ranked AS (
     SELECT pc.*, l.phone, l.state AS old_state, l.wamid AS old_wamid,
            l.sent_at AS old_sent_at, l.delivered_at AS old_delivered_at, l.read_at AS old_read_at,
+           l.user_id AS old_user_id,
            l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin', 'sent',
                        'successfully_submitted', 'delivered', 'read', 'delivery_failed')
                AS receptive,
@@ -259,7 +284,8 @@ settled AS (
                OR (o.old_delivered_at IS NULL AND coalesce(o.delivered_ts, o.read_ts) IS NOT NULL)
                OR (o.old_read_at IS NULL AND o.read_ts IS NOT NULL)
                OR (o.old_wamid IS NULL AND o.callback_wamid IS NOT NULL)
-           ) AS changes
+           ) AS changes,
+           o.user_id IS DISTINCT FROM o.old_user_id AND o.user_id IS NOT NULL AS new_user
     FROM outcome o
 ),
 dated AS (
@@ -282,30 +308,35 @@ dated AS (
     ) t
 ),
 updated AS (
+    -- A contact whose only change is its user id (a duplicate status carrying it) keeps all
+    -- else as it is: hence the CASE WHEN f.changes.
     UPDATE contacts c
     SET state = f.new_state,
-        sent_at = f.new_sent_at,
-        delivered_at = f.new_delivered_at,
-        read_at = coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
-                                           THEN greatest(f.read_ts, f.new_delivered_at) END),
+        sent_at = CASE WHEN f.changes THEN f.new_sent_at ELSE c.sent_at END,
+        delivered_at = CASE WHEN f.changes THEN f.new_delivered_at ELSE c.delivered_at END,
+        read_at = CASE WHEN NOT f.changes THEN c.read_at
+                       ELSE coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
+                                                     THEN greatest(f.read_ts, f.new_delivered_at)
+                                                END) END,
         failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, greatest(f.failed_ts, f.new_sent_at))
                          ELSE c.failed_at END,
         error_code = CASE WHEN f.fails THEN f.failed_code
                           WHEN f.resolved THEN NULL ELSE c.error_code END,
         error_title = CASE WHEN f.fails THEN f.failed_title
                            WHEN f.resolved THEN NULL ELSE c.error_title END,
-        wamid = CASE WHEN c.wamid IS NULL AND f.callback_wamid IS NOT NULL
+        wamid = CASE WHEN f.changes AND c.wamid IS NULL AND f.callback_wamid IS NOT NULL
                           AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.wamid = f.callback_wamid)
                      THEN f.callback_wamid ELSE c.wamid END,
         outcome_unknown = CASE WHEN f.resolved THEN false ELSE c.outcome_unknown END,
         next_attempt_at = CASE WHEN f.resolved THEN NULL ELSE c.next_attempt_at END,
         claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
         lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
-        updated_at = now()
+        user_id = CASE WHEN f.new_user THEN f.user_id ELSE c.user_id END,
+        updated_at = CASE WHEN f.changes THEN now() ELSE c.updated_at END
     FROM dated f
-    WHERE c.id = f.contact_id AND f.changes
-      AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes))
-    RETURNING c.id
+    WHERE c.id = f.contact_id AND (f.changes OR f.new_user)
+      AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes OR new_user))
+    RETURNING c.id, f.changes
 ),
 suppressed AS (
     INSERT INTO suppressions (phone, reason)
@@ -315,7 +346,9 @@ suppressed AS (
 ),
 verdicts AS (
     SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
+           m.orphan_reason, m.stale AND m.user_id IS NOT NULL AS stale_user_id,
            CASE
+               WHEN m.orphan_reason IS NOT NULL THEN 'orphan'
                WHEN m.contact_id IS NULL THEN
                    CASE WHEN m.received_at < now() - make_interval(secs => $4)
                         THEN 'orphan' ELSE 'pending' END
@@ -344,6 +377,7 @@ marked AS (
     SET processing_state = CASE WHEN v.verdict = 'busy' THEN 'pending' ELSE v.verdict END,
         contact_id = v.contact_id,
         processed_at = CASE WHEN v.verdict IN ('pending', 'busy') THEN NULL ELSE now() END,
+        orphan_reason = coalesce(v.orphan_reason, s.orphan_reason),
         next_try_at = CASE
             WHEN v.verdict = 'pending'
                 THEN now() + least(greatest((now() - s.received_at) * $5::float8,
@@ -361,12 +395,14 @@ SELECT count(*) AS picked,
        count(*) FILTER (WHERE verdict = 'pending') AS unmatched,
        count(*) FILTER (WHERE verdict = 'busy') AS busy,
        count(*) FILTER (WHERE verdict = 'orphan') AS orphaned,
-       (SELECT count(*) FROM updated) AS contacts_changed,
+       (SELECT count(*) FROM updated WHERE changes) AS contacts_changed,
+       count(*) FILTER (WHERE stale_user_id) AS stale_user_ids,
        (SELECT count(*) FROM suppressed) AS suppressed,
        (SELECT count(*) FROM marked) AS marked,
        coalesce(json_agg(json_build_object(
            'id', id, 'wamid', wamid, 'status', status, 'recipient_id', recipient_id,
-           'callback_data', callback_data, 'received_at', received_at))
+           'callback_data', callback_data, 'received_at', received_at,
+           'reason', orphan_reason))
            FILTER (WHERE verdict = 'orphan'), '[]') AS orphans
 FROM verdicts;
 
