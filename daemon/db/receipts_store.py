@@ -161,6 +161,76 @@ async def store_receipt_bodies(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one group of bodies did: each body's StoreResult, and the statuses by verdict."""
+
+    bodies: list[StoreResult]
+    applied: int = 0
+    duplicate: int = 0
+    pending: int = 0  # no contact yet, or its contact busy: for the reconciler
+    contacts_changed: int = 0
+    suppressed: int = 0
+    retried: int = 0
+    orphans: list[OrphanReceipt] = field(default_factory=list)
+
+
+async def ingest_receipts(
+    conn: asyncpg.Connection,
+    bodies: Sequence[tuple[Sequence[ReceiptRow], bytes | None]],
+    *,
+    replay_window_s: float = REPLAY_WINDOW_S,
+    orphan_after_s: float = 3600.0,
+    suppress_codes: Collection[int] = SUPPRESS_CODES,
+    max_attempts: int = 5,
+) -> IngestResult:
+    """The rows of several bodies stored and applied to their contacts in one statement
+    (replays as `store_receipt_bodies`); what cannot be applied yet is stored pending, with a
+    NOTIFY for the reconcilers. One transaction with the failed statuses' retries."""
+    rows = [r for body_rows, _ in bodies for r in body_rows]
+    numbers = [n for n, (body_rows, _) in enumerate(bodies, 1) for _ in body_rows]
+    columns = _columns(rows)
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            query("ingest_receipts"),
+            *columns[:9],
+            RECEIPTS_CHANNEL,
+            [digest for _, digest in bodies],
+            replay_window_s,
+            *columns[9:],
+            numbers,
+            sorted(suppress_codes),
+            SUPPRESS_REASON,
+            orphan_after_s,
+            BACKOFF_MIN_S,
+        )
+        assert row is not None
+        retried = 0
+        if row["failed_ids"]:
+            retry = await conn.fetchrow(
+                query("retry_failed_contacts"), row["failed_ids"], max_attempts
+            )
+            assert retry is not None
+            retried = retry["retried"]
+        if row["stale_user_ids"]:
+            await identity_store.fill_contact_user_ids(conn, row["stale_user_ids"])
+    fresh = set(row["fresh"])
+    orphans: list[dict[str, Any]] = row["orphans"]
+    return IngestResult(
+        bodies=[
+            StoreResult(len(body_rows), False) if n in fresh else StoreResult(0, digest is not None)
+            for n, (body_rows, digest) in enumerate(bodies, 1)
+        ],
+        applied=row["applied"],
+        duplicate=row["duplicate"],
+        pending=row["pending"],
+        contacts_changed=row["contacts_changed"],
+        suppressed=row["suppressed"],
+        retried=retried,
+        orphans=[OrphanReceipt(**o) for o in orphans],
+    )
+
+
 def _columns(rows: Sequence[ReceiptRow]) -> list[list[Any]]:
     """The statement's arrays: the nine status columns, then migration 0011's ten."""
     return [

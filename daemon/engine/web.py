@@ -118,7 +118,7 @@ def build_web_app(deps: WebDeps) -> web.Application:
     app[REJECTIONS_KEY] = LogThrottle(REJECTIONS_LOGGED_PER_S, 1.0)
     optout = deps.config.optout
     app[NUMBERS_KEY] = {}
-    app[GROUP_KEY] = GroupCommit(deps.pool, webhook.replay_window_s)
+    app[GROUP_KEY] = GroupCommit(deps.pool, webhook, max_attempts=deps.config.sender.max_attempts)
     app[RULES_KEY] = OptOutRules.from_config(optout.keywords, optout.payloads)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
