@@ -191,6 +191,7 @@ async def ingest_receipts(
     numbers = [n for n, (body_rows, _) in enumerate(bodies, 1) for _ in body_rows]
     columns = _columns(rows)
     async with conn.transaction():
+        await conn.execute(query("custom_plans"))  # see ingest_receipts
         row = await conn.fetchrow(
             query("ingest_receipts"),
             *columns[:9],
