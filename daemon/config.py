@@ -126,6 +126,9 @@ class WebhookConfig:
     # A signed body seen again within this window (Meta retries for 7 days) is acknowledged
     # without being stored again.
     replay_window_s: float = 7 * 24 * 3600.0
+    # The webhook applies statuses to their contacts in the statement that stores them
+    # (engine/group_commit.py); off: it only stores them, pending, for the reconciler.
+    apply_on_ingest: bool = True
 
 
 @dataclass(frozen=True)

@@ -490,6 +490,43 @@ def test_receipts_run_applies_every_receipt_to_its_contact(
     assert sum(run["series"]["receipts_applied"]) == receipts["stored"]
 
 
+def test_compare_receipts_off_runs_both_systems_and_reports_what_a_receipt_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The harness's own embedded cluster: its PostgreSQL CPU is sampled and it preloads
+    # pg_stat_statements (a DATABASE_URL server need not give either).
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    code, report = _run(["--contacts", "2000", "--receipts", "--compare", "receipts-off"], tmp_path)
+    assert code == 0, render(report)
+    assert report["ok"] is True
+    assert list(report["runs"]) == ["wa-sender", "receipts-off"]
+    on, off = report["runs"]["wa-sender"], report["runs"]["receipts-off"]
+    for run in (on, off):
+        assert run["completed"] is True
+        assert run["throughput"]["accepted"] == 2000
+        assert run["invariants"]["duplicated_contacts"] == 0
+        assert run["invariants"]["non_final"] == 0
+        assert run["invariants"]["accepted_not_recorded"] == 0
+    assert on["receipts"]["enabled"] is True and on["receipts"]["stored"] >= 2000
+    assert on["invariants"]["receipts_pending"] == 0
+    assert on["states"].get("delivered", 0) + on["states"].get("read", 0) > 1000
+    assert off["states"] == {"sent": 2000}  # no status webhooks at all
+    ratio = report["ratios"]["receipts-off"]
+    assert ratio["sends_per_s"] > 0
+    for key in ("postgres", "sender", "mock"):
+        assert ratio[f"{key}_cpu_us_per_receipt"] is not None
+    assert ratio["wal_bytes_per_receipt"] is not None and ratio["wal_bytes_per_receipt"] > 0
+    postgres = on["postgres"]
+    assert postgres["wal_bytes"] > off["postgres"]["wal_bytes"]
+    assert postgres["cpu_us_per_receipt"] > 0 and postgres["wal_bytes_per_receipt"] > 0
+    by_statement = postgres["receipts"]["by_statement"]  # pg_stat_statements, per receipt
+    assert postgres["receipts"]["statement_us_per_receipt"] > 0
+    assert by_statement["ingest_receipts"]["calls"] > 0
+    assert by_statement["ingest_receipts"]["us_per_receipt"] > 0
+    out = capsys.readouterr().out
+    assert "wa-sender / receipts-off:" in out and "per stored receipt" in out
+
+
 @pytest.mark.slow
 def test_compare_runs_the_floor_and_pgqueuer_on_the_same_data_and_prints_ratios(
     on_test_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,170 @@
+"""The webhook's group commit: POSTs that arrive while a store statement runs are stored by one
+statement together, each answered only after that statement committed; a failure answers
+every POST it carried non-200 (Meta retries), and nothing is stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from daemon.db import receipts_store as store
+from daemon.db.pool import open_pool
+from daemon.engine.group_commit import GroupCommit
+from daemon.engine.web import GROUP_KEY, WebDeps, build_web_app, serve_web_app
+from daemon.whatsapp.signature import SIGNATURE_HEADER, sign
+from daemon.whatsapp.webhook import ReceiptRow
+from tests.test_webhook import SECRET, envelope, status, statuses_change, web_config
+
+
+def body_of(*wamids: str) -> bytes:
+    return json.dumps(envelope(statuses_change(*(status(w) for w in wamids)))).encode()
+
+
+async def post(session: aiohttp.ClientSession, url: str, body: bytes) -> int:
+    headers = {SIGNATURE_HEADER: sign(body, SECRET), "Content-Type": "application/json"}
+    async with session.post(url + "/webhook", data=body, headers=headers) as resp:
+        await resp.read()
+        return resp.status
+
+
+async def stored_wamids(conn: asyncpg.Connection) -> list[str]:
+    return [r["wamid"] for r in await conn.fetch("SELECT wamid FROM status_receipts ORDER BY id")]
+
+
+async def wait_for_blocked_insert(conn: asyncpg.Connection) -> int:
+    """The pid of the backend whose store statement waits on our lock."""
+    for _ in range(200):
+        pid = await conn.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() LIMIT 1"
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.02)
+    raise AssertionError("no store statement waits on the lock")
+
+
+async def test_posts_that_arrive_during_a_store_share_the_next_statement_and_wait_for_its_commit(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    blocker = await asyncpg.connect(db_dsn)
+    try:
+        async with open_pool(db_dsn, min_size=1, max_size=4) as pool:
+            app = build_web_app(WebDeps(web_config(), pool, asyncio.Event()))
+            group = app[GROUP_KEY]
+            async with (
+                serve_web_app(app, "127.0.0.1", 0) as url,
+                aiohttp.ClientSession() as session,
+            ):
+                tx = blocker.transaction()
+                await tx.start()
+                await blocker.execute("LOCK TABLE status_receipts IN EXCLUSIVE MODE")
+                first = asyncio.create_task(post(session, url, body_of("w.a1", "w.a2")))
+                await wait_for_blocked_insert(conn)
+                second = asyncio.create_task(post(session, url, body_of("w.b1")))
+                third = asyncio.create_task(post(session, url, body_of("w.c1", "w.c2")))
+                while len(group._waiting) < 2:  # both parsed and waiting for the next statement
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)
+                # Nothing is committed yet, so no POST has been answered.
+                assert not (first.done() or second.done() or third.done())
+                await tx.rollback()  # the lock goes: the first statement, then the second
+                assert await asyncio.gather(first, second, third) == [200, 200, 200]
+    finally:
+        await blocker.close()
+    assert sorted(await stored_wamids(conn)) == ["w.a1", "w.a2", "w.b1", "w.c1", "w.c2"]
+    # the first POST alone, then the two that waited, in one statement
+    assert (group.stats.statements, group.stats.bodies, group.stats.largest) == (2, 3, 2)
+
+
+async def test_a_failed_group_statement_answers_each_of_its_posts_503_and_a_retry_stores_once(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    blocker = await asyncpg.connect(db_dsn)
+    bodies = [body_of("w.x1"), body_of("w.y1", "w.y2"), body_of("w.z1")]
+    try:
+        async with open_pool(db_dsn, min_size=1, max_size=4) as pool:
+            app = build_web_app(WebDeps(web_config(), pool, asyncio.Event()))
+            group = app[GROUP_KEY]
+            async with (
+                serve_web_app(app, "127.0.0.1", 0) as url,
+                aiohttp.ClientSession() as session,
+            ):
+                tx = blocker.transaction()
+                await tx.start()
+                await blocker.execute("LOCK TABLE status_receipts IN EXCLUSIVE MODE")
+                first = asyncio.create_task(post(session, url, bodies[0]))
+                pid = await wait_for_blocked_insert(conn)
+                rest = [asyncio.create_task(post(session, url, b)) for b in bodies[1:]]
+                while len(group._waiting) < 2:
+                    await asyncio.sleep(0.01)
+                await conn.execute("SELECT pg_terminate_backend($1)", pid)  # the database "fails"
+                assert await first == 503
+                # the two that waited went together into the next statement: it fails too
+                while (next_pid := await wait_for_blocked_insert(conn)) == pid:
+                    await asyncio.sleep(0.02)
+                assert group._waiting == []
+                await conn.execute("SELECT pg_terminate_backend($1)", next_pid)
+                assert await asyncio.gather(*rest) == [503, 503]
+                await tx.rollback()
+                assert await stored_wamids(conn) == []
+                assert group.stats.statements == 0
+                # Meta delivers them again: stored, once each; another delivery is a replay.
+                assert await asyncio.gather(*(post(session, url, b) for b in bodies)) == [200] * 3
+                assert await post(session, url, bodies[1]) == 200
+    finally:
+        await blocker.close()
+    assert sorted(await stored_wamids(conn)) == ["w.x1", "w.y1", "w.y2", "w.z1"]
+
+
+async def test_the_database_down_answers_503_for_every_concurrent_post() -> None:
+    async with open_pool("postgresql://postgres@127.0.0.1:9/none", min_size=0, max_size=1) as pool:
+        app = build_web_app(WebDeps(web_config(), pool))
+        async with serve_web_app(app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as session:
+            statuses = await asyncio.gather(
+                *(post(session, url, body_of(f"w.down{i}")) for i in range(5))
+            )
+    assert statuses == [503] * 5
+
+
+def row(wamid: str, error_title: str | None = None) -> ReceiptRow:
+    raw: dict[str, Any] = {"id": wamid, "status": "delivered"}
+    return ReceiptRow(wamid, "delivered", None, None, "1000001", None, None, error_title, raw)
+
+
+async def test_one_body_with_the_same_digest_twice_in_a_group_is_stored_once(
+    conn: asyncpg.Connection,
+) -> None:
+    digest = hashlib.sha256(b"one body").digest()
+    results = await store.store_receipt_bodies(
+        conn, [([row("w.d1")], digest), ([row("w.other")], None), ([row("w.d1")], digest)]
+    )
+    assert results == [
+        store.StoreResult(1, False),
+        store.StoreResult(1, False),
+        store.StoreResult(0, True),
+    ]
+    again = await store.store_receipt_bodies(conn, [([row("w.d1")], digest)])
+    assert again == [store.StoreResult(0, True)]
+    assert await stored_wamids(conn) == ["w.d1", "w.other"]
+
+
+async def test_an_unstorable_body_fails_alone_and_its_group_is_stored(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    async with open_pool(db_dsn, min_size=1, max_size=2) as pool:
+        group = GroupCommit(pool)
+        outcomes = await asyncio.gather(
+            group.store([row("w.ok1")], None),
+            group.store([row("w.bad", error_title="a\u0000b")], None),
+            group.store([row("w.ok2")], None),
+            return_exceptions=True,
+        )
+    assert outcomes[0] == store.StoreResult(1, False) and outcomes[2] == store.StoreResult(1, False)
+    assert isinstance(outcomes[1], asyncpg.DataError | UnicodeEncodeError)
+    assert sorted(await stored_wamids(conn)) == ["w.ok1", "w.ok2"]
