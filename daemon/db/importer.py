@@ -207,9 +207,7 @@ async def _load(
                 break
             copying = time.perf_counter()
             await conn.execute(query("import_staging_clear"))
-            await conn.copy_records_to_table(
-                "import_rows", records=chunk, columns=_STAGING_COLUMNS
-            )
+            await conn.copy_records_to_table("import_rows", records=chunk, columns=_STAGING_COLUMNS)
             del chunk
             clock["copy_s"] += time.perf_counter() - copying
             applying = asyncio.ensure_future(apply.fetch(campaign_id, write, block_us))

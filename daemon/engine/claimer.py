@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -38,6 +38,9 @@ from daemon.engine.workqueue import WorkQueue
 from daemon.logs import get_logger
 
 log = get_logger(__name__)
+
+CappedClaim = Callable[[asyncpg.Connection, int], Awaitable[list[store.ClaimedContact]]]
+"""A claim through the frequency caps (db.caps_store): connection, how many."""
 
 FINISH_CHECK_EVERY_S = 1.0
 QUEUE_S = 0.5
@@ -281,7 +284,6 @@ class Claimer:
         self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
     ) -> tuple[int, int]:
         lease_s = self._config.recovery.lease_s
-        daily_limit = self._config.limits.daily_unique_recipients
         after = self._claim_cursor.get(campaign.id, store.CURSOR_START)
         now = self._wall_clock()
         held = 0
@@ -311,46 +313,8 @@ class Claimer:
             return result.claimed
 
         async def claim() -> list[store.ClaimedContact] | None:
-            """The claim, under the messaging limit when one is set (None: the limit is
-            reached and the campaign held)."""
-            if daily_limit > 0:
-                at = time.monotonic()
-                backfill = (
-                    self._backfilled_at is None
-                    or at - self._backfilled_at >= LIMIT_BACKFILL_EVERY_S
-                )
-                claimed, quota, oldest = await store.claim_within_limit(
-                    conn,
-                    campaign.id,
-                    self._daemon_id,
-                    lease_s,
-                    limit,
-                    daily_limit,
-                    after,
-                    now,
-                    backfill=backfill,
-                    claim=claim_capped if capped else None,
-                )
-                if backfill:
-                    self._backfilled_at = at
-                if not claimed and quota <= 0:
-                    frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
-                    reason = (
-                        f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
-                        f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
-                    )
-                    await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
-                    log.warning(
-                        "messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit
-                    )
-                    return None
-            elif capped:
-                claimed = await claim_capped(conn, limit)
-            else:
-                claimed = await store.claim_contacts(
-                    conn, campaign.id, self._daemon_id, lease_s, limit, after, now
-                )
-            return claimed
+            capped_claim = claim_capped if capped else None
+            return await self._claim_limited(conn, campaign, limit, after, now, capped_claim)
 
         if campaign.budget is None:
             found = await claim()
@@ -383,6 +347,55 @@ class Claimer:
             self.claimed += len(claimed)
             log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
         return len(claimed), held
+
+    async def _claim_limited(
+        self,
+        conn: asyncpg.Connection,
+        campaign: Campaign,
+        limit: int,
+        after: store.ClaimCursor,
+        now: datetime,
+        claim_capped: CappedClaim | None,
+    ) -> list[store.ClaimedContact] | None:
+        """The claim, through the frequency caps when they apply and under the messaging limit
+        when one is set (None: the limit is reached and the campaign held)."""
+        lease_s = self._config.recovery.lease_s
+        daily_limit = self._config.limits.daily_unique_recipients
+        if daily_limit > 0:
+            at = time.monotonic()
+            backfill = (
+                self._backfilled_at is None or at - self._backfilled_at >= LIMIT_BACKFILL_EVERY_S
+            )
+            claimed, quota, oldest = await store.claim_within_limit(
+                conn,
+                campaign.id,
+                self._daemon_id,
+                lease_s,
+                limit,
+                daily_limit,
+                after,
+                now,
+                backfill=backfill,
+                claim=claim_capped,
+            )
+            if backfill:
+                self._backfilled_at = at
+            if not claimed and quota <= 0:
+                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
+                reason = (
+                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
+                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
+                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
+                return None
+        elif claim_capped is not None:
+            claimed = await claim_capped(conn, limit)
+        else:
+            claimed = await store.claim_contacts(
+                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
+            )
+        return claimed
 
     async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
         now = time.monotonic()
