@@ -163,6 +163,40 @@ def test_duplicates_are_explained_only_by_an_unknown_outcome() -> None:
     }
 
 
+def test_with_the_attempt_history_a_duplicate_is_explained_by_the_daemon_not_knowing() -> None:
+    accepted = [
+        _accepted(2, 1, "w2a", 10.0),  # declared unknown (lease recovery), resent: explained
+        _accepted(2, 2, "w2b", 45.0),
+        _accepted(3, 1, "w3a", 10.0),  # recorded as sent, resent anyway: a bug
+        _accepted(3, 2, "w3b", 20.0),
+        _accepted(4, 1, "w4a", 10.0),  # nothing recorded for attempt 1 (killed): explained
+        _accepted(4, 2, "w4b", 45.0),
+        _accepted(6, 1, "w6a", 10.0),  # unknown, resent after the grace; then a late receipt
+        _accepted(6, 2, "w6b", 45.0),  # recorded w6a: the heuristic called this a bug
+    ]
+    recorded = {2: "w2b", 3: "w3a", 4: "w4b", 6: "w6a"}
+    knowledge = {
+        (2, 1): (True, False),
+        (2, 2): (False, True),
+        (3, 1): (False, True),
+        (3, 2): (False, True),
+        (4, 2): (False, True),
+        (6, 1): (True, False),
+    }
+    examples: list[dict[str, object]] = []
+    figures = duplicates(accepted, recorded, [], knowledge, examples=examples, t0=5.0)
+    assert figures["duplicated_contacts"] == 4
+    assert figures["explained_by_unknown_outcome"] == 3
+    assert figures["unexplained"] == 1
+    assert [e["contact_id"] for e in examples] == [3]
+    assert examples[0]["copies"] == [
+        {"attempt": 1, "at_s": 5.0, "wamid": "w3a"},
+        {"attempt": 2, "at_s": 15.0, "wamid": "w3b"},
+    ]
+    # Without the history the late receipt's case reads as unexplained.
+    assert duplicates(accepted, recorded, [])["unexplained"] == 2
+
+
 def test_result_consistency_finds_lost_and_phantom_results() -> None:
     accepted = [_accepted(1, 1, "w1", 1.0), _accepted(2, 1, "w2", 1.0)]
     rows = ContactRows(
