@@ -95,7 +95,9 @@ class InboundResult:
 async def apply_inbound(conn: asyncpg.Connection, limit: int) -> InboundResult:
     """Apply up to `limit` stored inbound messages: matched to their campaign message; opt-outs
     on the suppression list and the phone's pending contacts stopped, in one statement."""
-    row = await conn.fetchrow(query("apply_inbound"), limit)
+    async with conn.transaction():
+        await conn.execute(query("inbound_apply_settings"))
+        row = await conn.fetchrow(query("apply_inbound"), limit)
     assert row is not None
     return InboundResult(
         row["applied"], row["opt_outs"], row["suppressed"], row["contacts_stopped"]

@@ -42,10 +42,17 @@ matched AS (
         WHERE p.context_wamid IS NOT NULL AND c.wamid = p.context_wamid LIMIT 1
     ) ctx ON true
     LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM campaigns k JOIN contacts c ON c.campaign_id = k.id
-        WHERE ctx.id IS NULL AND k.state <> 'draft' AND c.phone = p.phone
-          AND c.sent_at IS NOT NULL
-        ORDER BY c.sent_at DESC LIMIT 1
+        -- One probe per campaign on the partial unique index contacts_campaign_phone_live
+        -- (campaign first: the LIMIT keeps the planner from one scan of the whole index).
+        SELECT l.id, l.campaign_id FROM campaigns k
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.campaign_id, c.sent_at FROM contacts c
+            WHERE c.campaign_id = k.id AND c.phone = p.phone
+              AND c.state NOT IN ('invalid_record', 'removed')
+            LIMIT 1
+        ) l
+        WHERE ctx.id IS NULL AND k.state <> 'draft' AND l.sent_at IS NOT NULL
+        ORDER BY l.sent_at DESC LIMIT 1
     ) last ON true
 ),
 marked AS (
@@ -57,7 +64,8 @@ marked AS (
     RETURNING i.id
 ),
 opted AS (
-    SELECT DISTINCT ON (p.phone) p.phone, p.user_id, coalesce(p.opt_out_reason, 'opt-out') AS reason
+    SELECT DISTINCT ON (p.phone) p.phone, p.user_id,
+           coalesce(p.opt_out_reason, 'opt-out') AS reason
     FROM pending p
     WHERE p.opt_out
     ORDER BY p.phone, p.sent_at
@@ -71,28 +79,51 @@ suppressed AS (
         WHERE x.scope <> 'all'
     RETURNING phone
 ),
+live AS MATERIALIZED (
+    -- The live contacts of the phones this batch names, in every campaign: one probe per
+    -- campaign and phone on contacts_campaign_phone_live.
+    SELECT l.id, l.phone, l.state, l.user_id
+    FROM (SELECT DISTINCT phone FROM pending) ph
+    CROSS JOIN campaigns k
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.phone, c.state, c.user_id FROM contacts c
+        WHERE c.campaign_id = k.id AND c.phone = ph.phone
+          AND c.state NOT IN ('invalid_record', 'removed')
+        LIMIT 1
+    ) l
+),
 stopped AS (
     UPDATE contacts c
     SET state = 'sending_failed', error_code = NULL, error_title = 'opted out: ' || o.reason,
         failed_at = now(), next_attempt_at = NULL, updated_at = now(),
         user_id = coalesce(o.user_id, c.user_id)
-    FROM campaigns k, opted o
-    WHERE c.campaign_id = k.id AND c.phone = o.phone
+    FROM live l, opted o
+    WHERE c.id = l.id AND l.phone = o.phone
       AND c.state IN ('initial', 'retry_scheduled')
     RETURNING c.id
 ),
-identified AS (
+to_identify AS (
     -- The sender's business-scoped user id (migration 0012) on its contacts in every campaign
-    -- that lack it (the contacts stopped above get it there: a row is updated once per
-    -- statement; the reconciler fills it from statuses too).
-    UPDATE contacts c
-    SET user_id = u.user_id
-    FROM campaigns k,
-         (SELECT DISTINCT ON (phone) phone, user_id FROM pending
+    -- (the contacts stopped above get it there: a row is updated once per statement). A
+    -- contact locked meanwhile (the reconciler applying its status, which fills the user id
+    -- from statuses too) is skipped, not waited for: a reply must not queue behind receipts.
+    SELECT c.id, u.user_id
+    FROM (SELECT DISTINCT ON (phone) phone, user_id FROM pending
           WHERE user_id IS NOT NULL ORDER BY phone) u
-    WHERE c.campaign_id = k.id AND c.phone = u.phone AND c.user_id IS DISTINCT FROM u.user_id
-      AND NOT (c.state IN ('initial', 'retry_scheduled')
-               AND c.phone IN (SELECT phone FROM opted))
+    JOIN live l ON l.phone = u.phone
+    CROSS JOIN LATERAL (
+        SELECT c.id FROM contacts c
+        WHERE c.id = l.id AND c.user_id IS DISTINCT FROM u.user_id
+          AND NOT (c.state IN ('initial', 'retry_scheduled')
+                   AND c.phone IN (SELECT phone FROM opted))
+        FOR UPDATE SKIP LOCKED
+    ) c
+),
+identified AS (
+    UPDATE contacts c
+    SET user_id = t.user_id
+    FROM to_identify t
+    WHERE c.id = t.id
     RETURNING c.id
 )
 SELECT (SELECT count(*) FROM marked) AS applied,
@@ -107,6 +138,12 @@ SELECT (SELECT count(*) FROM marked) AS applied,
                          ELSE '{"scope": "all", "phones": null}' END)
         FROM (SELECT json_build_object('scope', 'all', 'phones', json_agg(phone))::text AS p
               FROM opted HAVING count(*) > 0) n) IS NULL AS notified;
+
+-- name: inbound_apply_settings
+-- For the rest of apply_inbound's transaction: no JIT. Its estimates (every campaign times
+-- every phone of the batch) pass jit_above_cost, and compiling the plan cost 0.2-2 s a call
+-- for a statement that runs in milliseconds.
+SET LOCAL jit = off;
 
 -- name: inbound_pending
 -- Whether a stored inbound message waits to be applied (engine.inbound's fallback look).
