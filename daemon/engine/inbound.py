@@ -81,6 +81,9 @@ class InboundApplier:
             except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
                 log.warning("inbound_apply_failed", error=repr(exc))
                 await asyncio.sleep(FAILURE_PAUSE_S)
+            except Exception as exc:  # a bug: keep applying (the rows stay pending)
+                log.error("inbound_applier_failed", error=repr(exc))
+                await asyncio.sleep(FAILURE_PAUSE_S)
 
 
 INBOUND_KEY: Final = web.AppKey("wa_sender_inbound_applier", InboundApplier)
