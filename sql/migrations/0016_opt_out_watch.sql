@@ -17,3 +17,10 @@ ALTER TABLE inbound_messages
     ADD COLUMN opt_out_reason text;
 ALTER TABLE inbound_messages ALTER COLUMN applied SET DEFAULT false;
 CREATE INDEX inbound_messages_pending ON inbound_messages (id) WHERE NOT applied;
+
+-- The contact a reply answers is kept without a foreign key: checking one takes a KEY SHARE
+-- lock on that contact, which waits for (and makes the reconciler skip) the FOR UPDATE the
+-- reconciler holds while it applies the statuses of the same message — replies and their
+-- message's statuses arrive together. Contacts are deleted only with a draft campaign, which
+-- sent nothing to be answered; GDPR forget deletes the person's inbound messages itself.
+ALTER TABLE inbound_messages DROP CONSTRAINT IF EXISTS inbound_messages_contact_id_fkey;
