@@ -139,3 +139,31 @@ def test_notification_payloads() -> None:
     assert parse_payload('{"scope": "all", "phones": null}') == (None, False)  # read the list
     assert parse_payload("not json") == (None, False)
     assert parse_payload('{"phones": [1]}') == (None, False)
+
+
+async def test_the_mock_posts_a_stop_on_demand(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    campaign = await campaign_with_contacts(conn, tmp_path, 3, phone_number_id=NUMBER)
+    receipts = ReceiptConfig(failed_rate=0.0, duplicate_rate=0.0)
+    async with harness(db_dsn, receipts=receipts) as h:
+        control = h.mock.base_url + "/_control/inbound"
+        body = {"wa_id": phone(2), "text": "Stopp", "phone_number_id": NUMBER}
+
+        async def posted() -> bool:  # 0 until the daemon's webhook listens
+            async with h.session.post(control, json=body) as resp:
+                assert resp.status == 200
+                return bool((await resp.json())["webhook_status"] == 200)
+
+        await until(posted, timeout_s=10, every_s=0.1)
+
+        async def suppressed() -> bool:
+            return bool(
+                await conn.fetchval("SELECT count(*) FROM suppressions WHERE phone = $1", phone(2))
+            )
+
+        await until(suppressed, timeout_s=5)
+        await change_campaign_state(conn, campaign, CampaignCommand.START)
+        await wait_final(conn, campaign)
+        assert h.sent_to(phone(2)) == 0 and h.sent_to(phone(1)) == 1
+    assert (await _state(conn, campaign, phone(2)))[0] == "sending_failed"

@@ -57,25 +57,15 @@ class Inbound(Protocol):
         """As received."""
 
 
-@dataclass(frozen=True, slots=True)
-class InboundResult:
-    """What storing one POST's inbound messages did."""
-
-    stored: int
-    opt_outs: int
-    suppressed: int
-    contacts_stopped: int
-
-
-async def record_inbound(
+async def store_inbound(
     conn: asyncpg.Connection, messages: Sequence[Inbound], opt_out_reasons: Sequence[str | None]
-) -> InboundResult:
-    """Store the messages once each; those with a reason are opt-outs, applied in the same
-    statement (suppression list, pending contacts of the phone in every campaign)."""
+) -> int:
+    """Store the messages once each (those with a reason are opt-outs), to be applied by
+    `apply_inbound`; how many were new."""
     if not messages:
-        return InboundResult(0, 0, 0, 0)
-    row = await conn.fetchrow(
-        query("record_inbound"),
+        return 0
+    stored: int = await conn.fetchval(
+        query("store_inbound"),
         [m.wamid for m in messages],
         [m.phone for m in messages],
         [m.user_id for m in messages],
@@ -87,10 +77,36 @@ async def record_inbound(
         [m.context_wamid for m in messages],
         [r is not None for r in opt_out_reasons],
         [m.raw for m in messages],
-        [r or "" for r in opt_out_reasons],
+        opt_out_reasons,
     )
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What applying a batch of stored inbound messages did."""
+
+    applied: int
+    opt_outs: int
+    suppressed: int
+    contacts_stopped: int
+
+
+async def apply_inbound(conn: asyncpg.Connection, limit: int) -> InboundResult:
+    """Apply up to `limit` stored inbound messages: matched to their campaign message; opt-outs
+    on the suppression list and the phone's pending contacts stopped, in one statement."""
+    async with conn.transaction():
+        await conn.execute(query("inbound_apply_settings"))
+        row = await conn.fetchrow(query("apply_inbound"), limit)
     assert row is not None
-    return InboundResult(row["stored"], row["opt_outs"], row["suppressed"], row["contacts_stopped"])
+    return InboundResult(
+        row["applied"], row["opt_outs"], row["suppressed"], row["contacts_stopped"]
+    )
+
+
+async def inbound_pending(conn: asyncpg.Connection) -> bool:
+    """Whether a stored inbound message waits to be applied."""
+    return bool(await conn.fetchval(query("inbound_pending")))
 
 
 async def marketing_stop(

@@ -1,7 +1,8 @@
-"""The webhook's other fields applied: inbound messages and opt-outs, marketing preferences,
-template and number health (the parsing is `whatsapp/webhook.py`, the SQL
-`sql/queries/listening.sql`). Called by the webhook handler inside its store deadline; every
-operation is idempotent, so a POST Meta delivers again changes nothing more."""
+"""The webhook's other fields applied: inbound messages and opt-outs (stored here, applied by
+`engine.inbound`), marketing preferences, template and number health (the parsing is
+`whatsapp/webhook.py`, the SQL `sql/queries/listening.sql`). Called by the webhook handler
+inside its store deadline; every operation is idempotent, so a POST Meta delivers again changes
+nothing more."""
 
 from __future__ import annotations
 
@@ -67,21 +68,12 @@ async def apply_listening(
     if parsed.numbers_seen:
         await store.numbers_seen(conn, parsed.numbers_seen)
     if parsed.inbound:
+        # Stored here, applied right after in batches (engine.inbound, woken by the handler).
         reasons = [opt_out_reason(m, rules) for m in parsed.inbound]
-        result = await store.record_inbound(conn, parsed.inbound, reasons)
-        stats.inbound += result.stored
-        stats.opt_outs += result.opt_outs
-        stats.contacts_stopped += result.contacts_stopped
+        stats.inbound += await store.store_inbound(conn, parsed.inbound, reasons)
         for message, reason in zip(parsed.inbound, reasons, strict=True):
             if reason is not None:
                 log.info("opt_out_received", phone=mask_phone(message.phone), reason=reason)
-        if result.opt_outs:
-            log.info(
-                "opt_outs_applied",
-                opt_outs=result.opt_outs,
-                suppressed=result.suppressed,
-                contacts_stopped=result.contacts_stopped,
-            )
     for preference in sorted(parsed.preferences, key=lambda p: p.at or _EPOCH):
         stats.preferences += 1
         if preference.value == "stop":

@@ -34,6 +34,7 @@ from daemon.db.pool import BLOCKED_WRITE_ERRORS, CONNECTION_ERRORS
 from daemon.db.sql import query
 from daemon.engine.bodies import Body, BodyBudget, BodyRefused, read_body
 from daemon.engine.group_commit import GroupCommit
+from daemon.engine.inbound import INBOUND_KEY, InboundApplier, running_applier
 from daemon.engine.ingress import (
     READ_BUFFER_BYTES,
     ConnectionStats,
@@ -125,6 +126,8 @@ def build_web_app(deps: WebDeps) -> web.Application:
     if deps.config.webhook.enabled:
         app.router.add_get(deps.config.webhook.path, verify_subscription)
         app.router.add_post(deps.config.webhook.path, receive_statuses)
+        app[INBOUND_KEY] = InboundApplier(deps.pool, stats.listening)
+        app.cleanup_ctx.append(running_applier)
     for install in deps.extra_routes:
         install(app)
     return app
@@ -339,16 +342,20 @@ async def _store(request: web.Request, body: Body) -> web.Response:
 
     try:
         async with asyncio.timeout(STORE_TIMEOUT_S):
+            new_numbers = bool(parsed.numbers_seen) and _new_numbers(request, parsed)
             if (
                 parsed.inbound
                 or parsed.preferences
                 or parsed.template_events
-                or (parsed.number_events or (parsed.numbers_seen and _new_numbers(request, parsed)))
+                or parsed.number_events
+                or new_numbers
             ):
                 async with deps.pool.acquire() as conn, conn.transaction():
                     await apply_listening(
                         conn, parsed, deps.config, request.app[RULES_KEY], stats.listening
                     )
+                if parsed.inbound:
+                    request.app[INBOUND_KEY].wake()
             if not parsed.receipts:
                 return web.Response(text="ok")
             # Grouped with the POSTs that wait meanwhile; returns once committed.

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from daemon.db.listening_store import inbound_pending
 from daemon.db.receipts_store import pending_receipt_count
 from daemon.db.sql import query
 from daemon.loadtest import pgstats, results
@@ -372,6 +373,8 @@ async def _pending(conn: asyncpg.Connection, campaign_ids: Sequence[int], receip
     left: int = await conn.fetchval(query("loadtest_pending_contacts"), campaign_ids)
     if receipts and left == 0:
         left = await pending_receipt_count(conn)
+    if receipts and left == 0 and await inbound_pending(conn):
+        left = 1  # replies stored, not applied yet (engine.inbound): the opt-outs not final
     return left
 
 

@@ -1,50 +1,74 @@
 -- What WhatsApp tells a sender besides statuses: inbound messages and opt-outs, marketing
 -- preferences, template and number health (daemon/db/listening_store.py).
 
--- name: record_inbound
--- One POST's inbound messages, stored once (a redelivery changes nothing), each matched to
--- the campaign message it answers: context.id = our wamid, else the phone's last message
--- sent (one probe per campaign on contacts_campaign_phone_live). Opt-outs ($10 true, $12 why)
--- put the phone on the suppression list (source inbound, scope all) and, in the same
--- statement, every pending contact of that phone in every campaign (initial,
--- retry_scheduled) becomes sending_failed with error_title 'opted out: ...': nothing was
--- sent, nothing will be, and the reason shows in status, exports and errors_by_code.
-WITH incoming AS (
+-- name: store_inbound
+-- One POST's inbound messages, stored once (a redelivery changes nothing), in the webhook
+-- request: one plain INSERT, no contact touched (apply_inbound does the rest, right after,
+-- in batches). $10 opt-out, $12 why (engine.listening.opt_out_reason). How many were new.
+WITH stored AS (
+    INSERT INTO inbound_messages (wamid, phone, user_id, phone_number_id, type, body, payload,
+                                  sent_at, context_wamid, opt_out, raw, opt_out_reason)
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::bool[],
                          $11::jsonb[], $12::text[])
-        AS i(wamid, phone, user_id, phone_number_id, type, body, payload, sent_at,
-             context_wamid, opt_out, raw, reason)
+    ON CONFLICT (wamid) DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) AS stored FROM stored;
+
+-- name: apply_inbound
+-- Up to $1 stored inbound messages not applied yet (any webhook's: SKIP LOCKED), each matched
+-- to the campaign message it answers: context.id = our wamid, else the phone's last message
+-- sent (one probe per campaign on contacts_campaign_phone_live). Opt-outs put the phone on
+-- the suppression list (source inbound, scope all) and, in the same statement, every pending
+-- contact of that phone in every campaign (initial, retry_scheduled) becomes sending_failed
+-- with error_title 'opted out: ...': nothing was sent, nothing will be, and the reason shows
+-- in status, exports and errors_by_code. Contacts already claimed by a daemon are dropped by
+-- it on the NOTIFY below (engine.optout_watch) and stopped by their release.
+WITH pending AS MATERIALIZED (
+    SELECT i.id, i.phone, i.user_id, i.sent_at, i.context_wamid, i.opt_out, i.opt_out_reason
+    FROM inbound_messages i
+    WHERE NOT i.applied
+    ORDER BY i.id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
 ),
 matched AS (
-    SELECT i.*, coalesce(ctx.id, last.id) AS contact_id,
+    SELECT p.id, coalesce(ctx.id, last.id) AS contact_id,
            coalesce(ctx.campaign_id, last.campaign_id) AS campaign_id
-    FROM incoming i
+    FROM pending p
     LEFT JOIN LATERAL (
         SELECT c.id, c.campaign_id FROM contacts c
-        WHERE i.context_wamid IS NOT NULL AND c.wamid = i.context_wamid LIMIT 1
+        WHERE p.context_wamid IS NOT NULL AND c.wamid = p.context_wamid LIMIT 1
     ) ctx ON true
     LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM campaigns k JOIN contacts c ON c.campaign_id = k.id
-        WHERE ctx.id IS NULL AND k.state <> 'draft' AND c.phone = i.phone
-          AND c.sent_at IS NOT NULL
-        ORDER BY c.sent_at DESC LIMIT 1
+        -- One probe per campaign on the partial unique index contacts_campaign_phone_live
+        -- (campaign first: the LIMIT keeps the planner from one scan of the whole index).
+        SELECT l.id, l.campaign_id FROM campaigns k
+        CROSS JOIN LATERAL (
+            SELECT c.id, c.campaign_id, c.sent_at FROM contacts c
+            WHERE c.campaign_id = k.id AND c.phone = p.phone
+              AND c.state NOT IN ('invalid_record', 'removed')
+            LIMIT 1
+        ) l
+        WHERE ctx.id IS NULL AND k.state <> 'draft' AND l.sent_at IS NOT NULL
+        ORDER BY l.sent_at DESC LIMIT 1
     ) last ON true
 ),
-stored AS (
-    INSERT INTO inbound_messages (wamid, phone, user_id, phone_number_id, type, body, payload,
-                                  sent_at, context_wamid, campaign_id, contact_id, opt_out, raw)
-    SELECT wamid, phone, user_id, phone_number_id, type, body, payload, sent_at, context_wamid,
-           campaign_id, contact_id, opt_out, raw
-    FROM matched
-    ON CONFLICT (wamid) DO NOTHING
-    RETURNING wamid, phone, user_id, opt_out
+marked AS (
+    UPDATE inbound_messages i
+    SET applied = true, opt_out_reason = NULL, campaign_id = m.campaign_id,
+        contact_id = m.contact_id
+    FROM matched m
+    WHERE i.id = m.id
+    RETURNING i.id
 ),
 opted AS (
-    SELECT DISTINCT ON (s.phone) s.phone, s.user_id, m.reason
-    FROM stored s JOIN matched m ON m.wamid = s.wamid
-    WHERE s.opt_out
-    ORDER BY s.phone, m.sent_at
+    SELECT DISTINCT ON (p.phone) p.phone, p.user_id,
+           coalesce(p.opt_out_reason, 'opt-out') AS reason
+    FROM pending p
+    WHERE p.opt_out
+    ORDER BY p.phone, p.sent_at
 ),
 suppressed AS (
     INSERT INTO suppressions AS x (phone, reason, source, scope, user_id)
@@ -55,30 +79,54 @@ suppressed AS (
         WHERE x.scope <> 'all'
     RETURNING phone
 ),
+live AS MATERIALIZED (
+    -- The live contacts of the phones this batch names, in every campaign: one probe per
+    -- campaign and phone on contacts_campaign_phone_live.
+    SELECT l.id, l.phone, l.state, l.user_id
+    FROM (SELECT DISTINCT phone FROM pending) ph
+    CROSS JOIN campaigns k
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.phone, c.state, c.user_id FROM contacts c
+        WHERE c.campaign_id = k.id AND c.phone = ph.phone
+          AND c.state NOT IN ('invalid_record', 'removed')
+        LIMIT 1
+    ) l
+),
 stopped AS (
     UPDATE contacts c
     SET state = 'sending_failed', error_code = NULL, error_title = 'opted out: ' || o.reason,
         failed_at = now(), next_attempt_at = NULL, updated_at = now(),
         user_id = coalesce(o.user_id, c.user_id)
-    FROM campaigns k, opted o
-    WHERE c.campaign_id = k.id AND c.phone = o.phone
+    FROM live l, opted o
+    WHERE c.id = l.id AND l.phone = o.phone
       AND c.state IN ('initial', 'retry_scheduled')
     RETURNING c.id
 ),
-identified AS (
+to_identify AS (
     -- The sender's business-scoped user id (migration 0012) on its contacts in every campaign
-    -- (the contacts stopped above get it there: a row is updated once per statement).
-    UPDATE contacts c
-    SET user_id = u.user_id
-    FROM campaigns k,
-         (SELECT DISTINCT ON (phone) phone, user_id FROM stored
+    -- (the contacts stopped above get it there: a row is updated once per statement). A
+    -- contact locked meanwhile (the reconciler applying its status, which fills the user id
+    -- from statuses too) is skipped, not waited for: a reply must not queue behind receipts.
+    SELECT c.id, u.user_id
+    FROM (SELECT DISTINCT ON (phone) phone, user_id FROM pending
           WHERE user_id IS NOT NULL ORDER BY phone) u
-    WHERE c.campaign_id = k.id AND c.phone = u.phone AND c.user_id IS DISTINCT FROM u.user_id
-      AND NOT (c.state IN ('initial', 'retry_scheduled')
-               AND c.phone IN (SELECT phone FROM opted))
+    JOIN live l ON l.phone = u.phone
+    CROSS JOIN LATERAL (
+        SELECT c.id FROM contacts c
+        WHERE c.id = l.id AND c.user_id IS DISTINCT FROM u.user_id
+          AND NOT (c.state IN ('initial', 'retry_scheduled')
+                   AND c.phone IN (SELECT phone FROM opted))
+        FOR UPDATE SKIP LOCKED
+    ) c
+),
+identified AS (
+    UPDATE contacts c
+    SET user_id = t.user_id
+    FROM to_identify t
+    WHERE c.id = t.id
     RETURNING c.id
 )
-SELECT (SELECT count(*) FROM stored) AS stored,
+SELECT (SELECT count(*) FROM marked) AS applied,
        (SELECT count(*) FROM opted) AS opt_outs,
        (SELECT count(*) FROM suppressed) AS suppressed,
        (SELECT count(*) FROM stopped) AS contacts_stopped,
@@ -90,6 +138,16 @@ SELECT (SELECT count(*) FROM stored) AS stored,
                          ELSE '{"scope": "all", "phones": null}' END)
         FROM (SELECT json_build_object('scope', 'all', 'phones', json_agg(phone))::text AS p
               FROM opted HAVING count(*) > 0) n) IS NULL AS notified;
+
+-- name: inbound_apply_settings
+-- For the rest of apply_inbound's transaction: no JIT. Its estimates (every campaign times
+-- every phone of the batch) pass jit_above_cost, and compiling the plan cost 0.2-2 s a call
+-- for a statement that runs in milliseconds.
+SET LOCAL jit = off;
+
+-- name: inbound_pending
+-- Whether a stored inbound message waits to be applied (engine.inbound's fallback look).
+SELECT EXISTS (SELECT 1 FROM inbound_messages WHERE NOT applied);
 
 -- name: marketing_stop
 -- user_preferences stop: $1 phone, $2 user id, $3 detail. On the list with scope marketing
@@ -235,6 +293,8 @@ LIMIT 1;
 -- display number <-> phone_number_id pairs from the changes' metadata ($1, $2 arrays).
 INSERT INTO phone_numbers AS p (display_phone_number, phone_number_id)
 SELECT DISTINCT ON (d) d, i FROM unnest($1::text[], $2::text[]) AS n(d, i)
+WHERE NOT EXISTS (SELECT 1 FROM phone_numbers q
+                  WHERE q.display_phone_number = n.d AND q.phone_number_id = n.i)
 ON CONFLICT (display_phone_number) DO UPDATE
 SET phone_number_id = EXCLUDED.phone_number_id, updated_at = now()
 WHERE p.phone_number_id IS DISTINCT FROM EXCLUDED.phone_number_id;
