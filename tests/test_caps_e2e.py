@@ -186,3 +186,26 @@ async def test_the_messaging_limit_counts_recipients_sent_before_it_was_configur
     assert "messaging limit reached: 250 unique recipients" in campaign.hold_reason
     assert await state_counts(conn, new) == {"initial": 100}
     assert await conn.fetchval("SELECT count(*) FROM recipient_window") == 300
+
+
+async def test_caps_hold_under_the_messaging_limit_too(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Caps and the messaging limit together (the capped claim inside the limit's lock): two
+    campaigns sharing 300 phones, cap 1/24h, limit 1,000: one message per phone, and the
+    limit's window holds the 300 recipients once."""
+    a = await campaign_with_contacts(conn, tmp_path, 300, name="a")
+    b = await campaign_with_contacts(conn, tmp_path, 300, name="b")
+    async with start_mock_server(MockConfig()) as mock:
+        config = daemon_config(
+            mock.base_url, limits={"per_contact": ("1/24h",), "daily_unique_recipients": 1000}
+        )
+        async with running_daemon(config, db_dsn):
+            for cid in (a, b):
+                await change_campaign_state(conn, cid, CampaignCommand.START)
+            counts = await _wait_settled(conn, [a, b], 300)
+            await asyncio.sleep(0.5)
+        per_phone = Counter(m.to for m in mock.state.accepted)
+    assert len(per_phone) == 300 and max(per_phone.values()) == 1
+    assert counts == {"sent": 300, "initial": 300}
+    assert await conn.fetchval("SELECT count(*) FROM recipient_window") == 300
