@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 
 from daemon.core.states import CampaignCommand
-from daemon.db.campaigns import change_campaign_state, get_campaign
+from daemon.db.campaigns import campaign_progress, change_campaign_state, get_campaign
 from daemon.mockapi.config import MockConfig
 from daemon.mockapi.server import start_mock_server
+from daemon.ops.render import planning_lines, utc_text
 from tests.helpers.daemon import (
     daemon_config,
     running_daemon,
@@ -147,6 +148,13 @@ async def test_capped_contacts_wait_fail_after_finish_by_and_other_categories_go
         < next_free
         <= datetime.now(UTC) + timedelta(hours=24)
     )
+    # campaign status: how many wait for a cap, and when the next is free.
+    progress = await campaign_progress(conn, open_ended)
+    assert progress.window_waiting == (60, next_free)
+    assert planning_lines(progress.campaign, progress.window_waiting) == [
+        f"Waiting for a frequency cap: 60; the next is free {utc_text(next_free)}"
+    ]
+    assert (await campaign_progress(conn, utility)).window_waiting is None
 
 
 async def test_the_messaging_limit_counts_recipients_sent_before_it_was_configured(
