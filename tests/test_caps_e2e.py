@@ -183,7 +183,7 @@ async def test_the_messaging_limit_counts_recipients_sent_before_it_was_configur
         config = daemon_config(mock.base_url, limits={"daily_unique_recipients": 250})
         async with running_daemon(config, db_dsn):
             await change_campaign_state(conn, new, CampaignCommand.START)
-            for _ in range(100):
+            for _ in range(400):
                 if (await get_campaign(conn, new)).hold_reason:
                     break
                 await asyncio.sleep(0.05)
