@@ -14,9 +14,10 @@ import asyncpg
 import pytest
 
 from daemon.core.states import CampaignCommand
-from daemon.db.campaigns import change_campaign_state, get_campaign
+from daemon.db.campaigns import campaign_progress, change_campaign_state, get_campaign
 from daemon.mockapi.config import MockConfig
 from daemon.mockapi.server import start_mock_server
+from daemon.ops.render import planning_lines, utc_text
 from tests.helpers.daemon import (
     daemon_config,
     running_daemon,
@@ -147,6 +148,13 @@ async def test_capped_contacts_wait_fail_after_finish_by_and_other_categories_go
         < next_free
         <= datetime.now(UTC) + timedelta(hours=24)
     )
+    # campaign status: how many wait for a cap, and when the next is free.
+    progress = await campaign_progress(conn, open_ended)
+    assert progress.window_waiting == (60, next_free)
+    assert planning_lines(progress.campaign, progress.window_waiting) == [
+        f"Waiting for a frequency cap: 60; the next is free {utc_text(next_free)}"
+    ]
+    assert (await campaign_progress(conn, utility)).window_waiting is None
 
 
 async def test_the_messaging_limit_counts_recipients_sent_before_it_was_configured(
@@ -175,7 +183,7 @@ async def test_the_messaging_limit_counts_recipients_sent_before_it_was_configur
         config = daemon_config(mock.base_url, limits={"daily_unique_recipients": 250})
         async with running_daemon(config, db_dsn):
             await change_campaign_state(conn, new, CampaignCommand.START)
-            for _ in range(100):
+            for _ in range(400):
                 if (await get_campaign(conn, new)).hold_reason:
                     break
                 await asyncio.sleep(0.05)
@@ -185,4 +193,27 @@ async def test_the_messaging_limit_counts_recipients_sent_before_it_was_configur
     assert campaign.hold_reason is not None
     assert "messaging limit reached: 250 unique recipients" in campaign.hold_reason
     assert await state_counts(conn, new) == {"initial": 100}
+    assert await conn.fetchval("SELECT count(*) FROM recipient_window") == 300
+
+
+async def test_caps_hold_under_the_messaging_limit_too(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Caps and the messaging limit together (the capped claim inside the limit's lock): two
+    campaigns sharing 300 phones, cap 1/24h, limit 1,000: one message per phone, and the
+    limit's window holds the 300 recipients once."""
+    a = await campaign_with_contacts(conn, tmp_path, 300, name="a")
+    b = await campaign_with_contacts(conn, tmp_path, 300, name="b")
+    async with start_mock_server(MockConfig()) as mock:
+        config = daemon_config(
+            mock.base_url, limits={"per_contact": ("1/24h",), "daily_unique_recipients": 1000}
+        )
+        async with running_daemon(config, db_dsn):
+            for cid in (a, b):
+                await change_campaign_state(conn, cid, CampaignCommand.START)
+            counts = await _wait_settled(conn, [a, b], 300)
+            await asyncio.sleep(0.5)
+        per_phone = Counter(m.to for m in mock.state.accepted)
+    assert len(per_phone) == 300 and max(per_phone.values()) == 1
+    assert counts == {"sent": 300, "initial": 300}
     assert await conn.fetchval("SELECT count(*) FROM recipient_window") == 300
