@@ -4,6 +4,7 @@ create|update` (`--rate-card`, `--budget`, `--budget-currency`); registered by `
 from __future__ import annotations
 
 import argparse
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -13,6 +14,7 @@ from daemon.config import Config
 from daemon.core.model import Campaign
 from daemon.core.ratecard import CATEGORIES, RateCard
 from daemon.ops.cost import (
+    committed_cost,
     estimate,
     estimate_dict,
     estimate_lines,
@@ -124,3 +126,14 @@ def cmd_campaign_estimate(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return with_connection(config, work)
+
+
+async def committed_line(
+    conn: asyncpg.Connection, campaign: Campaign
+) -> tuple[Decimal, str] | None:
+    """A budget campaign's committed cost and the status line saying it (None: no budget)."""
+    if campaign.budget is None:
+        return None
+    spent = await committed_cost(conn, campaign)
+    currency = campaign.budget_currency or ""
+    return spent, (f"Committed: {spent:f} of {campaign.budget:f} {currency} (billed + in flight)")
