@@ -19,6 +19,7 @@ from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
 from daemon.engine import budget as budget_module
 from daemon.engine.budget import claim_within_budget
+from daemon.engine.collectors import pause_reason_class
 from daemon.ops.cost import set_cost
 from tests.helpers.data import write_csv
 from tests.test_budget_e2e import PRICES, phones
@@ -103,6 +104,7 @@ async def test_two_daemons_together_stop_at_the_budget(
     assert campaign.pause_reason is not None and campaign.pause_reason.startswith("budget: ")
     committed = await cost_store.committed(conn, cid, "marketing")
     assert committed.cost == sum(cost[:fits], Decimal(0)) <= budget
+    assert pause_reason_class(campaign.pause_reason) == "budget"  # the metrics' label
 
 
 async def test_far_from_the_budget_claims_skip_the_full_count(

@@ -224,6 +224,8 @@ async def test_budget_options_store_the_card_and_check_the_currency(
         str(card),
     )
     one_line_error(other, "--budget-currency USD differs from the rate card's EUR")
+    alone = wa(db_dsn, "campaign", "update", str(cid), "--budget-currency", "EUR")
+    one_line_error(alone, "--budget-currency goes with --budget AMOUNT")
     bad = wa(db_dsn, "campaign", "update", str(cid), "--budget", "-3", "--rate-card", str(card))
     one_line_error(bad, "--budget must be an amount of at least 0")
     ok = wa(

@@ -13,6 +13,7 @@ from daemon.cli.common import Commands, positive_int, print_json, with_connectio
 from daemon.config import Config
 from daemon.core.model import Campaign
 from daemon.core.ratecard import CATEGORIES, RateCard
+from daemon.errors import UsageError
 from daemon.ops.cost import (
     committed_cost,
     estimate,
@@ -92,6 +93,8 @@ class CostChange:
         raw = getattr(args, "budget", None)
         self.budget: object = _KEEP if raw is None else parse_budget(raw)
         self.currency: str | None = getattr(args, "budget_currency", None)
+        if self.currency is not None and self.budget is _KEEP:
+            raise UsageError("--budget-currency goes with --budget AMOUNT")
 
     @property
     def empty(self) -> bool:
