@@ -58,8 +58,9 @@ async def claim_rounds(conn: asyncpg.Connection, cid: int, daemon: str, batch: i
         if campaign.state.value != "running":
             return kept
 
-        async def claim() -> list[store.ClaimedContact]:
-            return await store.claim_contacts(conn, cid, daemon, 60.0, batch)
+        async def claim(most: int | None) -> list[store.ClaimedContact]:
+            count = batch if most is None else min(batch, most)
+            return await store.claim_contacts(conn, cid, daemon, 60.0, count)
 
         got = await claim_within_budget(conn, campaign, daemon, claim)
         assert got is not None
@@ -124,8 +125,8 @@ async def test_far_from_the_budget_claims_skip_the_full_count(
     for _ in range(8):
         campaign = await get_campaign(conn, cid)
 
-        async def claim() -> list[store.ClaimedContact]:
-            return await store.claim_contacts(conn, cid, "d", 60.0, 50)
+        async def claim(most: int | None) -> list[store.ClaimedContact]:
+            return await store.claim_contacts(conn, cid, "d", 60.0, min(50, most or 50))
 
         got = await claim_within_budget(conn, campaign, "d", claim)
         kept += len(got or [])

@@ -269,8 +269,9 @@ class Claimer:
         after = self._claim_cursor.get(campaign.id, store.CURSOR_START)
         now = self._wall_clock()
 
-        async def claim() -> list[store.ClaimedContact] | None:
-            return await self._claim_rows(conn, campaign, limit, after, now)
+        async def claim(most: int | None = None) -> list[store.ClaimedContact] | None:
+            count = limit if most is None else min(limit, most)
+            return await self._claim_rows(conn, campaign, count, after, now)
 
         if campaign.budget is None:
             found = await claim()
