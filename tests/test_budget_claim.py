@@ -19,6 +19,7 @@ from daemon.db.importer import import_contacts
 from daemon.db.pool import connect
 from daemon.engine import budget as budget_module
 from daemon.engine.budget import claim_within_budget
+from daemon.engine.collectors import pause_reason_class
 from daemon.ops.cost import set_cost
 from tests.helpers.data import write_csv
 from tests.test_budget_e2e import PRICES, phones
@@ -57,8 +58,9 @@ async def claim_rounds(conn: asyncpg.Connection, cid: int, daemon: str, batch: i
         if campaign.state.value != "running":
             return kept
 
-        async def claim() -> list[store.ClaimedContact]:
-            return await store.claim_contacts(conn, cid, daemon, 60.0, batch)
+        async def claim(most: int | None) -> list[store.ClaimedContact]:
+            count = batch if most is None else min(batch, most)
+            return await store.claim_contacts(conn, cid, daemon, 60.0, count)
 
         got = await claim_within_budget(conn, campaign, daemon, claim)
         assert got is not None
@@ -103,6 +105,7 @@ async def test_two_daemons_together_stop_at_the_budget(
     assert campaign.pause_reason is not None and campaign.pause_reason.startswith("budget: ")
     committed = await cost_store.committed(conn, cid, "marketing")
     assert committed.cost == sum(cost[:fits], Decimal(0)) <= budget
+    assert pause_reason_class(campaign.pause_reason) == "budget"  # the metrics' label
 
 
 async def test_far_from_the_budget_claims_skip_the_full_count(
@@ -122,8 +125,8 @@ async def test_far_from_the_budget_claims_skip_the_full_count(
     for _ in range(8):
         campaign = await get_campaign(conn, cid)
 
-        async def claim() -> list[store.ClaimedContact]:
-            return await store.claim_contacts(conn, cid, "d", 60.0, 50)
+        async def claim(most: int | None) -> list[store.ClaimedContact]:
+            return await store.claim_contacts(conn, cid, "d", 60.0, min(50, most or 50))
 
         got = await claim_within_budget(conn, campaign, "d", claim)
         kept += len(got or [])

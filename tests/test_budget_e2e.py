@@ -26,6 +26,7 @@ from daemon.ops.cost import set_cost
 from daemon.ops.reports import run_report
 from tests.helpers.daemon import daemon_config, running_daemon
 from tests.helpers.data import write_csv
+from tests.test_cli import wa
 from tests.test_receipts_e2e import SECRET, free_port, wait_receipts_settled
 from tests.test_template_import import definition
 
@@ -142,6 +143,10 @@ async def test_budget_pauses_before_the_message_that_would_pass_it(
         }
         assert {r["category"] for r in rows} == {"marketing"}
         assert {r["currency"] for r in rows} == {"EUR"}
+    status = wa(db_dsn, "campaign", "status", str(cid))
+    spent = sum(cost[: fits + 10], Decimal(0))
+    assert f"Committed: {spent:f} of {raised:f} EUR (billed + in flight)" in status.stdout
+    assert "budget: committed" in wa(db_dsn, "campaign", "list").stdout
     left = await conn.fetchval(
         "SELECT count(*) FROM contacts WHERE campaign_id = $1 AND state = 'initial'", cid
     )

@@ -224,6 +224,8 @@ async def test_budget_options_store_the_card_and_check_the_currency(
         str(card),
     )
     one_line_error(other, "--budget-currency USD differs from the rate card's EUR")
+    alone = wa(db_dsn, "campaign", "update", str(cid), "--budget-currency", "EUR")
+    one_line_error(alone, "--budget-currency goes with --budget AMOUNT")
     bad = wa(db_dsn, "campaign", "update", str(cid), "--budget", "-3", "--rate-card", str(card))
     one_line_error(bad, "--budget must be an amount of at least 0")
     ok = wa(
@@ -250,3 +252,47 @@ async def test_budget_options_store_the_card_and_check_the_currency(
         wa(db_dsn, "campaign", "update", str(cid), "--budget", "none", "--json").stdout
     )
     assert off["budget"] is None
+
+
+def test_create_with_a_rate_card_and_a_budget(db_dsn: str, tmp_path: Path) -> None:
+    card = write_card(tmp_path / "rates.csv", [("CZ", Decimal("0.06"))])
+    created = wa(
+        db_dsn,
+        "campaign",
+        "create",
+        "--name",
+        "b",
+        "--template",
+        "t",
+        "--language",
+        "en_US",
+        "--phone-number-id",
+        "1000001",
+        "--rate-card",
+        str(card),
+        "--budget",
+        "99.5",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    doc = json.loads(created.stdout)
+    assert (doc["budget"], doc["budget_currency"]) == ("99.5", "EUR")
+    status = json.loads(wa(db_dsn, "campaign", "status", str(doc["id"]), "--json").stdout)
+    assert status["budget_committed"] == "0"
+    bad = wa(
+        db_dsn,
+        "campaign",
+        "create",
+        "--name",
+        "b",
+        "--template",
+        "t",
+        "--language",
+        "en_US",
+        "--phone-number-id",
+        "1000001",
+        "--rate-card",
+        str(tmp_path / "missing.csv"),
+    )
+    one_line_error(bad, "cannot read rate card")
+    assert "\n" not in bad.stderr.strip()

@@ -245,9 +245,14 @@ def cmd_campaign_status(args: argparse.Namespace, config: Config) -> int:
 
     async def work(conn: asyncpg.Connection) -> int:
         progress = await store.campaign_progress(conn, args.id)
-        print(
-            json.dumps(progress_dict(progress), indent=2) if args.json else progress_table(progress)
-        )
+        spent = await cost_cli.committed_line(conn, progress.campaign)
+        if args.json:
+            document = progress_dict(progress)
+            if spent is not None:
+                document["budget_committed"] = f"{spent[0]:f}"
+            print(json.dumps(document, indent=2))
+        else:
+            print(progress_table(progress) + (f"\n{spent[1]}" if spent is not None else ""))
         if progress.campaign.state not in QUIET_STATES:
             await warn_if_no_daemon(conn)
         return 0

@@ -4,6 +4,7 @@ create|update` (`--rate-card`, `--budget`, `--budget-currency`); registered by `
 from __future__ import annotations
 
 import argparse
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +13,9 @@ from daemon.cli.common import Commands, positive_int, print_json, with_connectio
 from daemon.config import Config
 from daemon.core.model import Campaign
 from daemon.core.ratecard import CATEGORIES, RateCard
+from daemon.errors import UsageError
 from daemon.ops.cost import (
+    committed_cost,
     estimate,
     estimate_dict,
     estimate_lines,
@@ -90,6 +93,8 @@ class CostChange:
         raw = getattr(args, "budget", None)
         self.budget: object = _KEEP if raw is None else parse_budget(raw)
         self.currency: str | None = getattr(args, "budget_currency", None)
+        if self.currency is not None and self.budget is _KEEP:
+            raise UsageError("--budget-currency goes with --budget AMOUNT")
 
     @property
     def empty(self) -> bool:
@@ -124,3 +129,14 @@ def cmd_campaign_estimate(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return with_connection(config, work)
+
+
+async def committed_line(
+    conn: asyncpg.Connection, campaign: Campaign
+) -> tuple[Decimal, str] | None:
+    """A budget campaign's committed cost and the status line saying it (None: no budget)."""
+    if campaign.budget is None:
+        return None
+    spent = await committed_cost(conn, campaign)
+    currency = campaign.budget_currency or ""
+    return spent, (f"Committed: {spent:f} of {campaign.budget:f} {currency} (billed + in flight)")

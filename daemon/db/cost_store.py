@@ -130,3 +130,9 @@ async def note_full_count(conn: asyncpg.Connection, campaign_id: int, cost: Deci
 async def note_kept(conn: asyncpg.Connection, campaign_id: int, cost: Decimal) -> None:
     """A claim kept contacts costing `cost`."""
     await conn.execute(query("budget_claimed"), campaign_id, cost)
+
+
+async def cheapest(conn: asyncpg.Connection, campaign_id: int, category: str) -> Decimal | None:
+    """The cheapest price of `category` on the campaign's card (None: no such rate)."""
+    price: Decimal | None = await conn.fetchval(query("budget_cheapest"), campaign_id, category)
+    return price

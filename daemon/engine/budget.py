@@ -33,8 +33,9 @@ log = get_logger(__name__)
 FULL_COUNT_EVERY_S = 10.0
 """The running estimate is trusted this long: statuses may bill a message in another category
 than its template's (Meta re-categorised it), which only a full count sees."""
-Claim = Callable[[], Awaitable[list[store.ClaimedContact] | None]]
-"""The claim the check wraps: the contacts claimed (None: the claim itself held back)."""
+Claim = Callable[[int | None], Awaitable[list[store.ClaimedContact] | None]]
+"""The claim the check wraps, given at most how many to take (None: its own limit): the
+contacts claimed (None: the claim itself held back)."""
 
 
 def campaign_category(campaign: Campaign) -> str:
@@ -53,7 +54,7 @@ async def claim_within_budget(
     async with conn.transaction():
         await cost_store.lock_budget(conn, campaign.id)
         estimate = await cost_store.running_estimate(conn, campaign.id)
-        claimed = await claim()
+        claimed = await claim(await _most(conn, campaign.id, category, estimate, budget))
         if not claimed:
             return claimed
         # In the campaign's order (the claim's rows come back in any order): the budget is
@@ -82,6 +83,24 @@ async def claim_within_budget(
     if await store.pause_campaign_fatal(conn, campaign.id, reason):
         log.warning("campaign_budget_reached", campaign_id=campaign.id, reason=reason)
     return []
+
+
+async def _most(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    category: str,
+    estimate: cost_store.Estimate | None,
+    budget: Decimal,
+) -> int | None:
+    """At most how many contacts may fit (and one more, to see it does not): near the end of
+    the budget the claim takes a few, not a batch to give back (None: no bound known)."""
+    if estimate is None:
+        return None
+    low = await cost_store.cheapest(conn, campaign_id, category)
+    if low is None or low <= 0:
+        return None
+    room = budget - estimate.committed
+    return max(0, int(room / low)) + 1
 
 
 async def _committed_before(

@@ -312,9 +312,10 @@ class Claimer:
                 )
             return result.claimed
 
-        async def claim() -> list[store.ClaimedContact] | None:
+        async def claim(most: int | None = None) -> list[store.ClaimedContact] | None:
+            count = limit if most is None else min(limit, most)
             capped_claim = claim_capped if capped else None
-            return await self._claim_limited(conn, campaign, limit, after, now, capped_claim)
+            return await self._claim_limited(conn, campaign, count, after, now, capped_claim)
 
         if campaign.budget is None:
             found = await claim()

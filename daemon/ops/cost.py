@@ -209,3 +209,10 @@ def parse_budget(text: str) -> Decimal | None:
     if not amount.is_finite() or amount < 0:
         raise UsageError(f"--budget must be an amount of at least 0 (e.g. 250.00), got {text!r}")
     return amount
+
+
+async def committed_cost(conn: asyncpg.Connection, campaign: Campaign) -> Decimal:
+    """What the campaign has committed: billed messages plus messages in flight, priced by
+    its stored rates (what the daemon's budget check counts)."""
+    counted = await cost_store.committed(conn, campaign.id, campaign_category(campaign))
+    return counted.cost

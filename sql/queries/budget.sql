@@ -87,3 +87,7 @@ UPDATE campaign_budget_spend SET claimed = claimed + $2 WHERE campaign_id = $1;
 -- name: budget_forget
 -- The budget changed (campaign create|update): count in full at the next claim.
 DELETE FROM campaign_budget_spend WHERE campaign_id = $1;
+
+-- name: budget_cheapest
+-- The cheapest message of category $2 on campaign $1's card: how many more could fit at most.
+SELECT min(price) FROM campaign_rates WHERE campaign_id = $1 AND category = $2::text;
