@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import resource
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -66,7 +67,8 @@ def copy_text(rows: Sequence[tuple[Any, ...]]) -> bytes:
 
 def run(job: ParseJob, pipe: Connection) -> None:
     """The worker's body: ("rows", COPY text, bytes read, rows so far) per chunk, then
-    ("done", file size, rows); ("error", message) for a bad file, ("crash", traceback)."""
+    ("done", file size, rows, its peak RSS in KiB); ("error", message) for a bad file,
+    ("crash", traceback)."""
     try:
         source = open_csv(job.path, job.encoding)
         try:
@@ -89,7 +91,8 @@ def run(job: ParseJob, pipe: Connection) -> None:
             n += len(chunk)
             if chunk:
                 pipe.send(("rows", copy_text(chunk), source.bytes_read, n))
-            pipe.send(("done", source.size, n))
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            pipe.send(("done", source.size, n, peak_kb))
         finally:
             source.close()
     except (ImportFileError, CsvFormatError) as exc:

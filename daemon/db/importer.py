@@ -43,7 +43,7 @@ CHUNK_ROWS = 20_000
 """Rows parsed, COPied and applied at a time: memory is a chunk's (a few MB), whatever the
 file's size; PostgreSQL applies one chunk while the next is parsed."""
 
-WORKER_MIN_BYTES = 8 << 20
+WORKER_MIN_BYTES = 1 << 20
 """Files this large are parsed by a worker process (db.import_worker); smaller ones here,
 where starting a process would cost more than it saves."""
 Chunk = list[tuple[Any, ...]] | bytes
@@ -99,9 +99,12 @@ async def _chunks_here(
 
 
 async def _chunks_from_worker(
-    job: import_worker.ParseJob, size: int, progress: Progress | None
+    job: import_worker.ParseJob,
+    size: int,
+    progress: Progress | None,
+    timings: dict[str, float],
 ) -> AsyncGenerator[Chunk, None]:
-    """Chunks parsed by a worker process, as COPY text."""
+    """Chunks parsed by a worker process, as COPY text; the worker's peak RSS in `timings`."""
     process, pipe = import_worker.start(job)
     try:
         while True:
@@ -117,6 +120,7 @@ async def _chunks_from_worker(
             elif kind == "done":
                 if progress is not None:
                     progress(message[1], message[1], message[2])
+                timings["parse_worker_peak_rss_mb"] = round(message[3] / 1024, 1)
                 return
             elif kind == "error":
                 raise ImportFileError(message[1])
@@ -167,7 +171,7 @@ async def import_contacts(
             job = import_worker.ParseJob(
                 path, encoding, spec, required, optional, region, CHUNK_ROWS
             )
-            chunks = _chunks_from_worker(job, source.size, progress)
+            chunks = _chunks_from_worker(job, source.size, progress, timings)
         else:
             chunks = _chunks_here(rows, source, progress)
         transaction = conn.transaction()
