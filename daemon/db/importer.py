@@ -127,10 +127,11 @@ async def _chunks_from_worker(
             else:
                 raise RuntimeError(f"the import's parse worker failed:\n{message[1]}")
     finally:
-        pipe.close()
+        # Killed first: a recv still waiting in its thread then sees the end of the pipe.
         if process.is_alive():
             process.kill()
         await asyncio.to_thread(process.join)
+        pipe.close()
 
 
 async def import_contacts(
