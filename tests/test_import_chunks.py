@@ -43,33 +43,40 @@ async def _contacts(conn: asyncpg.Connection, campaign_id: int) -> list[tuple[ob
 
 
 async def _import_twice(
-    conn: asyncpg.Connection, tmp_path: Path, chunk: int, seed: int, dry_run: bool = False
+    conn: asyncpg.Connection,
+    tmp_path: Path,
+    chunk: int,
+    seed: int,
+    dry_run: bool = False,
+    worker: bool = False,
 ) -> tuple[importer.ImportResult, list[tuple[object, ...]]]:
-    """A campaign with some live phones, then the messy file, in chunks of `chunk` rows."""
+    """A campaign with some live phones, then the messy file, in chunks of `chunk` rows
+    (parsed by the worker process when `worker`)."""
     campaign_id = await create_campaign(
         conn, f"c{chunk}", Template("t", "en_US", ("first_name",)), "1000001"
     )
     before = write_csv(tmp_path / f"before{chunk}.csv", [("+" + phone(i), "Old") for i in range(5)])
     await import_contacts(conn, campaign_id, before)
     path = write_csv(tmp_path / f"c{chunk}.csv", _messy_rows(400, seed))
-    old = importer.CHUNK_ROWS
+    old = importer.CHUNK_ROWS, importer.WORKER_MIN_BYTES
     importer.CHUNK_ROWS = chunk
+    importer.WORKER_MIN_BYTES = 0 if worker else 1 << 40
     try:
         result = await import_contacts(conn, campaign_id, path, dry_run=dry_run)
     finally:
-        importer.CHUNK_ROWS = old
+        importer.CHUNK_ROWS, importer.WORKER_MIN_BYTES = old
     return result, await _contacts(conn, campaign_id)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "worker"), [(1, False), (2, False), (3, True)])
 async def test_chunks_give_what_one_chunk_gives_row_by_row(
-    conn: asyncpg.Connection, tmp_path: Path, seed: int
+    conn: asyncpg.Connection, tmp_path: Path, seed: int, worker: bool
 ) -> None:
     for i in (7, 13, 50):  # suppressed phones, some of them written more than once
         await add_suppression(conn, phone(i), "opt-out")
     whole, whole_rows = await _import_twice(conn, tmp_path, 100_000, seed)
     for chunk in (1, 7, 64):
-        result, rows = await _import_twice(conn, tmp_path, chunk, seed)
+        result, rows = await _import_twice(conn, tmp_path, chunk, seed, worker=worker)
         assert (result.rows, result.imported, result.invalid) == (
             whole.rows,
             whole.imported,
@@ -80,7 +87,9 @@ async def test_chunks_give_what_one_chunk_gives_row_by_row(
             whole.already_in_campaign,
         )
         assert rows == whole_rows
-        dry, unchanged = await _import_twice(conn, tmp_path, chunk, seed, dry_run=True)
+        dry, unchanged = await _import_twice(
+            conn, tmp_path, chunk, seed, dry_run=True, worker=worker
+        )
         assert (dry.imported, dry.reasons, dry.already_in_campaign) == (
             whole.imported,
             whole.reasons,
@@ -93,8 +102,9 @@ async def test_chunks_give_what_one_chunk_gives_row_by_row(
     assert [r[3] for r in whole_rows[5:]] == sorted(r[3] for r in whole_rows[5:])
 
 
+@pytest.mark.parametrize("worker", [False, True])
 async def test_an_error_in_a_later_chunk_changes_nothing(
-    conn: asyncpg.Connection, tmp_path: Path
+    conn: asyncpg.Connection, tmp_path: Path, worker: bool
 ) -> None:
     campaign_id = await create_campaign(
         conn, "c", Template("t", "en_US", ("first_name",)), "1000001"
@@ -102,13 +112,39 @@ async def test_an_error_in_a_later_chunk_changes_nothing(
     path = tmp_path / "bad.csv"
     good = "".join(f"+{phone(i)},N{i}\n" for i in range(50))
     path.write_bytes(("phone,first_name\n" + good).encode() + b"+447700000999,\xff\xfe\n")
-    old = importer.CHUNK_ROWS
+    old = importer.CHUNK_ROWS, importer.WORKER_MIN_BYTES
     importer.CHUNK_ROWS = 10
+    importer.WORKER_MIN_BYTES = 0 if worker else 1 << 40
     try:
         with pytest.raises(ImportFileError, match="line 52"):
             await import_contacts(conn, campaign_id, path)
     finally:
-        importer.CHUNK_ROWS = old
+        importer.CHUNK_ROWS, importer.WORKER_MIN_BYTES = old
     assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
     # The connection is usable: no statement of the failed import is left running on it.
     assert await conn.fetchval("SELECT 1") == 1
+
+
+async def test_the_worker_keeps_names_tabs_quotes_and_backslashes(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """COPY text from the worker: what needs escaping arrives as written, in cp1250 too."""
+    values = ["Řehoř Žďárský", 'Anna "Nan" \\ Smith', "line\\nbreak", "=1+2"]
+    path = tmp_path / "w.csv"
+    body = "".join(
+        f'+{phone(i)},"{v.replace(chr(34), chr(34) * 2)}"\r\n' for i, v in enumerate(values)
+    )
+    path.write_bytes(("phone,first_name\r\n" + body + "bad\tphone,x\r\n").encode("cp1250"))
+    campaign_id = await create_campaign(
+        conn, "w", Template("t", "en_US", ("first_name",)), "1000001"
+    )
+    old = importer.WORKER_MIN_BYTES
+    importer.WORKER_MIN_BYTES = 0
+    try:
+        result = await import_contacts(conn, campaign_id, path, encoding="cp1250")
+    finally:
+        importer.WORKER_MIN_BYTES = old
+    assert (result.imported, result.invalid) == (4, 1)
+    rows = await conn.fetch("SELECT phone, params->>'first_name' AS name FROM contacts ORDER BY id")
+    assert [r["name"] for r in rows] == [*values, "x"]
+    assert rows[-1]["phone"] == "bad\tphone"
