@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from daemon.core.windows import is_open, parse_window
 from tests.helpers.data import write_csv
 from tests.test_cli import one_line_error, wa
 
@@ -104,8 +106,14 @@ def test_window_and_finish_by_set_at_create_shown_and_updated(db_dsn: str, tmp_p
         in status
     )
     assert f"Finish by: {finish:%Y-%m-%d %H:%M:%S} UTC" in status
-    # Imported into a windowed campaign: held until the window is computed (here by update).
-    assert "Waiting for their window: 3" in status
+    # Imported into a windowed campaign: each contact's window is computed by the import, so
+    # the contacts waiting are those outside their own window now (Prague, New York fallback
+    # for a toll-free number, Los Angeles).
+    window = parse_window("mon-fri 9:00-20:00, Sat 10:00-14:00")
+    now = datetime.now(UTC)
+    zones = ("Europe/Prague", "America/New_York", "America/Los_Angeles")
+    outside = sum(not is_open(window, now, ZoneInfo(z)) for z in zones)
+    assert f"Waiting for their window: {outside}" in status
     updated = wa(
         db_dsn, "campaign", "update", cid, "--window", "Daily 00:00-24:00", "--finish-by", "none"
     )

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -27,6 +28,7 @@ from daemon.db import campaigns as store
 from daemon.db.importer import ImportResult, Progress, import_contacts
 from daemon.errors import UsageError
 from daemon.ops.contacts_out import EXPORT_FORMATS, contact_history, export_contacts
+from daemon.ops.planning import windows_after_import
 from daemon.ops.render import printable
 
 PROGRESS_FROM_BYTES = 4 << 20  # a progress line on stderr for files over 4 MiB
@@ -157,6 +159,10 @@ def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
             dry_run=args.dry_run,
             progress=_progress_printer() if big else None,
         )
+        if not args.dry_run and result.imported:
+            await windows_after_import(
+                conn, args.id, default_zone=config.planning.time_zone, now=datetime.now(UTC)
+            )
         _print_result(result, args.json)
         return 0
 

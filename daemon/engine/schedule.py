@@ -9,14 +9,13 @@ does.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
 
-from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.db.sql import query
+from daemon.engine.timer import WakeableTimer
 from daemon.logs import get_logger
 
 log = get_logger(__name__)
@@ -37,25 +36,15 @@ class Scheduler:
         self._pool = pool
         self._clock = wall_clock
         self._on_started = on_started
-        self._wake = asyncio.Event()
+        self._timer = WakeableTimer(self.start_due, "scheduled_start_failed")
 
     def wake(self) -> None:
         """A campaign changed: the nearest start time may have moved."""
-        self._wake.set()
+        self._timer.wake()
 
     async def run(self) -> None:
         """Until cancelled: start what is due, then sleep until the nearest start time."""
-        while True:
-            self._wake.clear()
-            try:
-                sleep_s = await self.start_due()
-            except RETRYABLE_ERRORS as exc:
-                log.warning("scheduled_start_failed", error=repr(exc))
-                sleep_s = 1.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=sleep_s)
-            except TimeoutError:
-                pass
+        await self._timer.run()
 
     async def start_due(self) -> float:
         """Start the campaigns whose time has come; seconds until the next start time."""

@@ -11,7 +11,6 @@ closing, whatever the number of contacts.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,8 +21,8 @@ from daemon.config import Config
 from daemon.core.model import Campaign, CampaignId
 from daemon.core.windows import SendWindow, intervals_by_zone, parse_window
 from daemon.db import sender_store
-from daemon.db.pool import RETRYABLE_ERRORS
 from daemon.db.windows_store import refresh_windows
+from daemon.engine.timer import WakeableTimer
 from daemon.logs import get_logger
 
 log = get_logger(__name__)
@@ -53,26 +52,16 @@ class WindowKeeper:
         self._fallback = config.planning.time_zone
         self._clock = wall_clock
         self._on_refreshed = on_refreshed
-        self._wake = asyncio.Event()
+        self._timer = WakeableTimer(self.refresh, "window_refresh_failed")
         self._seen: dict[CampaignId, _Seen] = {}
 
     def wake(self) -> None:
         """A campaign started, resumed or changed: look again now."""
-        self._wake.set()
+        self._timer.wake()
 
     async def run(self) -> None:
         """Until cancelled: refresh, then sleep until the next closing time or a wake-up."""
-        while True:
-            self._wake.clear()
-            try:
-                sleep_s = await self.refresh()
-            except RETRYABLE_ERRORS as exc:
-                log.warning("window_refresh_failed", error=repr(exc))
-                sleep_s = 1.0
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=sleep_s)
-            except TimeoutError:
-                pass
+        await self._timer.run()
 
     async def refresh(self) -> float:
         """One pass over the running campaigns with a window; seconds until the next closing."""

@@ -79,6 +79,24 @@ async def update_planning(
     return updated
 
 
+async def windows_after_import(
+    conn: asyncpg.Connection, campaign_id: int, *, default_zone: str, now: datetime
+) -> None:
+    """Contacts just imported into a campaign with a send window get their open interval now,
+    so `campaign status` counts them right and a started campaign claims them at once (the
+    daemon would otherwise compute it at start or resume)."""
+    campaign = await store.get_campaign(conn, campaign_id)
+    if campaign.send_window is None:
+        return
+    await windows_store.refresh_windows(
+        conn,
+        campaign_id,
+        parse_window(campaign.send_window),
+        campaign.window_zone or default_zone,
+        now,
+    )
+
+
 def check_start_at(start_at: datetime, now: datetime) -> None:
     """A scheduled start must lie ahead (UsageError otherwise)."""
     if start_at <= now:
