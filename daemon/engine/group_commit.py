@@ -7,8 +7,9 @@ at once (no added latency when idle); while that many run, the POSTs that come i
 the next statement takes them all (up to `max_rows` statuses). Under load a statement then
 carries several POSTs' statuses: its fixed cost (parse, plan, the round trip, the commit) is
 paid once for all of them. Nothing is acknowledged before it is durable: a failed statement
-fails every POST it carried (each answers 503 and Meta delivers it again); a body PostgreSQL cannot hold (a
-DataError: NUL characters, lone surrogates) is stored alone so that it fails only itself.
+fails every POST it carried (each answers 503 and Meta delivers it again); a body PostgreSQL
+cannot hold (a DataError: NUL characters, lone surrogates) is stored alone so that it fails
+only itself.
 
 With `webhook.apply_on_ingest` (the default) the statement also applies the statuses to their
 contacts (receipts_store.ingest_receipts: the reconciler's rules), so a status whose contact
