@@ -185,3 +185,31 @@ async def test_an_unstorable_body_fails_alone_and_its_group_is_stored(
     assert outcomes[0] == store.StoreResult(1, False) and outcomes[2] == store.StoreResult(1, False)
     assert isinstance(outcomes[1], asyncpg.DataError | UnicodeEncodeError)
     assert sorted(await stored_wamids(conn)) == ["w.ok1", "w.ok2"]
+
+
+async def test_with_apply_on_ingest_a_post_is_answered_after_its_statuses_changed_the_contacts(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    campaign = await conn.fetchval(
+        "INSERT INTO campaigns (name, template_name, template_language, phone_number_id, state)"
+        " VALUES ('gc', 'spring_sale', 'en_US', '1000001', 'running') RETURNING id"
+    )
+    await conn.execute(
+        "INSERT INTO contacts (campaign_id, phone, state, wamid, attempts, sent_at)"
+        " VALUES ($1, '15550000001', 'sent', 'w.known', 1, now() - interval '1 minute')",
+        campaign,
+    )
+    async with open_pool(db_dsn, min_size=1, max_size=4) as pool:
+        app = build_web_app(WebDeps(web_config(apply_on_ingest=True), pool, asyncio.Event()))
+        async with serve_web_app(app, "127.0.0.1", 0) as url, aiohttp.ClientSession() as session:
+            # no reconciler runs: the answer comes after the statement that applied the status
+            assert await post(session, url, body_of("w.known", "w.unknown")) == 200
+    assert await conn.fetchval("SELECT state::text FROM contacts WHERE wamid = 'w.known'") == (
+        "delivered"
+    )
+    rows = await conn.fetch("SELECT wamid, processing_state FROM status_receipts ORDER BY id")
+    assert [(r["wamid"], r["processing_state"]) for r in rows] == [
+        ("w.known", "applied"),
+        ("w.unknown", "pending"),  # its send is not recorded yet: left to the reconciler
+    ]
+    assert app[GROUP_KEY].stats.applied == 1 and app[GROUP_KEY].stats.pending == 1
