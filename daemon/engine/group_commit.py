@@ -2,19 +2,21 @@
 are stored together by the next one, and each POST is answered only once that statement has
 committed.
 
-One statement at a time per process: when none runs, a POST's statuses go at once (no added
-latency when idle); while one runs, the POSTs that come in wait and the next statement takes
-them all (up to `max_rows` statuses). Under load a statement then carries several POSTs'
-statuses: its fixed cost (parse, plan, the round trip, the commit) is paid once for all of
-them. Nothing is acknowledged before it is durable: a failed statement fails every POST it
-carried (each answers 503 and Meta delivers it again); a body PostgreSQL cannot hold (a
-DataError: NUL characters, lone surrogates) is stored alone so that it fails only itself.
+At most `in_flight` statements at a time per process: while fewer run, a POST's statuses go
+at once (no added latency when idle); while that many run, the POSTs that come in wait and
+the next statement takes them all (up to `max_rows` statuses). Under load a statement then
+carries several POSTs' statuses: its fixed cost (parse, plan, the round trip, the commit) is
+paid once for all of them. Nothing is acknowledged before it is durable: a failed statement
+fails every POST it carried (each answers 503 and Meta delivers it again); a body PostgreSQL
+cannot hold (a DataError: NUL characters, lone surrogates) is stored alone so that it fails
+only itself.
 
-With `webhook.apply_on_ingest` (the default) the statement also applies the statuses to their
-contacts (receipts_store.ingest_receipts: the reconciler's rules), so a status whose contact
-is there is written once and never read back; only those that cannot be applied yet (no
-contact yet, or it is locked elsewhere) are left pending for the reconciler. Off: stored
-pending, all of them (store_receipt_bodies).
+By default the statement stores the statuses pending, for the reconciler's large batches
+(store_receipt_bodies). With `webhook.apply_on_ingest` it also applies them to their contacts
+(receipts_store.ingest_receipts: the reconciler's rules), so a status whose contact is there
+is written once and never read back; only those that cannot be applied yet (no contact yet,
+or it is locked elsewhere) are left pending. Measured, that wrote 40 % less WAL but made each
+answer slower and receipts drain later (docs/performance.md), hence off by default.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from daemon.logs import get_logger
 
 log = get_logger(__name__)
 
+IN_FLIGHT: Final = 3
+"""Statements at once: one alone serialised the webhook behind each statement's round trip
+(measured: receipts drained 17 s after the last send); a few keep both cores busy."""
 MAX_ROWS: Final = 5_000
 """Statuses per statement at most (a group's arrays stay well under a megabyte or so)."""
 ORPHAN_LOG_LINES: Final = 20
@@ -69,13 +74,15 @@ class GroupCommit:
         *,
         max_attempts: int = 5,
         max_rows: int = MAX_ROWS,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         self._pool = pool
         self._config = config if config is not None else WebhookConfig()
         self._max_attempts = max_attempts
         self._max_rows = max_rows
         self._waiting: list[_Waiting] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._in_flight = in_flight
+        self._flushers: set[asyncio.Task[None]] = set()
         self.stats = GroupCommitStats()
 
     async def store(
@@ -87,8 +94,10 @@ class GroupCommit:
             asyncio.get_running_loop().create_future()
         )
         self._waiting.append(_Waiting(rows, digest, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if len(self._flushers) < self._in_flight:
+            task = asyncio.create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         return await asyncio.shield(done)
 
     async def _flush(self) -> None:
@@ -179,5 +188,4 @@ class GroupCommit:
 
     async def close(self) -> None:
         """Wait for the statement in flight (the POSTs it carries get their answers)."""
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await asyncio.gather(*self._flushers, return_exceptions=True)

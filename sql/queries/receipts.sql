@@ -177,9 +177,8 @@ matched AS (
            p.by_callback AND NOT f.foreign AS by_callback,
            p.stale AND NOT f.foreign AS stale,
            CASE WHEN f.foreign
-                THEN format('number_mismatch: phone_number_id %s is not the number of'
-                            ' campaign %s (%s)', p.phone_number_id, p.campaign_id,
-                            p.campaign_number)
+                THEN format('number_mismatch: phone_number_id %s is not the number of campaign %s (%s)',
+                            p.phone_number_id, p.campaign_id, p.campaign_number)
            END AS orphan_reason
     FROM probed p
     CROSS JOIN LATERAL (
@@ -515,9 +514,8 @@ matched AS (
            p.by_callback AND NOT f.foreign AS by_callback,
            p.stale AND NOT f.foreign AS stale,
            CASE WHEN f.foreign
-                THEN format('number_mismatch: phone_number_id %s is not the number of'
-                            ' campaign %s (%s)', p.phone_number_id, p.campaign_id,
-                            p.campaign_number)
+                THEN format('number_mismatch: phone_number_id %s is not the number of campaign %s (%s)',
+                            p.phone_number_id, p.campaign_id, p.campaign_number)
            END AS orphan_reason
     FROM probed p
     CROSS JOIN LATERAL (
