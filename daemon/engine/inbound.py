@@ -78,7 +78,7 @@ class InboundApplier:
                         if not await store.inbound_pending(conn):
                             continue
                 await self.apply_all()
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError, OSError) as exc:
                 log.warning("inbound_apply_failed", error=repr(exc))
                 await asyncio.sleep(FAILURE_PAUSE_S)
             except Exception as exc:  # a bug: keep applying (the rows stay pending)

@@ -16,6 +16,8 @@ from daemon.logs import get_logger
 
 log = get_logger(__name__)
 
+SUBSCRIBE_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE_ERRORS, OSError)
+
 
 async def listen(dsn: str, channel: str, on_notify: Callable[[], None]) -> None:
     """Call `on_notify` for every notification on `channel`, and once after each (re)connect
@@ -39,8 +41,13 @@ async def listen_channels(dsn: str, handlers: Mapping[str, Callable[[str | None]
         assert conn is not None
         try:
             conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-            for channel, handler in handlers.items():
-                await conn.add_listener(channel, lambda *args, h=handler: h(args[3]))
+            try:
+                for channel, handler in handlers.items():
+                    await conn.add_listener(channel, lambda *args, h=handler: h(args[3]))
+            except SUBSCRIBE_ERRORS as exc:  # cut while subscribing: again
+                log.warning("listen_failed", channel=names, error=repr(exc))
+                await asyncio.sleep(0.1)
+                continue
             for handler in handlers.values():
                 handler(None)
             await lost.wait()

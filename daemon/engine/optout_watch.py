@@ -138,8 +138,10 @@ class OptOutWatch:
             try:
                 async with self._pool.acquire() as conn:
                     await self.poll_once(conn)
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError, OSError) as exc:
                 log.warning("opt_out_poll_failed", error=repr(exc))
+            except Exception as exc:  # a bug: the NOTIFY path still works, keep looking
+                log.error("opt_out_poll_bug", error=repr(exc))
             self._poll_now.clear()
             try:
                 await asyncio.wait_for(self._poll_now.wait(), POLL_EVERY_S)
