@@ -148,3 +148,27 @@ async def test_the_worker_keeps_names_tabs_quotes_and_backslashes(
     rows = await conn.fetch("SELECT phone, params->>'first_name' AS name FROM contacts ORDER BY id")
     assert [r["name"] for r in rows] == [*values, "x"]
     assert rows[-1]["phone"] == "bad\tphone"
+
+
+@pytest.mark.parametrize("worker", [False, True])
+async def test_progress_goes_forward_and_ends_once(
+    conn: asyncpg.Connection, tmp_path: Path, worker: bool
+) -> None:
+    campaign_id = await create_campaign(
+        conn, "p", Template("t", "en_US", ("first_name",)), "1000001"
+    )
+    path = write_csv(tmp_path / "p.csv", [("+" + phone(i), f"N{i}") for i in range(95)])
+    calls: list[tuple[int, int, int]] = []
+    old = importer.CHUNK_ROWS, importer.WORKER_MIN_BYTES
+    importer.CHUNK_ROWS = 10
+    importer.WORKER_MIN_BYTES = 0 if worker else 1 << 40
+    try:
+        await import_contacts(
+            conn, campaign_id, path, progress=lambda *a: calls.append((a[0], a[1], a[2]))
+        )
+    finally:
+        importer.CHUNK_ROWS, importer.WORKER_MIN_BYTES = old
+    size = path.stat().st_size
+    assert calls[-1] == (size, size, 95)
+    assert [c for c in calls if c[0] == size] == [calls[-1]]
+    assert [c[2] for c in calls] == sorted(c[2] for c in calls)

@@ -91,7 +91,7 @@ async def _chunks_here(
         if not chunk:
             break
         n += len(chunk)
-        if progress is not None:
+        if progress is not None and source.bytes_read < source.size:  # the end: once, below
             progress(source.bytes_read, source.size, n)
         yield chunk
     if progress is not None:
@@ -114,7 +114,7 @@ async def _chunks_from_worker(
                 raise RuntimeError("the import's parse worker stopped without a word") from None
             kind = message[0]
             if kind == "rows":
-                if progress is not None:
+                if progress is not None and message[2] < size:  # the end: once, below
                     progress(message[2], size, message[3])
                 yield message[1]
             elif kind == "done":
