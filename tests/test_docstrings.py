@@ -1,5 +1,5 @@
 """A docstring on every public function, class and method of the operator-facing modules:
-daemon/ops/, daemon/cli/, daemon/config.py, daemon/logs.py, daemon/errors.py."""
+daemon/ops/, daemon/cli/, daemon/config/, daemon/logs.py, daemon/errors.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ MODULES = sorted(
     [
         *(DAEMON / "ops").glob("*.py"),
         *(DAEMON / "cli").glob("*.py"),
-        DAEMON / "config.py",
+        *(DAEMON / "config").glob("*.py"),
         DAEMON / "logs.py",
         DAEMON / "errors.py",
     ]

@@ -99,7 +99,7 @@ def test_stop_timeout_outlasts_the_daemons_own_shutdown() -> None:
 
 
 def test_credentials_are_the_secrets_the_daemon_reads() -> None:
-    """The daemon reads $CREDENTIALS_DIRECTORY/<name> for each secret key (daemon/config.py)."""
+    """The daemon reads $CREDENTIALS_DIRECTORY/<name> for each secret key (daemon/config/loading.py)."""
     credentials = dict(v.split(":", 1) for v in values(SERVICE, "LoadCredential"))
     assert set(credentials) == {key for _, key in SECRET_KEYS}
     assert credentials == {name: f"/etc/wa-sender/credentials/{name}" for name in credentials}
