@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
@@ -31,6 +31,7 @@ from daemon.db import caps_store
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS, is_blocked_write
 from daemon.engine.budget import claim_within_budget
+from daemon.engine.limited_claim import LimitedClaim
 from daemon.engine.preparer import CampaignPreparer, Prepared
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.upkeep import FENCE_AFTER_S
@@ -39,15 +40,12 @@ from daemon.logs import get_logger
 
 log = get_logger(__name__)
 
-CappedClaim = Callable[[asyncpg.Connection, int], Awaitable[list[store.ClaimedContact]]]
-"""A claim through the frequency caps (db.caps_store): connection, how many."""
 
 FINISH_CHECK_EVERY_S = 1.0
 QUEUE_S = 0.5
 PACE_EVERY_S = 2.0  # a finish-by campaign's rate is recomputed from its remaining contacts
 # The messaging limit's window takes the recipients of the last 24 h from the contacts'
 # history at the first limited claim, then this often (sent by daemons without the limit).
-LIMIT_BACKFILL_EVERY_S = 300.0
 
 
 def utc_now() -> datetime:
@@ -134,7 +132,7 @@ class Claimer:
         self._caps = caps_store.CapPolicy(
             parse_rules(limits.per_contact), parse_categories(limits.per_contact_categories)
         )
-        self._backfilled_at: float | None = None  # monotonic
+        self._limited = LimitedClaim(config, daemon_id)
 
     def wake(self) -> None:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
@@ -315,7 +313,7 @@ class Claimer:
         async def claim(most: int | None = None) -> list[store.ClaimedContact] | None:
             count = limit if most is None else min(limit, most)
             capped_claim = claim_capped if capped else None
-            return await self._claim_limited(conn, campaign, count, after, now, capped_claim)
+            return await self._limited.claim(conn, campaign, count, after, now, capped_claim)
 
         if campaign.budget is None:
             found = await claim()
@@ -348,55 +346,6 @@ class Claimer:
             self.claimed += len(claimed)
             log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
         return len(claimed), held
-
-    async def _claim_limited(
-        self,
-        conn: asyncpg.Connection,
-        campaign: Campaign,
-        limit: int,
-        after: store.ClaimCursor,
-        now: datetime,
-        claim_capped: CappedClaim | None,
-    ) -> list[store.ClaimedContact] | None:
-        """The claim, through the frequency caps when they apply and under the messaging limit
-        when one is set (None: the limit is reached and the campaign held)."""
-        lease_s = self._config.recovery.lease_s
-        daily_limit = self._config.limits.daily_unique_recipients
-        if daily_limit > 0:
-            at = time.monotonic()
-            backfill = (
-                self._backfilled_at is None or at - self._backfilled_at >= LIMIT_BACKFILL_EVERY_S
-            )
-            claimed, quota, oldest = await store.claim_within_limit(
-                conn,
-                campaign.id,
-                self._daemon_id,
-                lease_s,
-                limit,
-                daily_limit,
-                after,
-                now,
-                backfill=backfill,
-                claim=claim_capped,
-            )
-            if backfill:
-                self._backfilled_at = at
-            if not claimed and quota <= 0:
-                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
-                reason = (
-                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
-                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
-                )
-                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
-                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
-                return None
-        elif claim_capped is not None:
-            claimed = await claim_capped(conn, limit)
-        else:
-            claimed = await store.claim_contacts(
-                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
-            )
-        return claimed
 
     async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
         now = time.monotonic()
