@@ -30,6 +30,7 @@ import asyncpg
 
 from daemon.config import WebhookConfig
 from daemon.db import receipts_store
+from daemon.engine.reconciler import log_orphans
 from daemon.logs import get_logger
 
 log = get_logger(__name__)
@@ -39,8 +40,6 @@ IN_FLIGHT: Final = 3
 (measured: receipts drained 17 s after the last send); a few keep both cores busy."""
 MAX_ROWS: Final = 5_000
 """Statuses per statement at most (a group's arrays stay well under a megabyte or so)."""
-ORPHAN_LOG_LINES: Final = 20
-"""receipt_orphaned lines per statement (as the reconciler's per batch)."""
 UNSTORABLE: Final[tuple[type[BaseException], ...]] = (asyncpg.DataError, UnicodeEncodeError)
 """Errors of one body's content: retried body by body, so only that body fails."""
 
@@ -167,17 +166,7 @@ class GroupCommit:
         )
         self.stats.applied += result.applied
         self.stats.pending += result.pending
-        for orphan in result.orphans[:ORPHAN_LOG_LINES]:
-            log.warning(
-                "receipt_orphaned",
-                receipt_id=orphan.id,
-                wamid=orphan.wamid,
-                status=orphan.status,
-                recipient_id=orphan.recipient_id or "",
-                callback_data=orphan.callback_data,
-                received_at=orphan.received_at,
-                reason=orphan.reason or "no contact matched",
-            )
+        log_orphans(result.orphans)
         return result.bodies
 
     def _count(self, group: Sequence[_Waiting]) -> None:

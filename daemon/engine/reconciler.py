@@ -74,6 +74,21 @@ class ReconcileStats:
         self.retried += result.retried
 
 
+def log_orphans(orphans: Sequence[store.OrphanReceipt]) -> None:
+    """One warning per receipt that became an orphan (the first `ORPHAN_LOG_LINES` of a batch)."""
+    for orphan in orphans[:ORPHAN_LOG_LINES]:
+        log.warning(
+            "receipt_orphaned",
+            receipt_id=orphan.id,
+            wamid=orphan.wamid,
+            status=orphan.status,
+            recipient_id=orphan.recipient_id or "",
+            callback_data=orphan.callback_data,
+            received_at=orphan.received_at,
+            reason=orphan.reason or "no contact matched",
+        )
+
+
 class Reconciler:
     """Applies pending receipts; `run()` is its loop, `wake()` and `on_sends_recorded()` the
     ways in. Several may run against one database (in one process or many)."""
@@ -167,17 +182,7 @@ class Reconciler:
     def _log_batch(self, result: store.ReconcileResult, seconds: float) -> None:
         if not result.picked:
             return
-        for orphan in result.orphans[:ORPHAN_LOG_LINES]:
-            log.warning(
-                "receipt_orphaned",
-                receipt_id=orphan.id,
-                wamid=orphan.wamid,
-                status=orphan.status,
-                recipient_id=orphan.recipient_id or "",
-                callback_data=orphan.callback_data,
-                received_at=orphan.received_at,
-                reason=orphan.reason or "no contact matched",
-            )
+        log_orphans(result.orphans)
         log.info(
             "receipts_applied",
             picked=result.picked,
