@@ -1,7 +1,9 @@
 """Import benchmark: a CSV with 1% invalid rows through `contacts import`'s code, at two sizes,
 each in a process of its own, to show that memory does not grow with the file.
 
-Prints rows/s and the importing process's peak RSS for each size, then exports the campaign
+Prints rows/s and the importing process's peak RSS for each size (and its parse worker's,
+db.import_worker), the import's timings (parse_s: waiting for parsed chunks, copy_s,
+apply_wait_s: waiting for PostgreSQL past the parse), then exports the campaign
 (`contacts export`, streamed) and prints its peak RSS too, and writes JSON. Uses
 DATABASE_URL if set, else a throwaway embedded PostgreSQL. Phones are Czech mobiles, half
 written internationally (`+420 601 234 567`), half nationally (`601 234 567`, read with the
@@ -50,6 +52,23 @@ def write_csv(path: Path, rows: int, invalid_share: float, seed: int = 1) -> int
     return len(bad_rows)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process and its waited-for children (the parse worker)."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a PostgreSQL backend on this machine (0 when it is elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(dsn: str, path: Path) -> dict[str, float | int]:
     """Import `path` into a new campaign; the figures."""
     conn = await connect(dsn)
@@ -58,9 +77,13 @@ async def measure(dsn: str, path: Path) -> dict[str, float | int]:
         campaign_id = await create_campaign(
             conn, "bench", Template("t", "en_US", ("first_name", "order_id")), "1"
         )
+        backend = conn.get_server_pid()
+        cpu_before = _cpu_seconds(), _server_cpu_seconds(backend)
         started = time.perf_counter()
         result = await import_contacts(conn, campaign_id, path, default_region="CZ")
         seconds = time.perf_counter() - started
+        cpu_client = _cpu_seconds() - cpu_before[0]
+        cpu_server = _server_cpu_seconds(backend) - cpu_before[1]
         in_db = await conn.fetchval(
             "SELECT count(*) FROM contacts WHERE campaign_id = $1", campaign_id
         )
@@ -78,8 +101,15 @@ async def measure(dsn: str, path: Path) -> dict[str, float | int]:
         "rows_in_database": in_db,
         "seconds": round(seconds, 3),
         "rows_per_s": round(result.rows / seconds),
+        # CPU seconds of the import (this process and its parse worker; its server backend):
+        # what a loaded machine's wall clock hides.
+        "cpu_s_client": round(cpu_client, 2),
+        "cpu_s_server": round(cpu_server, 2),
         **result.timings,
         "peak_rss_mb_import": round(rss_import / 1024, 1),
+        # The parse worker's own peak (db.import_worker; its pages shared with this
+        # process at the fork count in both), 0 when parsed in-process.
+        "peak_rss_mb_parse_worker": result.timings.get("parse_worker_peak_rss_mb", 0),
         "exported": exported,
         "export_seconds": round(export_seconds, 3),
         "export_rows_per_s": round(exported / export_seconds),
@@ -131,7 +161,9 @@ def main() -> None:
         print(
             f"{rows:>9,} rows: imported {figures['imported']:,} + invalid {figures['invalid']:,}"
             f" ({'exact' if figures['exact'] else 'NOT EXACT'}) in {figures['seconds']} s:"
-            f" {figures['rows_per_s']:,} rows/s, peak RSS {figures['peak_rss_mb_import']} MB;"
+            f" {figures['rows_per_s']:,} rows/s, peak RSS {figures['peak_rss_mb_import']} MB"
+            f" (parse worker {figures['peak_rss_mb_parse_worker']} MB), CPU client"
+            f" {figures['cpu_s_client']} s + server {figures['cpu_s_server']} s;"
             f" export {figures['exported']:,} in {figures['export_seconds']} s,"
             f" peak RSS {figures['peak_rss_mb']} MB"
         )

@@ -163,6 +163,40 @@ def test_duplicates_are_explained_only_by_an_unknown_outcome() -> None:
     }
 
 
+def test_with_the_attempt_history_a_duplicate_is_explained_by_the_daemon_not_knowing() -> None:
+    accepted = [
+        _accepted(2, 1, "w2a", 10.0),  # declared unknown (lease recovery), resent: explained
+        _accepted(2, 2, "w2b", 45.0),
+        _accepted(3, 1, "w3a", 10.0),  # recorded as sent, resent anyway: a bug
+        _accepted(3, 2, "w3b", 20.0),
+        _accepted(4, 1, "w4a", 10.0),  # nothing recorded for attempt 1 (killed): explained
+        _accepted(4, 2, "w4b", 45.0),
+        _accepted(6, 1, "w6a", 10.0),  # unknown, resent after the grace; then a late receipt
+        _accepted(6, 2, "w6b", 45.0),  # recorded w6a: the heuristic called this a bug
+    ]
+    recorded = {2: "w2b", 3: "w3a", 4: "w4b", 6: "w6a"}
+    knowledge = {
+        (2, 1): (True, False),
+        (2, 2): (False, True),
+        (3, 1): (False, True),
+        (3, 2): (False, True),
+        (4, 2): (False, True),
+        (6, 1): (True, False),
+    }
+    examples: list[dict[str, object]] = []
+    figures = duplicates(accepted, recorded, [], knowledge, examples=examples, t0=5.0)
+    assert figures["duplicated_contacts"] == 4
+    assert figures["explained_by_unknown_outcome"] == 3
+    assert figures["unexplained"] == 1
+    assert [e["contact_id"] for e in examples] == [3]
+    assert examples[0]["copies"] == [
+        {"attempt": 1, "at_s": 5.0, "wamid": "w3a"},
+        {"attempt": 2, "at_s": 15.0, "wamid": "w3b"},
+    ]
+    # Without the history the late receipt's case reads as unexplained.
+    assert duplicates(accepted, recorded, [])["unexplained"] == 2
+
+
 def test_result_consistency_finds_lost_and_phantom_results() -> None:
     accepted = [_accepted(1, 1, "w1", 1.0), _accepted(2, 1, "w2", 1.0)]
     rows = ContactRows(
@@ -488,6 +522,43 @@ def test_receipts_run_applies_every_receipt_to_its_contact(
     assert set(run["states"]) <= {"sent", "delivered", "read"}
     assert run["states"].get("delivered", 0) + run["states"].get("read", 0) > 1000
     assert sum(run["series"]["receipts_applied"]) == receipts["stored"]
+
+
+def test_compare_receipts_off_runs_both_systems_and_reports_what_a_receipt_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The harness's own embedded cluster: its PostgreSQL CPU is sampled and it preloads
+    # pg_stat_statements (a DATABASE_URL server need not give either).
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    code, report = _run(["--contacts", "2000", "--receipts", "--compare", "receipts-off"], tmp_path)
+    assert code == 0, render(report)
+    assert report["ok"] is True
+    assert list(report["runs"]) == ["wa-sender", "receipts-off"]
+    on, off = report["runs"]["wa-sender"], report["runs"]["receipts-off"]
+    for run in (on, off):
+        assert run["completed"] is True
+        assert run["throughput"]["accepted"] == 2000
+        assert run["invariants"]["duplicated_contacts"] == 0
+        assert run["invariants"]["non_final"] == 0
+        assert run["invariants"]["accepted_not_recorded"] == 0
+    assert on["receipts"]["enabled"] is True and on["receipts"]["stored"] >= 2000
+    assert on["invariants"]["receipts_pending"] == 0
+    assert on["states"].get("delivered", 0) + on["states"].get("read", 0) > 1000
+    assert off["states"] == {"sent": 2000}  # no status webhooks at all
+    ratio = report["ratios"]["receipts-off"]
+    assert ratio["sends_per_s"] > 0
+    for key in ("postgres", "sender", "mock"):
+        assert ratio[f"{key}_cpu_us_per_receipt"] is not None
+    assert ratio["wal_bytes_per_receipt"] is not None and ratio["wal_bytes_per_receipt"] > 0
+    postgres = on["postgres"]
+    assert postgres["wal_bytes"] > off["postgres"]["wal_bytes"]
+    assert postgres["cpu_us_per_receipt"] > 0 and postgres["wal_bytes_per_receipt"] > 0
+    by_statement = postgres["receipts"]["by_statement"]  # pg_stat_statements, per receipt
+    assert postgres["receipts"]["statement_us_per_receipt"] > 0
+    for name in ("store_receipt_bodies", "reconcile_receipts"):  # the group commit, the batch
+        assert by_statement[name]["calls"] > 0 and by_statement[name]["us_per_receipt"] > 0
+    out = capsys.readouterr().out
+    assert "wa-sender / receipts-off:" in out and "per stored receipt" in out
 
 
 @pytest.mark.slow

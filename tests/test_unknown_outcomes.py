@@ -75,7 +75,7 @@ async def claim_and_expire(
     done = await store.expire_own_contacts(
         conn, [contact.id], policy, 0.0, max_attempts, OWN, max_unknown
     )
-    assert done == "UPDATE 1"
+    assert done == "INSERT 0 1"  # the contact updated, its attempt logged (contact_attempts)
     state = await conn.fetchval("SELECT state::text FROM contacts WHERE id = $1", contact.id)
     return state
 

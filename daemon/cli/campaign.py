@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 import asyncpg
 
+from daemon.cli import cost as cost_cli
 from daemon.cli import planning as planning_cli
 from daemon.cli import retarget as retarget_cli
 from daemon.cli.common import (
@@ -110,6 +111,7 @@ def add_parser(commands: Commands) -> None:
     )
     add_country_option(p, "the numbers of its imports")
     planning_cli.add_planning_options(p)
+    cost_cli.add_cost_options(p)
     p.add_argument("--json", action="store_true", help="print the new campaign as JSON")
     p.set_defaults(handler=cmd_campaign_create)
     p = sub.add_parser("list", help="list campaigns")
@@ -143,6 +145,7 @@ def add_parser(commands: Commands) -> None:
         p.set_defaults(handler=_lifecycle(command))
     planning_cli.add_actions(sub)
     retarget_cli.add_actions(sub)
+    cost_cli.add_actions(sub)
 
 
 def _key_value(text: str) -> tuple[str, str]:
@@ -193,10 +196,12 @@ def cmd_campaign_create(args: argparse.Namespace, config: Config) -> int:
         default_country=args.default_country,
     )
     planning = planning_cli.planning_change(args, config)
+    cost = cost_cli.CostChange(args)
 
     async def work(conn: asyncpg.Connection) -> int:
         created = await create_campaign_from_request(conn, request, config.whatsapp.waba_id)
         await planning_cli.apply_planning(conn, created.campaign_id, planning, config)
+        await cost.apply(conn, created.campaign_id)
         if created.source is TemplateSource.UNVERIFIED:
             print(
                 f"wa-sender: note: template {printable(template_name)} ({printable(language)})"
@@ -240,9 +245,14 @@ def cmd_campaign_status(args: argparse.Namespace, config: Config) -> int:
 
     async def work(conn: asyncpg.Connection) -> int:
         progress = await store.campaign_progress(conn, args.id)
-        print(
-            json.dumps(progress_dict(progress), indent=2) if args.json else progress_table(progress)
-        )
+        spent = await cost_cli.committed_line(conn, progress.campaign)
+        if args.json:
+            document = progress_dict(progress)
+            if spent is not None:
+                document["budget_committed"] = f"{spent[0]:f}"
+            print(json.dumps(document, indent=2))
+        else:
+            print(progress_table(progress) + (f"\n{spent[1]}" if spent is not None else ""))
         if progress.campaign.state not in QUIET_STATES:
             await warn_if_no_daemon(conn)
         return 0

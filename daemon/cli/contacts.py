@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -158,6 +159,7 @@ def cmd_contacts_import(args: argparse.Namespace, config: Config) -> int:
             encoding=args.encoding,
             dry_run=args.dry_run,
             progress=_progress_printer() if big else None,
+            block_us_marketing=config.imports.block_us_marketing,
         )
         if not args.dry_run and result.imported:
             await windows_after_import(
@@ -237,6 +239,7 @@ def cmd_contacts_show(args: argparse.Namespace, config: Config) -> int:
             if where:
                 print(f"  number: {where}")
             print(f"  attempts: {c['attempts']} (unknown outcome: {c['unknown_attempts']})")
+            _print_attempts(c)
             for label in ("claimed_at", "sent_at", "delivered_at", "read_at", "failed_at"):
                 if c[label] is not None:
                     print(f"  {label[:-3]}: {c[label]:%Y-%m-%d %H:%M:%S%z}")
@@ -268,3 +271,25 @@ def cmd_contacts_show(args: argparse.Namespace, config: Config) -> int:
         return 0 if history.contacts else 1
 
     return with_connection(config, work)
+
+
+def _print_attempts(contact: dict[str, Any]) -> None:
+    """One line per attempt outcome recorded: when, what it led to, the error code."""
+    for a in contact["attempt_history"]:
+        code = f" {a['error_code']}" if a["error_code"] is not None else ""
+        title = f" {printable(a['error_title'])}" if a["error_title"] else ""
+        unknown = " (outcome unknown)" if a["unknown"] else ""
+        wamid = f" {printable(a['wamid'])}" if a["wamid"] else ""
+        print(
+            f"  attempt {a['attempt']} at {a['at']:%Y-%m-%d %H:%M:%S%z}: {a['outcome']}"
+            f"{code}{title}{wamid}{unknown}"
+        )
+    logged = {a["attempt"] for a in contact["attempt_history"]}
+    done = contact["attempts"]
+    if contact["state"] == "in_progress" and done not in logged:
+        print(f"  attempt {done}: in flight")
+        done -= 1
+    # Attempts made before schema version 10 kept no record of their own.
+    older = [n for n in range(1, done + 1) if n not in logged]
+    if older:
+        print(f"  ({len(older)} earlier attempt(s) without a record: made before schema 10)")

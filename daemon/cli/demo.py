@@ -6,8 +6,9 @@ import argparse
 
 from daemon.cli.common import Commands, ensure_embedded_schema
 from daemon.config import Config
+from daemon.core.windows import WindowError, parse_window
 from daemon.db.database import database_dsn
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, UsageError
 
 
 def add_parser(commands: Commands) -> None:
@@ -18,6 +19,13 @@ def add_parser(commands: Commands) -> None:
     )
     p.add_argument("--contacts", type=int, default=2000, help="generated contacts (default 2000)")
     p.add_argument("--rate", type=float, default=400.0, help="messages per second (default 400)")
+    p.add_argument(
+        "--window",
+        default=None,
+        metavar="SPEC",
+        help="the demo campaign's send window in the recipients' local time (e.g. 'Mon-Fri"
+        " 09:00-20:00'); contacts outside theirs wait, and the demo ends saying so",
+    )
     p.set_defaults(handler=cmd_demo)
 
 
@@ -27,8 +35,13 @@ def cmd_demo(args: argparse.Namespace, config: Config) -> int:
 
     if args.contacts < 0 or args.rate <= 0:
         raise ConfigError("--contacts must be 0 or more and --rate above 0")
+    if args.window is not None:
+        try:
+            parse_window(args.window)
+        except WindowError as exc:
+            raise UsageError(f"--window: {exc}") from None
     with database_dsn(config.database, throwaway=True) as dsn:
         if config.database.url:
             print("using DATABASE_URL (a demo campaign will be created there)")
         ensure_embedded_schema(dsn)
-        return main_demo(config, dsn, args.contacts, args.rate)
+        return main_demo(config, dsn, args.contacts, args.rate, window=args.window)

@@ -31,7 +31,7 @@ def _systems(text: str) -> tuple[str, ...]:
         if name not in SYSTEMS or name == "wa-sender":
             raise argparse.ArgumentTypeError(
                 f"cannot compare with {name!r}: floor, pgqueuer, template-body, no-replies,"
-                " no-window or receipts-off"
+                " no-window, no-caps, no-planning or receipts-off"
             )
     return names
 
@@ -126,10 +126,11 @@ def add_parser(commands: Commands) -> None:
         "--compare",
         type=_systems,
         default=(),
-        metavar="floor,pgqueuer,template-body,no-replies,no-window,receipts-off",
+        metavar="floor,pgqueuer,template-body,no-replies,no-window,no-caps,no-planning,receipts-off",
         help="also run these after wa-sender, same mock and data, and print ratios"
         " (template-body: wa-sender again with the body-only template; no-replies: again"
-        " with no inbound replies; no-window: again without --window; receipts-off: again"
+        " with no inbound replies; no-window: again without --window; no-caps: again without"
+        " --caps; no-planning: again without both; receipts-off: again"
         " without status webhooks, with PostgreSQL's CPU and WAL per receipt from the"
         " difference)",
     )
@@ -139,6 +140,14 @@ def add_parser(commands: Commands) -> None:
         metavar="SPEC",
         help="wa-sender's campaigns get this send window (e.g. 'Daily 00:00-24:00'), to"
         " measure its cost on the claim (with --compare no-window)",
+    )
+    p.add_argument(
+        "--caps",
+        default=None,
+        metavar="RULES",
+        help="the daemons get these frequency caps per phone ([limits] per_contact,"
+        " comma-separated, e.g. '1/24h,3/7d'), to measure their cost on the claim (with"
+        " --compare no-caps or no-planning)",
     )
     p.add_argument(
         "--template",
@@ -224,6 +233,7 @@ def options_from_args(args: argparse.Namespace) -> LoadtestOptions:
         systems=systems,
         template=args.template,
         window=args.window,
+        caps=args.caps,
         rounds=args.rounds,
         timeout_s=args.timeout,
         settings=tuple(args.settings),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from daemon.cli import cost as cost_cli
 from daemon.cli.common import Commands, positive_int, print_json, with_connection
 from daemon.config import Config
 from daemon.core.model import Campaign
@@ -46,12 +47,13 @@ def add_actions(sub: Commands) -> None:
     """Add `update` to `campaign`'s actions."""
     p = sub.add_parser(
         "update",
-        help="change a campaign's send window, window zone or finish-by time",
+        help="change a campaign's send window, window zone, finish-by time, rate card or budget",
         description="Change the planning of a campaign that has not ended; the daemons apply"
         " it at once.",
     )
     p.add_argument("id", type=positive_int, help="campaign id")
     add_planning_options(p)
+    cost_cli.add_cost_options(p)
     p.add_argument("--json", action="store_true", help="print the campaign as JSON")
     p.set_defaults(handler=cmd_campaign_update)
 
@@ -108,16 +110,22 @@ async def apply_planning(
 def cmd_campaign_update(args: argparse.Namespace, config: Config) -> int:
     """`campaign update ID`: the new planning, printed."""
     change = planning_change(args, config)
-    if change.empty:
-        raise UsageError("nothing to update: give --window, --window-zone or --finish-by")
+    cost = cost_cli.CostChange(args)
+    if change.empty and cost.empty:
+        raise UsageError(
+            "nothing to update: give --window, --window-zone, --finish-by, --rate-card or --budget"
+        )
 
     async def work(conn: asyncpg.Connection) -> int:
         campaign = await apply_planning(conn, args.id, change, config)
+        campaign = await cost.apply(conn, args.id) or campaign
         assert campaign is not None
         if args.json:
             print_json(campaign_dict(campaign))
         else:
-            lines = planning_lines(campaign, None) or ["no send window, no finish-by time"]
+            lines = planning_lines(campaign, None) or [
+                "no send window, no finish-by time, no budget"
+            ]
             print(f"campaign {campaign.id}: " + "; ".join(lines))
         return 0
 

@@ -42,7 +42,13 @@ def cmd_campaign_retarget(args: argparse.Namespace, config: Config) -> int:
     """`campaign retarget ID --states S,...`: prints the new campaign's id and counts."""
 
     async def work(conn: asyncpg.Connection) -> int:
-        r = await retarget(conn, args.id, args.states, args.name)
+        r = await retarget(
+            conn,
+            args.id,
+            args.states,
+            args.name,
+            block_us_marketing=config.imports.block_us_marketing,
+        )
         if args.json:
             print_json(
                 {
@@ -50,13 +56,16 @@ def cmd_campaign_retarget(args: argparse.Namespace, config: Config) -> int:
                     "retargeted_from": r.source_id,
                     "contacts": r.copied,
                     "suppressed": r.suppressed,
+                    "marketing_blocked_country": r.blocked,
                 }
             )
         else:
             print(r.campaign_id)
             print(
                 f"draft campaign {r.campaign_id}: {r.copied} contacts from campaign {r.source_id}"
-                f" ({r.suppressed} suppressed phones left out)"
+                f" ({r.suppressed} suppressed phones left out"
+                + (f", {r.blocked} US numbers blocked for marketing" if r.blocked else "")
+                + ")"
             )
         return 0
 

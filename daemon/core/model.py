@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NewType
 
 from daemon.core.payload import Template
@@ -44,6 +45,13 @@ class Campaign:
     send_window: str | None = None
     window_zone: str | None = None
     finish_by: datetime | None = None
+    # The template's category as stored at create (MARKETING, UTILITY...; None: unknown), what
+    # the frequency caps go by (core.caps).
+    template_category: str | None = None
+    # Cost (migration 0015): the most it may cost, in the currency of its stored rate card.
+    budget: Decimal | None = None
+    budget_currency: str | None = None
+    rate_card: str | None = None
 
     @property
     def template_spec(self) -> CampaignTemplate:

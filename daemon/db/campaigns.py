@@ -51,6 +51,10 @@ def campaign_from_record(r: asyncpg.Record) -> Campaign:
         send_window=r.get("send_window"),
         window_zone=r.get("window_zone"),
         finish_by=r.get("finish_by"),
+        template_category=r.get("template_category"),
+        budget=r.get("budget"),
+        budget_currency=r.get("budget_currency"),
+        rate_card=r.get("rate_card"),
     )
 
 
@@ -116,8 +120,14 @@ async def campaign_progress(conn: asyncpg.Connection, campaign_id: int) -> Campa
     row = await conn.fetchrow(query("campaign_health"), campaign_id)
     health = dict(row["health"]) if row is not None and row["health"] is not None else None
     waiting = None
-    if campaign.send_window is not None:  # migration 0013, sql/queries/windows.sql
-        found = await conn.fetchrow(query("window_waiting"), campaign_id, datetime.now(UTC))
+    now = datetime.now(UTC)
+    # Contacts wait for their send window (migration 0013, sql/queries/windows.sql) or, in a
+    # campaign without one, for a frequency cap (one index probe says whether any does).
+    if (
+        campaign.send_window is not None
+        or await conn.fetchval(query("next_window_open"), [campaign_id], now) is not None
+    ):
+        found = await conn.fetchrow(query("window_waiting"), campaign_id, now)
         waiting = (int(found["waiting"]), found["next_open"])
     return CampaignProgress(campaign, counts, health, waiting)
 

@@ -82,10 +82,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+MAX_CACHEABLE_STATEMENT_BYTES = 64 * 1024
+"""asyncpg prepares and keeps statements up to this size (its default, 15 KiB, is less than
+the receipts' statements with their comments: those were parsed, planned and described again
+on every call)."""
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     """One connection with the pool's codecs; DatabaseError when the database cannot be reached."""
     try:
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(
+            dsn, max_cacheable_statement_size=MAX_CACHEABLE_STATEMENT_BYTES
+        )
     except (ValueError, OverflowError) as exc:
         raise malformed_dsn(exc) from exc
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -130,6 +138,7 @@ async def open_pool(
             max_size=max_size,
             init=_init_connection,
             connection_class=PoolConnection,
+            max_cacheable_statement_size=MAX_CACHEABLE_STATEMENT_BYTES,
         )
     except (ValueError, OverflowError) as exc:
         raise malformed_dsn(exc) from exc

@@ -120,8 +120,121 @@ async def store_receipts(
     `replay_window_s` (a replay), else the digest is kept too."""
     if not rows:
         return StoreResult(0, False)
+    columns = _columns(rows)
     row = await conn.fetchrow(
         query("store_receipts"),
+        *columns[:9],
+        RECEIPTS_CHANNEL,
+        digest,
+        replay_window_s,
+        *columns[9:],
+    )
+    assert row is not None
+    return StoreResult(row["n"], row["replay"])
+
+
+async def store_receipt_bodies(
+    conn: asyncpg.Connection,
+    bodies: Sequence[tuple[Sequence[ReceiptRow], bytes | None]],
+    replay_window_s: float = REPLAY_WINDOW_S,
+) -> list[StoreResult]:
+    """The rows of several bodies (each with its digest or None) in one statement: the
+    webhook's group commit. Per body, as `store_receipts`: stored, or nothing when a replay
+    (its digest stored within `replay_window_s`, or an earlier body of this group has it)."""
+    rows = [r for body_rows, _ in bodies for r in body_rows]
+    numbers = [n for n, (body_rows, _) in enumerate(bodies, 1) for _ in body_rows]
+    columns = _columns(rows)
+    row = await conn.fetchrow(
+        query("store_receipt_bodies"),
+        *columns[:9],
+        RECEIPTS_CHANNEL,
+        [digest for _, digest in bodies],
+        replay_window_s,
+        *columns[9:],
+        numbers,
+    )
+    assert row is not None
+    fresh = set(row["fresh"])
+    return [
+        StoreResult(len(body_rows), False) if n in fresh else StoreResult(0, digest is not None)
+        for n, (body_rows, digest) in enumerate(bodies, 1)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one group of bodies did: each body's StoreResult, and the statuses by verdict."""
+
+    bodies: list[StoreResult]
+    applied: int = 0
+    duplicate: int = 0
+    pending: int = 0  # no contact yet, or its contact busy: for the reconciler
+    contacts_changed: int = 0
+    suppressed: int = 0
+    retried: int = 0
+    orphans: list[OrphanReceipt] = field(default_factory=list)
+
+
+async def ingest_receipts(
+    conn: asyncpg.Connection,
+    bodies: Sequence[tuple[Sequence[ReceiptRow], bytes | None]],
+    *,
+    replay_window_s: float = REPLAY_WINDOW_S,
+    orphan_after_s: float = 3600.0,
+    suppress_codes: Collection[int] = SUPPRESS_CODES,
+    max_attempts: int = 5,
+) -> IngestResult:
+    """The rows of several bodies stored and applied to their contacts in one statement
+    (replays as `store_receipt_bodies`); what cannot be applied yet is stored pending, with a
+    NOTIFY for the reconcilers. One transaction with the failed statuses' retries."""
+    rows = [r for body_rows, _ in bodies for r in body_rows]
+    numbers = [n for n, (body_rows, _) in enumerate(bodies, 1) for _ in body_rows]
+    columns = _columns(rows)
+    async with conn.transaction():
+        await conn.execute(query("custom_plans"))  # see ingest_receipts
+        row = await conn.fetchrow(
+            query("ingest_receipts"),
+            *columns[:9],
+            RECEIPTS_CHANNEL,
+            [digest for _, digest in bodies],
+            replay_window_s,
+            *columns[9:],
+            numbers,
+            sorted(suppress_codes),
+            SUPPRESS_REASON,
+            orphan_after_s,
+            BACKOFF_MIN_S,
+        )
+        assert row is not None
+        retried = 0
+        if row["failed_ids"]:
+            retry = await conn.fetchrow(
+                query("retry_failed_contacts"), row["failed_ids"], max_attempts
+            )
+            assert retry is not None
+            retried = retry["retried"]
+        if row["stale_user_ids"]:
+            await identity_store.fill_contact_user_ids(conn, row["stale_user_ids"])
+    fresh = set(row["fresh"])
+    orphans: list[dict[str, Any]] = row["orphans"]
+    return IngestResult(
+        bodies=[
+            StoreResult(len(body_rows), False) if n in fresh else StoreResult(0, digest is not None)
+            for n, (body_rows, digest) in enumerate(bodies, 1)
+        ],
+        applied=row["applied"],
+        duplicate=row["duplicate"],
+        pending=row["pending"],
+        contacts_changed=row["contacts_changed"],
+        suppressed=row["suppressed"],
+        retried=retried,
+        orphans=[OrphanReceipt(**o) for o in orphans],
+    )
+
+
+def _columns(rows: Sequence[ReceiptRow]) -> list[list[Any]]:
+    """The statement's arrays: the nine status columns, then migration 0011's ten."""
+    return [
         [r.wamid for r in rows],
         [r.status for r in rows],
         [r.status_at for r in rows],
@@ -131,22 +244,22 @@ async def store_receipts(
         [r.error_code for r in rows],
         [r.error_title for r in rows],
         [r.raw for r in rows],
-        RECEIPTS_CHANNEL,
-        digest,
-        replay_window_s,
-        [getattr(r, "user_id", None) for r in rows],
-        [getattr(r, "pricing_billable", None) for r in rows],
-        [getattr(r, "pricing_model", None) for r in rows],
-        [getattr(r, "pricing_type", None) for r in rows],
-        [getattr(r, "pricing_category", None) for r in rows],
-        [getattr(r, "conversation_id", None) for r in rows],
-        [getattr(r, "conversation_origin", None) for r in rows],
-        [getattr(r, "error_details", None) for r in rows],
-        [getattr(r, "failed_action", None) for r in rows],
-        [getattr(r, "retry_after_s", None) for r in rows],
-    )
-    assert row is not None
-    return StoreResult(row["n"], row["replay"])
+        *(
+            [getattr(r, name, None) for r in rows]
+            for name in (
+                "user_id",
+                "pricing_billable",
+                "pricing_model",
+                "pricing_type",
+                "pricing_category",
+                "conversation_id",
+                "conversation_origin",
+                "error_details",
+                "failed_action",
+                "retry_after_s",
+            )
+        ),
+    ]
 
 
 async def prune_webhook_digests(
@@ -178,8 +291,9 @@ async def reconcile_batch(
         ids = [r["id"] for r in await conn.fetch(query("due_receipt_ids"), batch_size)]
         if not ids:
             return ReconcileResult()
-        # migration 0012: a status of another business number than its campaign's: orphan
-        foreign = await identity_store.orphan_foreign_number_receipts(conn, ids)
+        # One statement matches, checks the business number (migration 0012: a status of
+        # another number than its campaign's is an orphan), applies, keeps the user id on
+        # the contact, and marks the receipts.
         row = await conn.fetchrow(
             query("reconcile_receipts"),
             ids,
@@ -193,31 +307,20 @@ async def reconcile_batch(
         assert row is not None
         retry = await conn.fetchrow(query("retry_failed_contacts"), ids, max_attempts)
         assert retry is not None
-        await identity_store.fill_contact_user_ids(conn, ids)
+        if row["stale_user_ids"]:  # statuses of an earlier attempt: not in the statement
+            await identity_store.fill_contact_user_ids(conn, ids)
     orphans: list[dict[str, Any]] = row["orphans"]
     return ReconcileResult(
-        picked=row["picked"] + len(foreign),
+        picked=row["picked"],
         applied=row["applied"],
         duplicate=row["duplicate"],
         unmatched=row["unmatched"],
         busy=row["busy"],
-        orphaned=row["orphaned"] + len(foreign),
+        orphaned=row["orphaned"],
         contacts_changed=row["contacts_changed"],
         suppressed=row["suppressed"],
         retried=retry["retried"],
-        orphans=[OrphanReceipt(**o) for o in orphans]
-        + [
-            OrphanReceipt(
-                f.id,
-                f.wamid,
-                f.status,
-                f.recipient_id,
-                f.callback_data,
-                f.received_at,
-                f.orphan_reason,
-            )
-            for f in foreign
-        ],
+        orphans=[OrphanReceipt(**o) for o in orphans],
     )
 
 

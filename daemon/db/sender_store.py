@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -109,21 +109,32 @@ async def claim_within_limit(
     daily_unique_recipients: int,
     after: ClaimCursor = CURSOR_START,
     now: datetime | None = None,
+    *,
+    backfill: bool = False,
+    claim: Callable[[asyncpg.Connection, int], Awaitable[list[ClaimedContact]]] | None = None,
 ) -> tuple[list[ClaimedContact], int, datetime | None]:
     """Claim under the portfolio messaging limit: (claimed, quota left, oldest slot's time).
 
     Serialised across daemons by an advisory lock; the recipients claimed take their slot in
-    the rolling window in the same transaction, so the limit cannot be overshot.
+    the rolling window in the same transaction, so the limit cannot be overshot. `backfill`:
+    first add every recipient of the last 24 h from the contacts' history (those sent before
+    the limit was configured). `claim(conn, n)`: how to claim (the capped claim), else
+    `claim_contacts`.
     """
     async with conn.transaction():
         await conn.execute(query("limit_lock"))
+        if backfill:
+            await conn.execute(query("limit_window_backfill"))
         window = await conn.fetchrow(query("limit_window_used"))
         quota = daily_unique_recipients - window["used"]
         if quota <= 0:
             return [], 0, window["oldest"]
-        claimed = await claim_contacts(
-            conn, campaign_id, daemon_id, lease_s, min(limit, quota), after, now
-        )
+        if claim is not None:
+            claimed = await claim(conn, min(limit, quota))
+        else:
+            claimed = await claim_contacts(
+                conn, campaign_id, daemon_id, lease_s, min(limit, quota), after, now
+            )
         await conn.execute(query("limit_window_add"), [c.phone for c in claimed])
     return claimed, quota - len(claimed), window["oldest"]
 
@@ -182,7 +193,7 @@ async def _record(
     status: str = await conn.execute(
         query("record_results"), orjson.dumps(items).decode(), timeout=timeout
     )
-    return int(status.rpartition(" ")[2])  # "UPDATE n": no row comes back to decode
+    return int(status.rpartition(" ")[2])  # "INSERT 0 n": no row comes back to decode
 
 
 async def release_contacts(conn: asyncpg.Connection, ids: Sequence[int], daemon_id: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -20,14 +20,17 @@ from typing import Protocol
 import asyncpg
 
 from daemon.config import Config
+from daemon.core.caps import parse_categories, parse_rules
 from daemon.core.model import Campaign, CampaignId
 from daemon.core.pacing import ClaimAllowance, paced_rate
 from daemon.core.ratelimit import RateLimiters
 from daemon.core.retry import database_retrying
 from daemon.core.template_build import BodyBuilder
 from daemon.db import campaigns as campaign_store
+from daemon.db import caps_store
 from daemon.db import sender_store as store
 from daemon.db.pool import RETRYABLE_ERRORS, is_blocked_write
+from daemon.engine.budget import claim_within_budget
 from daemon.engine.preparer import CampaignPreparer, Prepared
 from daemon.engine.recorder import ResultRecorder
 from daemon.engine.upkeep import FENCE_AFTER_S
@@ -36,9 +39,15 @@ from daemon.logs import get_logger
 
 log = get_logger(__name__)
 
+CappedClaim = Callable[[asyncpg.Connection, int], Awaitable[list[store.ClaimedContact]]]
+"""A claim through the frequency caps (db.caps_store): connection, how many."""
+
 FINISH_CHECK_EVERY_S = 1.0
 QUEUE_S = 0.5
 PACE_EVERY_S = 2.0  # a finish-by campaign's rate is recomputed from its remaining contacts
+# The messaging limit's window takes the recipients of the last 24 h from the contacts'
+# history at the first limited claim, then this often (sent by daemons without the limit).
+LIMIT_BACKFILL_EVERY_S = 300.0
 
 
 def utc_now() -> datetime:
@@ -121,6 +130,11 @@ class Claimer:
         # The recorder, told when the database blocks or takes the claims' writes.
         self.writes: ResultRecorder | None = None
         self._prepared_ids: set[CampaignId] = set()
+        limits = config.limits
+        self._caps = caps_store.CapPolicy(
+            parse_rules(limits.per_contact), parse_categories(limits.per_contact_categories)
+        )
+        self._backfilled_at: float | None = None  # monotonic
 
     def wake(self) -> None:
         """A campaign started or resumed (NOTIFY), or a retry fell due."""
@@ -206,6 +220,7 @@ class Claimer:
                     and stopped_at.get(c.id, 0) <= (read_seq or 0)
                 }
                 claimed, full, paced_wait = 0, False, float("inf")
+                held_back = 0  # capped contacts made to wait or failed: more may be due now
                 for gone in [c for c in self._paced if c not in running]:
                     del self._paced[gone]
                 for campaign in campaigns:
@@ -231,22 +246,24 @@ class Claimer:
                             paced_wait = min(paced_wait, allowance.wait_s(at, step))
                             continue
                         want = min(want, allowance.available(at))
-                    got = await self._claim(conn, campaign, want, prepared)
+                    got, held = await self._claim(conn, campaign, want, prepared)
                     claimed += got
+                    held_back += held
                     if allowance is not None:
                         allowance.take(got, time.monotonic())
                         at = time.monotonic()
                         paced_wait = min(paced_wait, allowance.wait_s(at, allowance.step))
-                    if got == 0:
+                    if got == 0 and held == 0:
                         await self._maybe_finish(conn, campaign)
                     elif got == want and allowance is None:
                         full = True
-                idle_s = 0.0 if claimed or full else await self._idle_wait(conn, campaigns)
+                busy = claimed or held_back or full
+                idle_s = 0.0 if busy else await self._idle_wait(conn, campaigns)
             if claimed and self.writes is not None:  # a claim is a write: the database takes them
                 self.writes.note_written()
             if stop.is_set():
                 return
-            if claimed and not full and paced_wait == float("inf"):
+            if (claimed or held_back) and not full and paced_wait == float("inf"):
                 continue  # more may be due right away
             events = [self._wake, stop, *([self.room] if full else [])]
             timeout = (0.2 if claimed else 1.0) if full else idle_s
@@ -254,7 +271,8 @@ class Claimer:
 
     async def _claim(
         self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
-    ) -> int:
+    ) -> tuple[int, int]:
+        """(contacts claimed, contacts the frequency caps held back)."""
         # While set, a stop of this campaign waits: the claim may yet come back with contacts.
         self.claiming = campaign.id
         try:
@@ -264,32 +282,55 @@ class Claimer:
 
     async def _claim_into_queue(
         self, conn: asyncpg.Connection, campaign: Campaign, limit: int, prepared: Prepared
-    ) -> int:
+    ) -> tuple[int, int]:
         lease_s = self._config.recovery.lease_s
-        daily_limit = self._config.limits.daily_unique_recipients
         after = self._claim_cursor.get(campaign.id, store.CURSOR_START)
         now = self._wall_clock()
-        if daily_limit > 0:
-            claimed, quota, oldest = await store.claim_within_limit(
-                conn, campaign.id, self._daemon_id, lease_s, limit, daily_limit, after, now
+        held = 0
+        capped = self._caps.applies_to(campaign.template_category)
+
+        async def claim_capped(c: asyncpg.Connection, n: int) -> list[store.ClaimedContact]:
+            nonlocal held
+            result = await caps_store.claim_capped(
+                c,
+                campaign.id,
+                self._daemon_id,
+                lease_s,
+                n,
+                self._caps,
+                now,
+                after=after,
+                finish_by=campaign.finish_by,
             )
-            if not claimed and quota <= 0:
-                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
-                reason = (
-                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
-                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+            held = result.waiting + result.failed
+            if held:
+                log.debug(
+                    "contacts_capped",
+                    campaign_id=campaign.id,
+                    waiting=result.waiting,
+                    failed=result.failed,
                 )
-                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
-                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
-                return 0
-        else:
-            claimed = await store.claim_contacts(
-                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
-            )
+            return result.claimed
+
+        async def claim(most: int | None = None) -> list[store.ClaimedContact] | None:
+            count = limit if most is None else min(limit, most)
+            capped_claim = claim_capped if capped else None
+            return await self._claim_limited(conn, campaign, count, after, now, capped_claim)
+
+        if campaign.budget is None:
+            found = await claim()
+        else:  # kept within the budget, the rest released (engine.budget)
+            found = await claim_within_budget(conn, campaign, self._daemon_id, claim)
+        if found is None:
+            return 0, 0
+        claimed = found
         # Walk the campaign forward; a short claim means the end was reached: start over, for
         # retries that fell due behind the cursor and contacts released by others.
+        # Contacts held back by a cap moved forward (not_before): start over behind them.
         self._claim_cursor[campaign.id] = (
-            store.cursor_after(claimed) if len(claimed) == limit else store.CURSOR_START
+            store.cursor_after(claimed)
+            if len(claimed) == limit and not held
+            else store.CURSOR_START
         )
         if claimed and campaign.hold_reason:
             await store.clear_campaign_hold(conn, campaign.id)
@@ -297,7 +338,7 @@ class Claimer:
             # Stopped while the claim ran (its statement saw the campaign running): given
             # back unsent. No await from this check to the queue.
             await self._holder.release([c.id for c in claimed])
-            return 0
+            return 0, held
         at = time.monotonic()
         build, endpoint = prepared.build, prepared.endpoint
         self._holder.queue_for(campaign.phone_number_id).put_many(
@@ -306,7 +347,56 @@ class Claimer:
         if claimed:
             self.claimed += len(claimed)
             log.debug("batch_claimed", campaign_id=campaign.id, count=len(claimed))
-        return len(claimed)
+        return len(claimed), held
+
+    async def _claim_limited(
+        self,
+        conn: asyncpg.Connection,
+        campaign: Campaign,
+        limit: int,
+        after: store.ClaimCursor,
+        now: datetime,
+        claim_capped: CappedClaim | None,
+    ) -> list[store.ClaimedContact] | None:
+        """The claim, through the frequency caps when they apply and under the messaging limit
+        when one is set (None: the limit is reached and the campaign held)."""
+        lease_s = self._config.recovery.lease_s
+        daily_limit = self._config.limits.daily_unique_recipients
+        if daily_limit > 0:
+            at = time.monotonic()
+            backfill = (
+                self._backfilled_at is None or at - self._backfilled_at >= LIMIT_BACKFILL_EVERY_S
+            )
+            claimed, quota, oldest = await store.claim_within_limit(
+                conn,
+                campaign.id,
+                self._daemon_id,
+                lease_s,
+                limit,
+                daily_limit,
+                after,
+                now,
+                backfill=backfill,
+                claim=claim_capped,
+            )
+            if backfill:
+                self._backfilled_at = at
+            if not claimed and quota <= 0:
+                frees_at = (oldest or datetime.now(UTC)) + timedelta(hours=24)
+                reason = (
+                    f"messaging limit reached: {daily_limit} unique recipients per rolling 24 h;"
+                    f" next slot frees at {frees_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+                await store.set_campaign_hold(conn, [campaign.id], reason, frees_at)
+                log.warning("messaging_limit_reached", campaign_id=campaign.id, limit=daily_limit)
+                return None
+        elif claim_capped is not None:
+            claimed = await claim_capped(conn, limit)
+        else:
+            claimed = await store.claim_contacts(
+                conn, campaign.id, self._daemon_id, lease_s, limit, after, now
+            )
+        return claimed
 
     async def _maybe_finish(self, conn: asyncpg.Connection, campaign: Campaign) -> None:
         now = time.monotonic()
@@ -354,7 +444,8 @@ class Claimer:
             return timeout
         now = self._wall_clock()
         due = await store.next_retry_due(conn)
-        windowed = [c.id for c in campaigns if c.send_window is not None]
+        # Contacts wait for a send window or for a frequency cap (both in not_before).
+        windowed = [c.id for c in campaigns if c.send_window is not None or self._caps.rules]
         opens = await store.next_window_open(conn, windowed, now) if windowed else None
         candidates = [due, opens, *(c.hold_until for c in campaigns)]
         for moment in candidates:

@@ -2,8 +2,9 @@
 installed by other components (`/metrics` has a server of its own: engine.metrics).
 
 The webhook answers fast: the signature is checked over the raw bytes before parsing, every
-status of the POST is stored in one statement (which also NOTIFYs the reconcilers), and only
-then is 200 returned. A body that was not stored is never acknowledged: a database outage
+status of the POST is stored in one statement (which also NOTIFYs the reconcilers) together
+with those of the POSTs that came in meanwhile (`engine/group_commit.py`), and only once it
+committed is 200 returned. A body that was not stored is never acknowledged: a database outage
 answers 503 so that Meta delivers it again. A body already stored (the same SHA-256 within
 `webhook.replay_window_s`) is acknowledged without being stored again, in that same statement.
 
@@ -29,10 +30,10 @@ from aiohttp import web
 from daemon.config import Config
 from daemon.core.optout import OptOutRules
 from daemon.core.throttle import LogThrottle
-from daemon.db import receipts_store as store
 from daemon.db.pool import BLOCKED_WRITE_ERRORS, CONNECTION_ERRORS
 from daemon.db.sql import query
 from daemon.engine.bodies import Body, BodyBudget, BodyRefused, read_body
+from daemon.engine.group_commit import GroupCommit
 from daemon.engine.inbound import INBOUND_KEY, InboundApplier, running_applier
 from daemon.engine.ingress import (
     READ_BUFFER_BYTES,
@@ -103,6 +104,7 @@ REJECTIONS_KEY: Final = web.AppKey("wa_sender_webhook_rejections", LogThrottle)
 STATS_KEY: Final = web.AppKey("wa_sender_webhook_stats", WebhookStats)
 RULES_KEY: Final = web.AppKey("wa_sender_optout_rules", OptOutRules)
 NUMBERS_KEY: Final = web.AppKey("wa_sender_numbers_seen", dict[str, str])
+GROUP_KEY: Final = web.AppKey("wa_sender_webhook_group_commit", GroupCommit)
 
 
 def build_web_app(deps: WebDeps) -> web.Application:
@@ -117,6 +119,7 @@ def build_web_app(deps: WebDeps) -> web.Application:
     app[REJECTIONS_KEY] = LogThrottle(REJECTIONS_LOGGED_PER_S, 1.0)
     optout = deps.config.optout
     app[NUMBERS_KEY] = {}
+    app[GROUP_KEY] = GroupCommit(deps.pool, webhook, max_attempts=deps.config.sender.max_attempts)
     app[RULES_KEY] = OptOutRules.from_config(optout.keywords, optout.payloads)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -338,7 +341,7 @@ async def _store(request: web.Request, body: Body) -> web.Response:
         return web.Response(text="ok")
 
     try:
-        async with asyncio.timeout(STORE_TIMEOUT_S), deps.pool.acquire() as conn:
+        async with asyncio.timeout(STORE_TIMEOUT_S):
             new_numbers = bool(parsed.numbers_seen) and _new_numbers(request, parsed)
             if (
                 parsed.inbound
@@ -347,7 +350,7 @@ async def _store(request: web.Request, body: Body) -> web.Response:
                 or parsed.number_events
                 or new_numbers
             ):
-                async with conn.transaction():
+                async with deps.pool.acquire() as conn, conn.transaction():
                     await apply_listening(
                         conn, parsed, deps.config, request.app[RULES_KEY], stats.listening
                     )
@@ -355,9 +358,8 @@ async def _store(request: web.Request, body: Body) -> web.Response:
                     request.app[INBOUND_KEY].wake()
             if not parsed.receipts:
                 return web.Response(text="ok")
-            result = await store.store_receipts(
-                conn, parsed.receipts, body.digest, deps.config.webhook.replay_window_s
-            )
+            # Grouped with the POSTs that wait meanwhile; returns once committed.
+            result = await request.app[GROUP_KEY].store(parsed.receipts, body.digest)
     except (asyncpg.DataError, UnicodeEncodeError) as exc:
         # e.g. NUL characters or lone surrogates: PostgreSQL cannot hold them, ever.
         return _rejected(request, 400, f"statuses cannot be stored: {type(exc).__name__}")

@@ -21,6 +21,7 @@ SENT_LIKE = frozenset({"sent", "delivered", "read", "delivery_failed", "successf
 PENDING = frozenset(state.value for state in PENDING_STATES)
 # A copy accepted this close before a SIGKILL may have had its result die with the daemon.
 KILL_WINDOW_S = 2.0
+EXAMPLES = 10  # unexplained duplicates described in the result
 MAX_EXAMPLES = 10
 
 
@@ -44,6 +45,9 @@ class ContactRows:
     claimed_at: list[float | None] = field(default_factory=list)
     sent_at: list[float | None] = field(default_factory=list)
     wamid: list[str | None] = field(default_factory=list)
+    # (contact, attempt) -> (outcome declared unknown, a known send recorded), for the contacts
+    # with more than one attempt (contact_attempts); None: the database keeps no such history.
+    attempt_knowledge: dict[tuple[int, int], tuple[bool, bool]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,14 +111,21 @@ def duplicates(
     accepted: Sequence[Accepted],
     recorded_wamid: Mapping[int, str | None],
     kills: Sequence[float],
+    knowledge: Mapping[tuple[int, int], tuple[bool, bool]] | None = None,
+    examples: list[dict[str, Any]] | None = None,
+    t0: float = 0.0,
 ) -> dict[str, int]:
     """Contacts that got more than one message, and how many of those had an unknown outcome.
 
-    A duplicate is explained (the outcome of the first copy was genuinely unknown) when the
-    first copy's wamid never reached the database (the daemon died or the response was lost
-    before the result was recorded), or when it was accepted within ``KILL_WINDOW_S`` before a
-    SIGKILL. Two copies carrying the same attempt number would mean two senders held the same
-    claim: never explained, and also counted apart.
+    A duplicate is explained when the outcome of its first copy was genuinely unknown to the
+    daemon. With the per-attempt history (``knowledge``, contact_attempts) that is exact: the
+    first copy's attempt was declared unknown (lease recovery, shutdown cut-off), or no known
+    send was ever recorded for it. Without it, a heuristic: the first copy's wamid never reached
+    the database, or it was accepted within ``KILL_WINDOW_S`` before a SIGKILL (a late receipt
+    can record the first copy's wamid after its retry went out, which this misreads). Two
+    copies carrying the same attempt number would mean two senders held the same claim: never
+    explained, and also counted apart. Up to ``EXAMPLES`` unexplained ones are described in
+    ``examples`` (when given).
     """
     by_contact: dict[int, list[Accepted]] = defaultdict(list)
     for message in accepted:
@@ -132,9 +143,30 @@ def duplicates(
             same_attempt += 1
             continue
         first = min(copies, key=lambda c: c.at)
-        unrecorded = recorded_wamid.get(contact_id) != first.wamid
-        if unrecorded or _near_kill(first.at, kill_times):
+        if knowledge is not None and first.attempt is not None:
+            unknown, known_sent = knowledge.get((contact_id, first.attempt), (False, False))
+            if unknown or not known_sent:
+                explained += 1
+                continue
+        elif recorded_wamid.get(contact_id) != first.wamid or _near_kill(first.at, kill_times):
             explained += 1
+            continue
+        if examples is not None and len(examples) < EXAMPLES:
+            examples.append(
+                {
+                    "contact_id": contact_id,
+                    "copies": [
+                        {"attempt": c.attempt, "at_s": round(c.at - t0, 3), "wamid": c.wamid}
+                        for c in sorted(copies, key=lambda c: c.at)
+                    ],
+                    "recorded_wamid": recorded_wamid.get(contact_id),
+                    "kills_s": [
+                        round(k - t0, 3)
+                        for k in kill_times
+                        if first.at - 5 <= k <= max(c.at for c in copies) + 5
+                    ],
+                }
+            )
     return {
         "duplicated_contacts": duplicated,
         "extra_messages": extra,

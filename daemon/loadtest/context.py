@@ -175,6 +175,10 @@ async def collect_database(
             rows.claimed_at.append(r["claimed_at"])
             rows.sent_at.append(r["sent_at"])
             rows.wamid.append(r["wamid"])
+        rows.attempt_knowledge = {
+            (r["contact_id"], r["attempt"]): (r["unknown"], r["known_sent"])
+            for r in await conn.fetch(query("loadtest_attempt_knowledge"), campaign_ids)
+        }
         last_change: float | None = await conn.fetchval(query("loadtest_last_change"), campaign_ids)
         figures = None
         if receipts:

@@ -75,6 +75,8 @@ async def run_loadtest(
         "template-body": run_wa_sender_body,
         "no-replies": run_wa_sender_no_replies,
         "no-window": run_wa_sender_no_window,
+        "no-caps": run_wa_sender_no_caps,
+        "no-planning": run_wa_sender_no_planning,
         "receipts-off": run_wa_sender_receipts_off,
     }
     ctx = Context(options, server_dsn, log_dir, time.monotonic() + options.timeout_s, progress)
@@ -155,6 +157,8 @@ def daemon_env(options: LoadtestOptions, base_url: str) -> dict[str, str]:
         "WA_SENDER_LOGGING_FORMAT": "json",
         "WA_SENDER_LOGGING_LEVEL": "info",
     }
+    if options.caps:
+        env["WA_SENDER_LIMITS_PER_CONTACT"] = options.caps
     if options.receipts:
         env["WA_SENDER_WHATSAPP_APP_SECRET"] = APP_SECRET
         env["WA_SENDER_WHATSAPP_VERIFY_TOKEN"] = "loadtest-verify-token"
@@ -184,6 +188,16 @@ async def run_wa_sender_receipts_off(ctx: Context) -> dict[str, Any]:
     return await run_wa_sender(ctx, system="receipts-off", receipts=False)
 
 
+async def run_wa_sender_no_caps(ctx: Context) -> dict[str, Any]:
+    """The `no-caps` system: wa-sender without the frequency caps of `--caps`."""
+    return await run_wa_sender(ctx, system="no-caps", caps=False)
+
+
+async def run_wa_sender_no_planning(ctx: Context) -> dict[str, Any]:
+    """The `no-planning` system: wa-sender without `--window` and `--caps`."""
+    return await run_wa_sender(ctx, system="no-planning", window=False, caps=False)
+
+
 async def run_wa_sender(
     ctx: Context,
     *,
@@ -192,8 +206,11 @@ async def run_wa_sender(
     replies: bool = True,
     window: bool = True,
     receipts: bool = True,
+    caps: bool = True,
 ) -> dict[str, Any]:
     options = ctx.options
+    if not caps:
+        options = replace(options, caps=None, systems=("wa-sender",))
     if not receipts:
         options = replace(
             options, receipts=False, reply_rate=0.0, optout_rate=0.0, systems=("wa-sender",)

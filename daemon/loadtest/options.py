@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daemon.config import EVENT_LOOPS
+from daemon.core.caps import parse_rules
 from daemon.core.windows import WindowError, parse_window
 from daemon.errors import WaSenderError
 
@@ -18,8 +19,12 @@ SYSTEMS = (
     "template-body",
     "no-replies",
     "no-window",
+    "no-caps",
+    "no-planning",
     "receipts-off",
 )
+# no-caps: wa-sender again without the frequency caps of --caps; no-planning: without both
+# --window and --caps (their cost on the claim together).
 # no-window: wa-sender again without the send window of --window (its cost on the claim).
 # receipts-off: wa-sender again with no status webhooks (what --receipts costs, in the same
 # run: the sends/s ratio, and PostgreSQL's CPU and WAL per receipt from the difference).
@@ -58,6 +63,7 @@ class LoadtestOptions:
     systems: tuple[str, ...] = ("wa-sender",)
     template: str = "body"  # wa-sender's template: body, rich, or a JSON file (Meta's shape)
     window: str | None = None  # wa-sender's campaigns' send window (`campaign create --window`)
+    caps: str | None = None  # the daemons' [limits] per_contact, comma-separated ("1/24h,3/7d")
     rounds: int = 1  # the systems run this many times, interleaved (noisy machines)
     timeout_s: float = 600.0
     settings: tuple[tuple[str, str], ...] = ()  # extra daemon config, ("sender.batch_size", "1000")
@@ -101,6 +107,15 @@ class LoadtestOptions:
                 raise LoadtestError(f"--window: {exc}") from None
         if "no-window" in self.systems and self.window is None:
             raise LoadtestError("--compare no-window needs --window")
+        if self.caps is not None:
+            try:
+                parse_rules(self.caps.split(","))
+            except ValueError as exc:
+                raise LoadtestError(f"--caps: {exc}") from None
+        if "no-caps" in self.systems and self.caps is None:
+            raise LoadtestError("--compare no-caps needs --caps")
+        if "no-planning" in self.systems and self.caps is None and self.window is None:
+            raise LoadtestError("--compare no-planning needs --window or --caps")
         if "no-replies" in self.systems and self.reply_rate == 0:
             raise LoadtestError("--compare no-replies needs --reply-rate")
         if "receipts-off" in self.systems and not self.receipts:
@@ -179,6 +194,7 @@ class LoadtestOptions:
             "systems": list(self.systems),
             "template": self.template,
             "window": self.window,
+            "caps": self.caps,
             "rounds": self.rounds,
             "timeout_s": self.timeout_s,
             "settings": dict(self.settings),

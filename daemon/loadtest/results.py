@@ -188,7 +188,15 @@ def _invariants(
 ) -> dict[str, Any]:
     rows = data.rows
     recorded = dict(zip(rows.ids, rows.wamid, strict=True)) if rows is not None else {}
-    dup = analysis.duplicates(accepted, recorded, data.kills)
+    duplicate_examples: list[dict[str, Any]] = []
+    dup = analysis.duplicates(
+        accepted,
+        recorded,
+        data.kills,
+        rows.attempt_knowledge if rows is not None else None,
+        examples=duplicate_examples,
+        t0=data.t0,
+    )
     if rows is None:  # no database (the floor): a copy is explained by nothing
         dup["explained_by_unknown_outcome"] = 0
         dup["unexplained"] = dup["duplicated_contacts"]
@@ -214,6 +222,10 @@ def _invariants(
             analysis.result_consistency(accepted, rows, data.kills, t0=data.t0, examples=examples)
         )
         out["lost_examples"] = examples
+        out["duplicate_examples"] = duplicate_examples
+        out["duplicates_explained_by"] = (
+            "attempt history" if rows.attempt_knowledge is not None else "heuristic"
+        )
     else:
         out["not_accepted"] = max(0, data.contacts - len({a.contact_id for a in accepted}))
     if data.receipts is not None:

@@ -106,7 +106,9 @@ async def export_contacts(
 @dataclass(frozen=True)
 class ContactHistory:
     """One phone in one campaign: each contact row it has (a removed or invalid one and a live
-    one may both exist), the receipts applied to each, and the phone's suppression."""
+    one may both exist), every attempt of each (`attempt_history`: attempt, at, outcome,
+    error_code, error_title, wamid, unknown), the receipts applied to each, and the phone's
+    suppression."""
 
     campaign_id: int
     phone: str
@@ -122,6 +124,9 @@ async def contact_history(conn: asyncpg.Connection, campaign_id: int, phone: str
         contact = dict(r)
         contact["state_label"] = ContactState(r["state"]).label
         contact["params"] = json.loads(r["params"])
+        contact["attempt_history"] = [
+            dict(x) for x in await conn.fetch(query("attempts_of_contact"), r["id"])
+        ]
         contact["receipts"] = [
             dict(x) for x in await conn.fetch(query("receipts_of_contact"), r["id"])
         ]

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TextIO
@@ -36,6 +37,7 @@ from daemon.mockapi.config import FaultConfig, MockConfig, ReceiptConfig
 from daemon.mockapi.inbound import inbound_document
 from daemon.mockapi.server import RunningMock, start_mock_server
 from daemon.ops.create import CampaignRequest, create_campaign_from_request
+from daemon.ops.planning import PlanningChange, update_planning
 from daemon.ops.render import progress_bar, progress_table
 from daemon.whatsapp.management import fetch_templates, management_session
 
@@ -91,8 +93,17 @@ def demo_config(config: Config, mock_url: str, webhook_port: int, rate: float) -
     )
 
 
-async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: TextIO) -> int:
-    """The whole demo on `dsn`: a campaign, the mock, the daemon, live progress; its exit code."""
+async def run_demo(
+    config: Config,
+    dsn: str,
+    contacts: int,
+    rate: float,
+    out: TextIO,
+    *,
+    window: str | None = None,
+) -> int:
+    """The whole demo on `dsn`: a campaign (with `window`: that send window), the mock, the
+    daemon, live progress; its exit code."""
     configure_logging("console", "warning", stream=sys.stderr)
     webhook_port = free_port()
     sample = resources.files("daemon.demo").joinpath("contacts.csv")
@@ -124,6 +135,8 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             campaign_id, _imported = await create_demo_campaign(
                 conn, mock.base_url, mock_config.waba_id, sample, contacts, out
             )
+            if window is not None:
+                await _set_window(conn, campaign_id, window, config, out)
             daemon_cfg = demo_config(config, mock.base_url, webhook_port, rate)
             daemon_cfg = with_overrides(daemon_cfg, whatsapp={"app_secret": Secret(app_secret)})
             print(
@@ -141,19 +154,28 @@ async def run_demo(config: Config, dsn: str, contacts: int, rate: float, out: Te
             )
             try:
                 await store.change_campaign_state(conn, campaign_id, CampaignCommand.START)
-                listening = asyncio.create_task(listen_in(dsn, mock, campaign_id))
-                await _show_progress(conn, campaign_id, out, daemon)
-                heard = await asyncio.wait_for(listening, 30)
+                # With a window that holds every contact nothing goes out to reply to.
+                listening = (
+                    asyncio.create_task(listen_in(dsn, mock, campaign_id))
+                    if window is None
+                    else None
+                )
+                all_final = await _show_progress(
+                    conn, campaign_id, out, daemon, windowed=window is not None
+                )
+                heard = await asyncio.wait_for(listening, 30) if listening is not None else None
                 await asyncio.wait_for(mock.receipts.drain(), 30)
                 await _wait_receipts_applied(conn, timeout_s=15)
-                await _wait_campaign_finished(conn, campaign_id, daemon, timeout_s=15)
+                if all_final:
+                    await _wait_campaign_finished(conn, campaign_id, daemon, timeout_s=15)
             finally:
                 stop.set()
                 code = await asyncio.wait_for(daemon, 60)
         progress = await store.campaign_progress(conn, campaign_id)
         print("\n" + progress_table(progress), file=out)
         row = await conn.fetchrow(query("demo_listening"), campaign_id)
-        print("\n" + listening_line(heard, dict(row), mock), file=out)
+        if heard is not None:
+            print("\n" + listening_line(heard, dict(row), mock), file=out)
         print(closing_line(progress, len(mock.state.accepted), mock, row["stopped"]), file=out)
         return code
     finally:
@@ -280,9 +302,33 @@ def listening_line(heard: Heard, row: dict[str, int], mock: RunningMock) -> str:
     )
 
 
-async def _show_progress(
-    conn: asyncpg.Connection, campaign_id: int, out: TextIO, daemon: asyncio.Task[int]
+async def _set_window(
+    conn: asyncpg.Connection, campaign_id: int, window: str, config: Config, out: TextIO
 ) -> None:
+    """`--window`: the demo campaign's send window, each contact's interval computed now."""
+    campaign = await update_planning(
+        conn,
+        campaign_id,
+        PlanningChange(window=window),
+        default_zone=config.planning.time_zone,
+        now=datetime.now(UTC),
+    )
+    print(
+        f"campaign {campaign_id}: send window {campaign.send_window} (recipients' local time)",
+        file=out,
+    )
+
+
+async def _show_progress(
+    conn: asyncpg.Connection,
+    campaign_id: int,
+    out: TextIO,
+    daemon: asyncio.Task[int],
+    *,
+    windowed: bool = False,
+) -> bool:
+    """Live progress until every contact is final (True), the campaign stops, or every
+    contact left waits for its send window (False)."""
     started = time.monotonic()
     pending = [s.value for s in PENDING_STATES]
     tty = out.isatty()
@@ -294,7 +340,7 @@ async def _show_progress(
         row = await conn.fetchrow(query("demo_progress"), campaign_id, pending)
         if row["campaign_state"] not in ("running", "finished"):
             print(f"\ncampaign is {row['campaign_state']}: {row['pause_reason']}", file=out)
-            return
+            return False
         total, left = row["total"], row["pending"]
         done = total - left
         elapsed = time.monotonic() - started
@@ -310,8 +356,25 @@ async def _show_progress(
         if left == 0:
             if tty:
                 print(file=out)
-            return
+            return True
+        waiting = await _window_waiting(conn, campaign_id) if windowed else None
+        if waiting is not None and waiting[0] == left:
+            opens = f"{waiting[1]:%Y-%m-%d %H:%M} UTC" if waiting[1] else "never"
+            print(
+                f"\n{left} contacts wait for their send window (the next opens {opens});"
+                " the demo stops here",
+                file=out,
+            )
+            return False
         await asyncio.sleep(0.2)
+
+
+async def _window_waiting(
+    conn: asyncpg.Connection, campaign_id: int
+) -> tuple[int, datetime | None] | None:
+    """Contacts of a windowed campaign outside their window, and when the next opens."""
+    progress = await store.campaign_progress(conn, campaign_id)
+    return progress.window_waiting
 
 
 async def _wait_campaign_finished(
@@ -335,6 +398,8 @@ async def _wait_receipts_applied(conn: asyncpg.Connection, timeout_s: float) -> 
         await asyncio.sleep(0.2)
 
 
-def main_demo(config: Config, dsn: str, contacts: int, rate: float) -> int:
+def main_demo(
+    config: Config, dsn: str, contacts: int, rate: float, *, window: str | None = None
+) -> int:
     """`run_demo` to stdout, in its own event loop."""
-    return asyncio.run(run_demo(config, dsn, contacts, rate, sys.stdout))
+    return asyncio.run(run_demo(config, dsn, contacts, rate, sys.stdout, window=window))

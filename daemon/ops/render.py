@@ -71,12 +71,19 @@ def planning_lines(c: Campaign, waiting: tuple[int, datetime | None] | None) -> 
     if c.send_window:
         zone = f", else {printable(c.window_zone)}" if c.window_zone else ""
         lines.append(f"Window: {printable(c.send_window)} (recipient's local time{zone})")
-    if waiting is not None:
+    if waiting is not None and c.send_window:
         count, next_open = waiting
         opens = f"; next opens {utc_text(next_open)}" if next_open is not None else ""
         lines.append(f"Waiting for their window: {count}{opens}")
+    elif waiting is not None:  # no window: held back by the frequency caps ([limits])
+        count, next_open = waiting
+        frees = f"; the next is free {utc_text(next_open)}" if next_open is not None else ""
+        lines.append(f"Waiting for a frequency cap: {count}{frees}")
     if c.finish_by is not None:
         lines.append(f"Finish by: {utc_text(c.finish_by)} (remaining contacts spread evenly)")
+    if c.budget is not None:
+        card = f", rate card {printable(c.rate_card)}" if c.rate_card else ""
+        lines.append(f"Budget: {c.budget:f} {c.budget_currency or ''}{card}")
     return lines
 
 
@@ -116,6 +123,9 @@ def campaign_dict(c: Campaign) -> dict[str, Any]:
         "send_window": c.send_window,
         "window_zone": c.window_zone,
         "finish_by": c.finish_by.isoformat() if c.finish_by else None,
+        "budget": f"{c.budget:f}" if c.budget is not None else None,
+        "budget_currency": c.budget_currency,
+        "rate_card": c.rate_card,
     }
 
 

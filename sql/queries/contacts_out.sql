@@ -18,6 +18,13 @@ FROM contacts
 WHERE campaign_id = $1 AND phone = $2
 ORDER BY id;
 
+-- name: attempts_of_contact
+-- Every outcome recorded for the contact's attempts (migration 0010), in order.
+SELECT attempt, at, outcome, error_code, error_title, wamid, unknown
+FROM contact_attempts
+WHERE contact_id = $1
+ORDER BY attempt, at;
+
 -- name: receipts_of_contact
 SELECT received_at, status, status_at, error_code, error_title, processing_state, wamid
 FROM status_receipts
@@ -43,26 +50,34 @@ RETURNING id;
 -- The contacts of campaign $1 in states $3 into campaign $2 as initial, with their stored
 -- parameters, in their order; suppressed phones left out (a marketing-only entry, a
 -- user_preferences stop, only when the new campaign's template is MARKETING or of unknown
--- category: a utility retarget takes those phones). One row: copied, suppressed.
+-- category: a utility retarget takes those phones). $4: US numbers become invalid records
+-- marketing_blocked_country (a MARKETING campaign with import.block_us_marketing).
+-- One row: copied, suppressed, blocked.
 WITH target AS (
     SELECT coalesce(upper(k.template_category), 'MARKETING') = 'MARKETING' AS marketing
     FROM campaigns k WHERE k.id = $2
 ), chosen AS (
     SELECT c.id, c.phone, c.params, c.region, c.time_zone, c.source_line,
            EXISTS (SELECT 1 FROM suppressions s, target t
-                   WHERE s.phone = c.phone AND (s.scope = 'all' OR t.marketing)) AS suppressed
+                   WHERE s.phone = c.phone AND (s.scope = 'all' OR t.marketing)) AS suppressed,
+           $4::boolean AND c.region = 'US' AS blocked
     FROM contacts c
     WHERE c.campaign_id = $1 AND c.state::text = ANY ($3::text[])
 ), copied AS (
-    INSERT INTO contacts (campaign_id, phone, params, state, source_line, region, time_zone)
-    SELECT $2, phone, params, 'initial', source_line, region, time_zone
+    INSERT INTO contacts (campaign_id, phone, params, state, invalid_reason, source_line,
+                          region, time_zone)
+    SELECT $2, phone, params,
+           (CASE WHEN blocked THEN 'invalid_record' ELSE 'initial' END)::contact_state,
+           CASE WHEN blocked THEN 'marketing_blocked_country' END, source_line,
+           CASE WHEN NOT blocked THEN region END, CASE WHEN NOT blocked THEN time_zone END
     FROM chosen
     WHERE NOT suppressed
     ORDER BY id
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM copied) AS copied,
-       (SELECT count(*) FROM chosen WHERE suppressed) AS suppressed;
+SELECT (SELECT count(*) FROM copied) - (SELECT count(*) FROM chosen WHERE blocked AND NOT suppressed) AS copied,
+       (SELECT count(*) FROM chosen WHERE suppressed) AS suppressed,
+       (SELECT count(*) FROM chosen WHERE blocked AND NOT suppressed) AS blocked;
 
 -- name: retarget_header_file
 INSERT INTO campaign_header_files (campaign_id, filename, mime_type, sha256, data)

@@ -31,6 +31,16 @@ SELECT id, state::text AS state, attempts,
        wamid
 FROM contacts WHERE campaign_id = ANY($1::bigint[]);
 
+-- name: loadtest_attempt_knowledge
+-- Per attempt of the contacts sent more than once (contact_attempts, migration 0010): whether
+-- the daemon declared its outcome unknown (lease recovery, shutdown cut-off), and whether it
+-- recorded a known send for it. What explains a second copy of a message.
+SELECT a.contact_id, a.attempt, bool_or(a.unknown) AS unknown,
+       bool_or(NOT a.unknown AND a.wamid IS NOT NULL) AS known_sent
+FROM contacts c JOIN contact_attempts a ON a.contact_id = c.id
+WHERE c.campaign_id = ANY($1::bigint[]) AND c.attempts > 1
+GROUP BY 1, 2;
+
 -- name: loadtest_last_change
 SELECT extract(epoch FROM max(updated_at))::float8 FROM contacts
 WHERE campaign_id = ANY($1::bigint[]);

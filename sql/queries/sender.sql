@@ -46,6 +46,9 @@ RETURNING id, campaign_id, phone, params, attempts, attempts - unknown_attempts 
 -- One flush of send results, $1 a JSON array of {id, attempt, state, wamid, ...} objects. A result counts only for the attempt it belongs to; an accepted
 -- send also lands when a receipt or lease recovery moved the contact on meanwhile (its wamid,
 -- wa_id and message_status are kept; a receipt's later state is not moved back).
+-- Each result that lands is logged in contact_attempts by the same statement (migration
+-- 0010): the status stays "INSERT 0 n", n the contacts updated.
+WITH recorded AS (
 UPDATE contacts AS c
 SET state = CASE
         WHEN c.state = 'in_progress' THEN r.state::contact_state
@@ -82,7 +85,13 @@ FROM json_to_recordset($1::text::json)
           unknown boolean)
 WHERE c.id = r.id
   AND c.attempts = r.attempt
-  AND (c.state = 'in_progress' OR r.state = 'sent');
+  AND (c.state = 'in_progress' OR r.state = 'sent')
+RETURNING c.id, r.attempt, r.at, r.state, r.error_code, r.error_title, r.wamid, r.unknown
+)
+INSERT INTO contact_attempts (contact_id, attempt, at, outcome, error_code, error_title, wamid,
+                              unknown)
+SELECT id, attempt, at, state, error_code, error_title, wamid, coalesce(unknown, false)
+FROM recorded;
 
 -- name: release_contacts
 -- Claimed but never sent (shutdown, campaign paused, phone opted out): back to where they
@@ -135,6 +144,7 @@ WHERE c.id = r.id AND c.state = 'in_progress' AND c.claimed_by = $2;
 -- error or retry_scheduled by unknown_outcome_state (migration 0004: the expired attempt does
 -- not count against $3; error when the counted attempts are used up, at the $7-th unknown
 -- outcome, or under the error policy).
+WITH expired AS (
 UPDATE contacts AS c
 SET state = unknown_outcome_state($1, c.attempts, c.unknown_attempts, $3, $7),
     unknown_attempts = c.unknown_attempts + 1,
@@ -159,12 +169,19 @@ WHERE c.id = ANY(ARRAY(
     LIMIT $5
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING c.id, c.state::text AS state;
+RETURNING c.id, c.attempts, c.state, c.error_title
+), logged AS (
+    -- The attempt's row in contact_attempts (migration 0010): outcome unknown.
+    INSERT INTO contact_attempts (contact_id, attempt, at, outcome, error_title, unknown)
+    SELECT id, attempts, now(), state::text, error_title, true FROM expired
+)
+SELECT id, state::text AS state FROM expired;
 
 -- name: expire_own_contacts
 -- At shutdown: in-flight sends that were cut off have an unknown outcome, like an expired lease
 -- (same rules as expire_leases). $1 ids, $2 policy, $3 grace seconds, $4 max attempts,
 -- $5 this daemon, $6 max unknown outcomes per contact.
+WITH expired AS (
 UPDATE contacts AS c
 SET state = unknown_outcome_state($2, c.attempts, c.unknown_attempts, $4, $6),
     unknown_attempts = c.unknown_attempts + 1,
@@ -179,7 +196,12 @@ SET state = unknown_outcome_state($2, c.attempts, c.unknown_attempts, $4, $6),
     claimed_by = NULL,
     lease_until = NULL,
     updated_at = now()
-WHERE c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $5;
+WHERE c.id = ANY($1::bigint[]) AND c.state = 'in_progress' AND c.claimed_by = $5
+RETURNING c.id, c.attempts, c.state, c.error_title
+)
+-- The attempt's row in contact_attempts (migration 0010): outcome unknown.
+INSERT INTO contact_attempts (contact_id, attempt, at, outcome, error_title, unknown)
+SELECT id, attempts, now(), state::text, error_title, true FROM expired;
 
 -- name: renew_claims
 -- After this daemon lost the database for a while: keep only the claims that are still its
