@@ -156,7 +156,7 @@ async def run_demo(
                 await store.change_campaign_state(conn, campaign_id, CampaignCommand.START)
                 # With a window that holds every contact nothing goes out to reply to.
                 listening = (
-                    asyncio.create_task(listen_in(conn, mock, campaign_id))
+                    asyncio.create_task(listen_in(dsn, mock, campaign_id))
                     if window is None
                     else None
                 )
@@ -251,9 +251,10 @@ class Heard:
     stop_stored_at: float  # epoch seconds, 0 without a STOP
 
 
-async def listen_in(conn: asyncpg.Connection, mock: RunningMock, campaign_id: int) -> Heard:
+async def listen_in(dsn: str, mock: RunningMock, campaign_id: int) -> Heard:
     """Once a few messages went out, the mock posts a reply to the first one and a STOP from
-    the campaign's last contact not sent yet (through the signed webhook, like Meta)."""
+    the campaign's last contact not sent yet (through the signed webhook, like Meta). On a
+    connection of its own: the progress display uses the demo's meanwhile."""
     while len(mock.state.accepted) < 5:
         await asyncio.sleep(0.02)
     first = mock.state.accepted[0]
@@ -268,7 +269,11 @@ async def listen_in(conn: asyncpg.Connection, mock: RunningMock, campaign_id: in
         context=first.wamid,
     )
     status = await receipts.post_document(reply)
-    phone: str | None = await conn.fetchval(query("demo_pending_phone"), campaign_id)
+    conn = await connect(dsn)
+    try:
+        phone: str | None = await conn.fetchval(query("demo_pending_phone"), campaign_id)
+    finally:
+        await conn.close()
     if phone is None:
         return Heard(status, None, 0.0)
     stop = inbound_document(
