@@ -13,7 +13,15 @@ import asyncpg
 import pytest
 
 from daemon.db.database import create_database, drop_database
-from daemon.db.sql import query, query_with_identifiers, quote_ident
+from daemon.db.sql import (
+    SQL_DIR,
+    expand_includes,
+    parse_named_blocks,
+    queries,
+    query,
+    query_with_identifiers,
+    quote_ident,
+)
 from tests.helpers.proc import REPO
 
 DAEMON = REPO / "daemon"
@@ -208,3 +216,24 @@ def test_the_rule_is_written_once() -> None:
     assert sender_sql.count("unknown_outcome_state(") == 4  # state and failed_at, twice
     migrations = "".join(p.read_text() for p in (REPO / "sql" / "migrations").glob("*.sql"))
     assert migrations.count("attempts - unknown_attempts - 1 >= max_attempts") == 1
+
+
+def test_an_include_puts_in_its_fragment_with_the_slots_filled() -> None:
+    fragments = {"rule": "x = <<a>> AND <<b>>", "extra": "y IS NULL"}
+    text = "SELECT 1\n-- include: rule a=$2 b=extra\nFROM t"
+    assert expand_includes(text, fragments) == "SELECT 1\nx = $2 AND y IS NULL\nFROM t"
+    with pytest.raises(ValueError, match="unknown fragment 'nope'"):
+        expand_includes("-- include: nope a=$1", fragments)
+    with pytest.raises(ValueError, match="no value for <<b>>"):
+        expand_includes("-- include: rule a=$1", fragments)
+
+
+def test_fragments_are_not_queries_and_the_receipt_rules_stand_once() -> None:
+    text = (SQL_DIR / "queries" / "receipts.sql").read_text(encoding="utf-8")
+    assert "receipt_rules" not in parse_named_blocks(text)
+    assert "receipt_rules" not in queries()
+    assert text.count("per_contact AS (") == 1  # one copy of the rules in the file
+    for name, codes in (("reconcile_receipts", "$2"), ("ingest_receipts", "$24")):
+        body = query(name)
+        assert "<<" not in body and "-- include:" not in body
+        assert f"m.error_code = ANY({codes}::int[])" in body

@@ -1,9 +1,12 @@
 """SQL lives in `sql/`: migrations in order, and the daemon's queries as named blocks.
 
 A query file holds blocks that start with a `-- name: <name>` line; the blocks of every file
-under `sql/queries/` are loaded once into one dict. Values are `$1` parameters; the few
-statements that name a database (DDL takes no parameters) carry `{placeholders}` that
-`query_with_identifiers` fills with quoted identifiers.
+under `sql/queries/` are loaded once into one dict. A `-- fragment: <name>` block is no query:
+it is text that queries share, put in by a line `-- include: <fragment> key=value ...`; each
+`<<key>>` of the fragment becomes its value (a parameter such as `$2`, or another fragment's
+name: that fragment's text). Two statements that must apply the same rules then hold one copy.
+Values are `$1` parameters; the few statements that name a database (DDL takes no parameters)
+carry `{placeholders}` that `query_with_identifiers` fills with quoted identifiers.
 """
 
 from __future__ import annotations
@@ -16,32 +19,71 @@ from pathlib import Path
 
 # daemon/sql is a link to the repository's sql/ (a real directory inside an installed wheel).
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
-_NAME_LINE = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_NAME_LINE = re.compile(r"^--\s*(name|fragment):\s*(\w+)\s*$", re.MULTILINE)
+_INCLUDE_LINE = re.compile(r"^--\s*include:\s*(\w+)((?:\s+\w+=\S+)*)\s*$", re.MULTILINE)
+_SLOT = re.compile(r"<<(\w+)>>")
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
-def parse_named_blocks(text: str, origin: str = "<sql>") -> dict[str, str]:
-    """The `-- name: x` blocks of a SQL file, by name; ValueError for a name used twice."""
+def _blocks(text: str, origin: str) -> tuple[dict[str, str], dict[str, str]]:
     parts = _NAME_LINE.split(text)
-    blocks: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+    named: dict[str, str] = {}
+    fragments: dict[str, str] = {}
+    for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        blocks = named if kind == "name" else fragments
         if name in blocks:
-            raise ValueError(f"{origin}: query {name!r} is defined twice")
+            raise ValueError(
+                f"{origin}: {'query' if kind == 'name' else kind} {name!r} is defined twice"
+            )
         blocks[name] = body.strip()
-    return blocks
+    return named, fragments
+
+
+def parse_named_blocks(text: str, origin: str = "<sql>") -> dict[str, str]:
+    """The `-- name: x` blocks of a SQL file, by name (fragments left out, includes as
+    written); ValueError for a name used twice."""
+    return _blocks(text, origin)[0]
+
+
+def expand_includes(text: str, fragments: Mapping[str, str]) -> str:
+    """`text` with each `-- include:` line replaced by its fragment, slots filled; ValueError
+    for an unknown fragment or a slot without a value."""
+
+    def include(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in fragments:
+            raise ValueError(f"include of unknown fragment {name!r}")
+        values = dict(pair.split("=", 1) for pair in match[2].split())
+
+        def slot(found: re.Match[str]) -> str:
+            if found[1] not in values:
+                raise ValueError(f"fragment {name!r}: no value for <<{found[1]}>>")
+            value = values[found[1]]
+            return fragments.get(value, value)
+
+        return _SLOT.sub(slot, fragments[name])
+
+    return _INCLUDE_LINE.sub(include, text)
 
 
 @functools.cache
 def queries() -> Mapping[str, str]:
-    """Every named query of sql/queries/*.sql (read once); ValueError for a name in two files."""
+    """Every named query of sql/queries/*.sql (read once), includes expanded; ValueError for a
+    name in two files."""
     found: dict[str, str] = {}
+    fragments: dict[str, str] = {}
     for path in sorted((SQL_DIR / "queries").glob("*.sql")):
-        for name, body in parse_named_blocks(path.read_text(encoding="utf-8"), str(path)).items():
+        named, shared = _blocks(path.read_text(encoding="utf-8"), str(path))
+        for name, body in named.items():
             if name in found:
                 raise ValueError(f"{path}: query {name!r} is defined in another file too")
             found[name] = body
-    return found
+        for name, body in shared.items():
+            if name in fragments:
+                raise ValueError(f"{path}: fragment {name!r} is defined in another file too")
+            fragments[name] = body
+    return {name: expand_includes(body, fragments) for name, body in found.items()}
 
 
 def query(name: str) -> str:

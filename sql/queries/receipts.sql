@@ -137,194 +137,7 @@ decoded AS (
                 THEN string_to_array(i.callback_data, ':') END AS cb
     FROM input i
 ),
-probed AS (
-    SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
-           d.error_code, d.error_title, d.phone_number_id, d.user_id,
-           coalesce(w.id, k.id, pw.id) AS contact_id,
-           w.id IS NULL AND k.id IS NOT NULL AS by_callback,
-           -- a status of an attempt a failed status sent back to be retried (migration
-           -- 0011): matched, but it changes nothing (the contact is on its next attempt)
-           pw.id IS NOT NULL AS stale,
-           n.id AS campaign_id, n.phone_number_id AS campaign_number
-    FROM decoded d
-    -- LATERAL ... LIMIT 1: one index probe per receipt, whatever the table sizes.
-    LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM contacts c
-        WHERE c.wamid = d.wamid AND c.wamid IS NOT NULL LIMIT 1
-    ) w ON true
-    LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM contacts c
-        WHERE w.id IS NULL AND d.cb IS NOT NULL
-          AND c.id = d.cb[3]::bigint
-          AND c.campaign_id = d.cb[2]::bigint
-          AND d.cb[4]::int BETWEEN 1 AND c.attempts
-          AND c.prior_wamid IS DISTINCT FROM d.wamid
-        LIMIT 1
-    ) k ON true
-    LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM contacts c
-        WHERE w.id IS NULL AND k.id IS NULL AND c.prior_wamid = d.wamid
-        LIMIT 1
-    ) pw ON true
-    LEFT JOIN campaigns n ON n.id = coalesce(w.campaign_id, k.campaign_id, pw.campaign_id)
-),
-matched AS (
-    -- A status of another business number than its campaign's (migration 0012) is an orphan
-    -- with the reason, never applied: as if it matched no contact.
-    SELECT p.id, p.wamid, p.status, p.at, p.received_at, p.recipient_id, p.callback_data,
-           p.error_code, p.error_title, p.user_id,
-           CASE WHEN NOT f.foreign THEN p.contact_id END AS contact_id,
-           p.by_callback AND NOT f.foreign AS by_callback,
-           p.stale AND NOT f.foreign AS stale,
-           CASE WHEN f.foreign
-                THEN format('number_mismatch: phone_number_id %s is not the number of campaign %s (%s)',
-                            p.phone_number_id, p.campaign_id, p.campaign_number)
-           END AS orphan_reason
-    FROM probed p
-    CROSS JOIN LATERAL (
-        SELECT coalesce(p.phone_number_id <> p.campaign_number, false) AS foreign
-    ) f
-),
-locked AS (
-    SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at, c.user_id
-    FROM contacts c
-    WHERE c.id = ANY(ARRAY(SELECT contact_id FROM matched WHERE contact_id IS NOT NULL))
-    FOR UPDATE SKIP LOCKED
-),
-per_contact AS (
-    SELECT m.contact_id,
-           max(CASE m.status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
-                             ELSE 0 END) AS top_rank,
-           bool_or(m.status = 'failed') AS has_failed,
-           bool_or(m.status = 'failed' AND m.error_code = ANY($24::int[])) AS suppress,
-           min(m.at) FILTER (WHERE m.status = 'sent') AS sent_ts,
-           min(m.at) FILTER (WHERE m.status = 'delivered') AS delivered_ts,
-           min(m.at) FILTER (WHERE m.status = 'read') AS read_ts,
-           min(m.at) FILTER (WHERE m.status = 'failed') AS failed_ts,
-           (array_agg(m.error_code ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
-               AS failed_code,
-           (array_agg(m.error_title ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
-               AS failed_title,
-           (array_agg(m.wamid ORDER BY m.id)
-               FILTER (WHERE m.by_callback
-                       AND m.status IN ('sent', 'delivered', 'read', 'failed')))[1]
-               AS callback_wamid,
-           -- the business-scoped user id (migration 0012): the latest status's
-           (array_agg(m.user_id ORDER BY m.id DESC) FILTER (WHERE m.user_id IS NOT NULL))[1]
-               AS user_id
-    FROM matched m
-    WHERE m.contact_id IS NOT NULL AND NOT m.stale
-    GROUP BY m.contact_id
-),
-ranked AS (
-    SELECT pc.*, l.phone, l.state AS old_state, l.wamid AS old_wamid,
-           l.sent_at AS old_sent_at, l.delivered_at AS old_delivered_at, l.read_at AS old_read_at,
-           l.user_id AS old_user_id,
-           l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin', 'sent',
-                       'successfully_submitted', 'delivered', 'read', 'delivery_failed')
-               AS receptive,
-           CASE
-               WHEN pc.top_rank = 3
-                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
-                                    'sent', 'successfully_submitted', 'delivered',
-                                    'delivery_failed')
-                   THEN 'read'::contact_state
-               WHEN pc.top_rank = 2
-                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
-                                    'sent', 'successfully_submitted', 'delivery_failed')
-                   THEN 'delivered'::contact_state
-               WHEN pc.top_rank = 1
-                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
-                                    'successfully_submitted')
-                   THEN 'sent'::contact_state
-               ELSE l.state
-           END AS mid_state
-    FROM per_contact pc JOIN locked l ON l.id = pc.contact_id
-),
-planned AS (
-    SELECT r.*,
-           r.has_failed AND r.mid_state IN ('in_progress', 'retry_scheduled', 'error',
-                                             'canceled_by_admin', 'sent', 'successfully_submitted')
-               AS fails
-    FROM ranked r
-),
-outcome AS (
-    SELECT p.*,
-           CASE WHEN p.fails THEN 'delivery_failed'::contact_state ELSE p.mid_state END
-               AS new_state
-    FROM planned p
-),
-settled AS (
-    SELECT o.*,
-           o.old_state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin')
-               AND o.new_state <> o.old_state AS resolved,
-           o.receptive AND (
-               o.new_state <> o.old_state
-               OR (o.old_sent_at IS NULL AND o.sent_ts IS NOT NULL)
-               OR (o.old_delivered_at IS NULL AND coalesce(o.delivered_ts, o.read_ts) IS NOT NULL)
-               OR (o.old_read_at IS NULL AND o.read_ts IS NOT NULL)
-               OR (o.old_wamid IS NULL AND o.callback_wamid IS NOT NULL)
-           ) AS changes,
-           o.user_id IS DISTINCT FROM o.old_user_id AND o.user_id IS NOT NULL AS new_user
-    FROM outcome o
-),
-dated AS (
-    -- Timestamps never go backwards: sent_at <= delivered_at <= read_at, failed_at >= sent_at.
-    -- Meta's are whole seconds from its clock, ours (sent_at of an accepted send) have
-    -- microseconds from ours: a receipt dated before the message was sent is clamped to the
-    -- time before it (its state still applies), a late sent receipt to the delivery it
-    -- preceded.
-    SELECT s.*, t.new_sent_at,
-           coalesce(s.old_delivered_at,
-                    CASE WHEN coalesce(s.delivered_ts, s.read_ts) IS NOT NULL
-                         THEN greatest(coalesce(s.delivered_ts, s.read_ts), t.new_sent_at) END)
-               AS new_delivered_at
-    FROM settled s
-    CROSS JOIN LATERAL (
-        SELECT coalesce(s.old_sent_at,
-                        CASE WHEN s.sent_ts IS NOT NULL
-                             THEN least(s.sent_ts, s.old_delivered_at, s.old_read_at) END)
-                   AS new_sent_at
-    ) t
-),
-updated AS (
-    -- A contact whose only change is its user id (a duplicate status carrying it) keeps all
-    -- else as it is: hence the CASE WHEN f.changes.
-    UPDATE contacts c
-    SET state = f.new_state,
-        sent_at = CASE WHEN f.changes THEN f.new_sent_at ELSE c.sent_at END,
-        delivered_at = CASE WHEN f.changes THEN f.new_delivered_at ELSE c.delivered_at END,
-        read_at = CASE WHEN NOT f.changes THEN c.read_at
-                       ELSE coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
-                                                     THEN greatest(f.read_ts, f.new_delivered_at)
-                                                END) END,
-        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, greatest(f.failed_ts, f.new_sent_at))
-                         ELSE c.failed_at END,
-        error_code = CASE WHEN f.fails THEN f.failed_code
-                          WHEN f.resolved THEN NULL ELSE c.error_code END,
-        error_title = CASE WHEN f.fails THEN f.failed_title
-                           WHEN f.resolved THEN NULL ELSE c.error_title END,
-        wamid = CASE WHEN f.changes AND c.wamid IS NULL AND f.callback_wamid IS NOT NULL
-                          AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.wamid = f.callback_wamid)
-                     THEN f.callback_wamid ELSE c.wamid END,
-        outcome_unknown = CASE WHEN f.resolved THEN false ELSE c.outcome_unknown END,
-        next_attempt_at = CASE WHEN f.resolved THEN NULL ELSE c.next_attempt_at END,
-        claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
-        lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
-        user_id = CASE WHEN f.new_user THEN f.user_id ELSE c.user_id END,
-        updated_at = CASE WHEN f.changes THEN now() ELSE c.updated_at END
-    FROM dated f
-    -- (not reconcile_receipts' id = ANY(...): with the CTEs' low estimates that became a
-    -- nested loop over the ids, quadratic; this is one index probe per contact)
-    WHERE c.id = f.contact_id AND (f.changes OR f.new_user)
-    RETURNING c.id, f.changes
-),
-suppressed AS (
-    INSERT INTO suppressions (phone, reason)
-    SELECT DISTINCT f.phone, $25::text FROM settled f WHERE f.suppress
-    ON CONFLICT (phone) DO NOTHING
-    RETURNING phone
-),
+-- include: receipt_rules codes=$24 reason=$25 contact_probe=ingest_contact_probe
 verdicts AS (
     SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
            m.orphan_reason, m.stale AND m.user_id IS NOT NULL AS stale_user_id,
@@ -474,193 +287,7 @@ decoded AS (
     FROM picked p
     WHERE p.due
 ),
-probed AS (
-    SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
-           d.error_code, d.error_title, d.phone_number_id, d.user_id,
-           coalesce(w.id, k.id, pw.id) AS contact_id,
-           w.id IS NULL AND k.id IS NOT NULL AS by_callback,
-           -- a status of an attempt a failed status sent back to be retried (migration
-           -- 0011): matched, but it changes nothing (the contact is on its next attempt)
-           pw.id IS NOT NULL AS stale,
-           n.id AS campaign_id, n.phone_number_id AS campaign_number
-    FROM decoded d
-    -- LATERAL ... LIMIT 1: one index probe per receipt, whatever the table sizes.
-    LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM contacts c
-        WHERE c.wamid = d.wamid AND c.wamid IS NOT NULL LIMIT 1
-    ) w ON true
-    LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM contacts c
-        WHERE w.id IS NULL AND d.cb IS NOT NULL
-          AND c.id = d.cb[3]::bigint
-          AND c.campaign_id = d.cb[2]::bigint
-          AND d.cb[4]::int BETWEEN 1 AND c.attempts
-          AND c.prior_wamid IS DISTINCT FROM d.wamid
-        LIMIT 1
-    ) k ON true
-    LEFT JOIN LATERAL (
-        SELECT c.id, c.campaign_id FROM contacts c
-        WHERE w.id IS NULL AND k.id IS NULL AND c.prior_wamid = d.wamid
-        LIMIT 1
-    ) pw ON true
-    LEFT JOIN campaigns n ON n.id = coalesce(w.campaign_id, k.campaign_id, pw.campaign_id)
-),
-matched AS (
-    -- A status of another business number than its campaign's (migration 0012) is an orphan
-    -- with the reason, never applied: as if it matched no contact.
-    SELECT p.id, p.wamid, p.status, p.at, p.received_at, p.recipient_id, p.callback_data,
-           p.error_code, p.error_title, p.user_id,
-           CASE WHEN NOT f.foreign THEN p.contact_id END AS contact_id,
-           p.by_callback AND NOT f.foreign AS by_callback,
-           p.stale AND NOT f.foreign AS stale,
-           CASE WHEN f.foreign
-                THEN format('number_mismatch: phone_number_id %s is not the number of campaign %s (%s)',
-                            p.phone_number_id, p.campaign_id, p.campaign_number)
-           END AS orphan_reason
-    FROM probed p
-    CROSS JOIN LATERAL (
-        SELECT coalesce(p.phone_number_id <> p.campaign_number, false) AS foreign
-    ) f
-),
-locked AS (
-    SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at, c.user_id
-    FROM contacts c
-    WHERE c.id = ANY(ARRAY(SELECT contact_id FROM matched WHERE contact_id IS NOT NULL))
-    FOR UPDATE SKIP LOCKED
-),
-per_contact AS (
-    SELECT m.contact_id,
-           max(CASE m.status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
-                             ELSE 0 END) AS top_rank,
-           bool_or(m.status = 'failed') AS has_failed,
-           bool_or(m.status = 'failed' AND m.error_code = ANY($2::int[])) AS suppress,
-           min(m.at) FILTER (WHERE m.status = 'sent') AS sent_ts,
-           min(m.at) FILTER (WHERE m.status = 'delivered') AS delivered_ts,
-           min(m.at) FILTER (WHERE m.status = 'read') AS read_ts,
-           min(m.at) FILTER (WHERE m.status = 'failed') AS failed_ts,
-           (array_agg(m.error_code ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
-               AS failed_code,
-           (array_agg(m.error_title ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
-               AS failed_title,
-           (array_agg(m.wamid ORDER BY m.id)
-               FILTER (WHERE m.by_callback
-                       AND m.status IN ('sent', 'delivered', 'read', 'failed')))[1]
-               AS callback_wamid,
-           -- the business-scoped user id (migration 0012): the latest status's
-           (array_agg(m.user_id ORDER BY m.id DESC) FILTER (WHERE m.user_id IS NOT NULL))[1]
-               AS user_id
-    FROM matched m
-    WHERE m.contact_id IS NOT NULL AND NOT m.stale
-    GROUP BY m.contact_id
-),
-ranked AS (
-    SELECT pc.*, l.phone, l.state AS old_state, l.wamid AS old_wamid,
-           l.sent_at AS old_sent_at, l.delivered_at AS old_delivered_at, l.read_at AS old_read_at,
-           l.user_id AS old_user_id,
-           l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin', 'sent',
-                       'successfully_submitted', 'delivered', 'read', 'delivery_failed')
-               AS receptive,
-           CASE
-               WHEN pc.top_rank = 3
-                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
-                                    'sent', 'successfully_submitted', 'delivered',
-                                    'delivery_failed')
-                   THEN 'read'::contact_state
-               WHEN pc.top_rank = 2
-                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
-                                    'sent', 'successfully_submitted', 'delivery_failed')
-                   THEN 'delivered'::contact_state
-               WHEN pc.top_rank = 1
-                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
-                                    'successfully_submitted')
-                   THEN 'sent'::contact_state
-               ELSE l.state
-           END AS mid_state
-    FROM per_contact pc JOIN locked l ON l.id = pc.contact_id
-),
-planned AS (
-    SELECT r.*,
-           r.has_failed AND r.mid_state IN ('in_progress', 'retry_scheduled', 'error',
-                                             'canceled_by_admin', 'sent', 'successfully_submitted')
-               AS fails
-    FROM ranked r
-),
-outcome AS (
-    SELECT p.*,
-           CASE WHEN p.fails THEN 'delivery_failed'::contact_state ELSE p.mid_state END
-               AS new_state
-    FROM planned p
-),
-settled AS (
-    SELECT o.*,
-           o.old_state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin')
-               AND o.new_state <> o.old_state AS resolved,
-           o.receptive AND (
-               o.new_state <> o.old_state
-               OR (o.old_sent_at IS NULL AND o.sent_ts IS NOT NULL)
-               OR (o.old_delivered_at IS NULL AND coalesce(o.delivered_ts, o.read_ts) IS NOT NULL)
-               OR (o.old_read_at IS NULL AND o.read_ts IS NOT NULL)
-               OR (o.old_wamid IS NULL AND o.callback_wamid IS NOT NULL)
-           ) AS changes,
-           o.user_id IS DISTINCT FROM o.old_user_id AND o.user_id IS NOT NULL AS new_user
-    FROM outcome o
-),
-dated AS (
-    -- Timestamps never go backwards: sent_at <= delivered_at <= read_at, failed_at >= sent_at.
-    -- Meta's are whole seconds from its clock, ours (sent_at of an accepted send) have
-    -- microseconds from ours: a receipt dated before the message was sent is clamped to the
-    -- time before it (its state still applies), a late sent receipt to the delivery it
-    -- preceded.
-    SELECT s.*, t.new_sent_at,
-           coalesce(s.old_delivered_at,
-                    CASE WHEN coalesce(s.delivered_ts, s.read_ts) IS NOT NULL
-                         THEN greatest(coalesce(s.delivered_ts, s.read_ts), t.new_sent_at) END)
-               AS new_delivered_at
-    FROM settled s
-    CROSS JOIN LATERAL (
-        SELECT coalesce(s.old_sent_at,
-                        CASE WHEN s.sent_ts IS NOT NULL
-                             THEN least(s.sent_ts, s.old_delivered_at, s.old_read_at) END)
-                   AS new_sent_at
-    ) t
-),
-updated AS (
-    -- A contact whose only change is its user id (a duplicate status carrying it) keeps all
-    -- else as it is: hence the CASE WHEN f.changes.
-    UPDATE contacts c
-    SET state = f.new_state,
-        sent_at = CASE WHEN f.changes THEN f.new_sent_at ELSE c.sent_at END,
-        delivered_at = CASE WHEN f.changes THEN f.new_delivered_at ELSE c.delivered_at END,
-        read_at = CASE WHEN NOT f.changes THEN c.read_at
-                       ELSE coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
-                                                     THEN greatest(f.read_ts, f.new_delivered_at)
-                                                END) END,
-        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, greatest(f.failed_ts, f.new_sent_at))
-                         ELSE c.failed_at END,
-        error_code = CASE WHEN f.fails THEN f.failed_code
-                          WHEN f.resolved THEN NULL ELSE c.error_code END,
-        error_title = CASE WHEN f.fails THEN f.failed_title
-                           WHEN f.resolved THEN NULL ELSE c.error_title END,
-        wamid = CASE WHEN f.changes AND c.wamid IS NULL AND f.callback_wamid IS NOT NULL
-                          AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.wamid = f.callback_wamid)
-                     THEN f.callback_wamid ELSE c.wamid END,
-        outcome_unknown = CASE WHEN f.resolved THEN false ELSE c.outcome_unknown END,
-        next_attempt_at = CASE WHEN f.resolved THEN NULL ELSE c.next_attempt_at END,
-        claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
-        lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
-        user_id = CASE WHEN f.new_user THEN f.user_id ELSE c.user_id END,
-        updated_at = CASE WHEN f.changes THEN now() ELSE c.updated_at END
-    FROM dated f
-    WHERE c.id = f.contact_id AND (f.changes OR f.new_user)
-      AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes OR new_user))
-    RETURNING c.id, f.changes
-),
-suppressed AS (
-    INSERT INTO suppressions (phone, reason)
-    SELECT DISTINCT f.phone, $3::text FROM settled f WHERE f.suppress
-    ON CONFLICT (phone) DO NOTHING
-    RETURNING phone
-),
+-- include: receipt_rules codes=$2 reason=$3 contact_probe=reconcile_contact_probe
 verdicts AS (
     SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
            m.orphan_reason, m.stale AND m.user_id IS NOT NULL AS stale_user_id,
@@ -781,3 +408,203 @@ SELECT processing_state, count(*) AS n FROM status_receipts GROUP BY processing_
 -- name: pending_receipts
 -- How many receipts wait to be applied (the demo and the load test wait for none).
 SELECT count(*) FROM status_receipts WHERE processing_state = 'pending';
+
+-- fragment: receipt_rules
+-- The rules of applying statuses to contacts, shared by reconcile_receipts and ingest_receipts
+-- (from probed to suppressed; the statement before it defines `decoded`, the one after it
+-- `verdicts`). Slots: codes, the error codes that add the phone to the suppression list;
+-- reason, their reason; contact_probe, the last condition of the contacts' UPDATE.
+probed AS (
+    SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
+           d.error_code, d.error_title, d.phone_number_id, d.user_id,
+           coalesce(w.id, k.id, pw.id) AS contact_id,
+           w.id IS NULL AND k.id IS NOT NULL AS by_callback,
+           -- a status of an attempt a failed status sent back to be retried (migration
+           -- 0011): matched, but it changes nothing (the contact is on its next attempt)
+           pw.id IS NOT NULL AS stale,
+           n.id AS campaign_id, n.phone_number_id AS campaign_number
+    FROM decoded d
+    -- LATERAL ... LIMIT 1: one index probe per receipt, whatever the table sizes.
+    LEFT JOIN LATERAL (
+        SELECT c.id, c.campaign_id FROM contacts c
+        WHERE c.wamid = d.wamid AND c.wamid IS NOT NULL LIMIT 1
+    ) w ON true
+    LEFT JOIN LATERAL (
+        SELECT c.id, c.campaign_id FROM contacts c
+        WHERE w.id IS NULL AND d.cb IS NOT NULL
+          AND c.id = d.cb[3]::bigint
+          AND c.campaign_id = d.cb[2]::bigint
+          AND d.cb[4]::int BETWEEN 1 AND c.attempts
+          AND c.prior_wamid IS DISTINCT FROM d.wamid
+        LIMIT 1
+    ) k ON true
+    LEFT JOIN LATERAL (
+        SELECT c.id, c.campaign_id FROM contacts c
+        WHERE w.id IS NULL AND k.id IS NULL AND c.prior_wamid = d.wamid
+        LIMIT 1
+    ) pw ON true
+    LEFT JOIN campaigns n ON n.id = coalesce(w.campaign_id, k.campaign_id, pw.campaign_id)
+),
+matched AS (
+    -- A status of another business number than its campaign's (migration 0012) is an orphan
+    -- with the reason, never applied: as if it matched no contact.
+    SELECT p.id, p.wamid, p.status, p.at, p.received_at, p.recipient_id, p.callback_data,
+           p.error_code, p.error_title, p.user_id,
+           CASE WHEN NOT f.foreign THEN p.contact_id END AS contact_id,
+           p.by_callback AND NOT f.foreign AS by_callback,
+           p.stale AND NOT f.foreign AS stale,
+           CASE WHEN f.foreign
+                THEN format('number_mismatch: phone_number_id %s is not the number of campaign %s (%s)',
+                            p.phone_number_id, p.campaign_id, p.campaign_number)
+           END AS orphan_reason
+    FROM probed p
+    CROSS JOIN LATERAL (
+        SELECT coalesce(p.phone_number_id <> p.campaign_number, false) AS foreign
+    ) f
+),
+locked AS (
+    SELECT c.id, c.phone, c.state, c.wamid, c.sent_at, c.delivered_at, c.read_at, c.user_id
+    FROM contacts c
+    WHERE c.id = ANY(ARRAY(SELECT contact_id FROM matched WHERE contact_id IS NOT NULL))
+    FOR UPDATE SKIP LOCKED
+),
+per_contact AS (
+    SELECT m.contact_id,
+           max(CASE m.status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                             ELSE 0 END) AS top_rank,
+           bool_or(m.status = 'failed') AS has_failed,
+           bool_or(m.status = 'failed' AND m.error_code = ANY(<<codes>>::int[])) AS suppress,
+           min(m.at) FILTER (WHERE m.status = 'sent') AS sent_ts,
+           min(m.at) FILTER (WHERE m.status = 'delivered') AS delivered_ts,
+           min(m.at) FILTER (WHERE m.status = 'read') AS read_ts,
+           min(m.at) FILTER (WHERE m.status = 'failed') AS failed_ts,
+           (array_agg(m.error_code ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
+               AS failed_code,
+           (array_agg(m.error_title ORDER BY m.id) FILTER (WHERE m.status = 'failed'))[1]
+               AS failed_title,
+           (array_agg(m.wamid ORDER BY m.id)
+               FILTER (WHERE m.by_callback
+                       AND m.status IN ('sent', 'delivered', 'read', 'failed')))[1]
+               AS callback_wamid,
+           -- the business-scoped user id (migration 0012): the latest status's
+           (array_agg(m.user_id ORDER BY m.id DESC) FILTER (WHERE m.user_id IS NOT NULL))[1]
+               AS user_id
+    FROM matched m
+    WHERE m.contact_id IS NOT NULL AND NOT m.stale
+    GROUP BY m.contact_id
+),
+ranked AS (
+    SELECT pc.*, l.phone, l.state AS old_state, l.wamid AS old_wamid,
+           l.sent_at AS old_sent_at, l.delivered_at AS old_delivered_at, l.read_at AS old_read_at,
+           l.user_id AS old_user_id,
+           l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin', 'sent',
+                       'successfully_submitted', 'delivered', 'read', 'delivery_failed')
+               AS receptive,
+           CASE
+               WHEN pc.top_rank = 3
+                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
+                                    'sent', 'successfully_submitted', 'delivered',
+                                    'delivery_failed')
+                   THEN 'read'::contact_state
+               WHEN pc.top_rank = 2
+                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
+                                    'sent', 'successfully_submitted', 'delivery_failed')
+                   THEN 'delivered'::contact_state
+               WHEN pc.top_rank = 1
+                    AND l.state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin',
+                                    'successfully_submitted')
+                   THEN 'sent'::contact_state
+               ELSE l.state
+           END AS mid_state
+    FROM per_contact pc JOIN locked l ON l.id = pc.contact_id
+),
+planned AS (
+    SELECT r.*,
+           r.has_failed AND r.mid_state IN ('in_progress', 'retry_scheduled', 'error',
+                                             'canceled_by_admin', 'sent', 'successfully_submitted')
+               AS fails
+    FROM ranked r
+),
+outcome AS (
+    SELECT p.*,
+           CASE WHEN p.fails THEN 'delivery_failed'::contact_state ELSE p.mid_state END
+               AS new_state
+    FROM planned p
+),
+settled AS (
+    SELECT o.*,
+           o.old_state IN ('in_progress', 'retry_scheduled', 'error', 'canceled_by_admin')
+               AND o.new_state <> o.old_state AS resolved,
+           o.receptive AND (
+               o.new_state <> o.old_state
+               OR (o.old_sent_at IS NULL AND o.sent_ts IS NOT NULL)
+               OR (o.old_delivered_at IS NULL AND coalesce(o.delivered_ts, o.read_ts) IS NOT NULL)
+               OR (o.old_read_at IS NULL AND o.read_ts IS NOT NULL)
+               OR (o.old_wamid IS NULL AND o.callback_wamid IS NOT NULL)
+           ) AS changes,
+           o.user_id IS DISTINCT FROM o.old_user_id AND o.user_id IS NOT NULL AS new_user
+    FROM outcome o
+),
+dated AS (
+    -- Timestamps never go backwards: sent_at <= delivered_at <= read_at, failed_at >= sent_at.
+    -- Meta's are whole seconds from its clock, ours (sent_at of an accepted send) have
+    -- microseconds from ours: a receipt dated before the message was sent is clamped to the
+    -- time before it (its state still applies), a late sent receipt to the delivery it
+    -- preceded.
+    SELECT s.*, t.new_sent_at,
+           coalesce(s.old_delivered_at,
+                    CASE WHEN coalesce(s.delivered_ts, s.read_ts) IS NOT NULL
+                         THEN greatest(coalesce(s.delivered_ts, s.read_ts), t.new_sent_at) END)
+               AS new_delivered_at
+    FROM settled s
+    CROSS JOIN LATERAL (
+        SELECT coalesce(s.old_sent_at,
+                        CASE WHEN s.sent_ts IS NOT NULL
+                             THEN least(s.sent_ts, s.old_delivered_at, s.old_read_at) END)
+                   AS new_sent_at
+    ) t
+),
+updated AS (
+    -- A contact whose only change is its user id (a duplicate status carrying it) keeps all
+    -- else as it is: hence the CASE WHEN f.changes.
+    UPDATE contacts c
+    SET state = f.new_state,
+        sent_at = CASE WHEN f.changes THEN f.new_sent_at ELSE c.sent_at END,
+        delivered_at = CASE WHEN f.changes THEN f.new_delivered_at ELSE c.delivered_at END,
+        read_at = CASE WHEN NOT f.changes THEN c.read_at
+                       ELSE coalesce(c.read_at, CASE WHEN f.read_ts IS NOT NULL
+                                                     THEN greatest(f.read_ts, f.new_delivered_at)
+                                                END) END,
+        failed_at = CASE WHEN f.fails THEN coalesce(c.failed_at, greatest(f.failed_ts, f.new_sent_at))
+                         ELSE c.failed_at END,
+        error_code = CASE WHEN f.fails THEN f.failed_code
+                          WHEN f.resolved THEN NULL ELSE c.error_code END,
+        error_title = CASE WHEN f.fails THEN f.failed_title
+                           WHEN f.resolved THEN NULL ELSE c.error_title END,
+        wamid = CASE WHEN f.changes AND c.wamid IS NULL AND f.callback_wamid IS NOT NULL
+                          AND NOT EXISTS (SELECT 1 FROM contacts x WHERE x.wamid = f.callback_wamid)
+                     THEN f.callback_wamid ELSE c.wamid END,
+        outcome_unknown = CASE WHEN f.resolved THEN false ELSE c.outcome_unknown END,
+        next_attempt_at = CASE WHEN f.resolved THEN NULL ELSE c.next_attempt_at END,
+        claimed_by = CASE WHEN f.resolved THEN NULL ELSE c.claimed_by END,
+        lease_until = CASE WHEN f.resolved THEN NULL ELSE c.lease_until END,
+        user_id = CASE WHEN f.new_user THEN f.user_id ELSE c.user_id END,
+        updated_at = CASE WHEN f.changes THEN now() ELSE c.updated_at END
+    FROM dated f
+    WHERE c.id = f.contact_id AND (f.changes OR f.new_user)
+<<contact_probe>>
+    RETURNING c.id, f.changes
+),
+suppressed AS (
+    INSERT INTO suppressions (phone, reason)
+    SELECT DISTINCT f.phone, <<reason>>::text FROM settled f WHERE f.suppress
+    ON CONFLICT (phone) DO NOTHING
+    RETURNING phone
+),
+
+-- fragment: reconcile_contact_probe
+      AND c.id = ANY(ARRAY(SELECT contact_id FROM settled WHERE changes OR new_user))
+
+-- fragment: ingest_contact_probe
+    -- (not reconcile_receipts' id = ANY(...): with the CTEs' low estimates that became a
+    -- nested loop over the ids, quadratic; this is one index probe per contact)
