@@ -6,16 +6,8 @@
 -- name: caps_candidates
 -- The claim_contacts selection without the update: $1 campaign, $2 how many, ($5, $3) the
 -- cursor, $4 now (send windows). Row-locked until the transaction ends.
-SELECT id, phone FROM contacts
-WHERE campaign_id = $1
-  AND state IN ('initial', 'retry_scheduled')
-  AND (not_before, id) > ($5, $3)
-  AND not_before <= $4
-  AND open_until > $4
-  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-ORDER BY campaign_id, not_before, id
-LIMIT $2
-FOR UPDATE SKIP LOCKED;
+-- include: claimable_contacts columns=id,phone campaign=$1 limit=$2 after_at=$5 after_id=$3 now=$4
+;
 
 -- name: caps_lock_phones
 -- One transaction-scoped advisory lock per phone ($1), taken in one order by every daemon

@@ -28,16 +28,7 @@ SET state = 'in_progress',
     lease_until = now() + make_interval(secs => $3),
     updated_at = now()
 WHERE id = ANY(ARRAY(
-    SELECT id FROM contacts
-    WHERE campaign_id = $1
-      AND state IN ('initial', 'retry_scheduled')
-      AND (not_before, id) > ($7, $5)
-      AND not_before <= $6
-      AND open_until > $6
-      AND (next_attempt_at IS NULL OR next_attempt_at <= now())
-    ORDER BY campaign_id, not_before, id
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
+-- include: claimable_contacts columns=id campaign=$1 limit=$4 after_at=$7 after_id=$5 now=$6
 ))
 RETURNING id, campaign_id, phone, params, attempts, attempts - unknown_attempts AS counted_attempts,
           not_before;
@@ -302,3 +293,19 @@ LATERAL (
     ORDER BY campaign_id, not_before
     LIMIT 1
 ) AS o;
+
+-- fragment: claimable_contacts
+-- The contacts a claim may take, shared by claim_contacts and caps_candidates: of campaign
+-- <campaign>, pending and due, after the cursor (after_at, after_id) in the claim's order,
+-- inside their send window at <now>; at most <limit>, row-locked, locked ones skipped (walks
+-- contacts_claimable_window, tests/test_claim_plan.py).
+SELECT <<columns>> FROM contacts
+WHERE campaign_id = <<campaign>>
+  AND state IN ('initial', 'retry_scheduled')
+  AND (not_before, id) > (<<after_at>>, <<after_id>>)
+  AND not_before <= <<now>>
+  AND open_until > <<now>>
+  AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+ORDER BY campaign_id, not_before, id
+LIMIT <<limit>>
+FOR UPDATE SKIP LOCKED
