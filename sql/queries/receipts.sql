@@ -137,35 +137,7 @@ decoded AS (
                 THEN string_to_array(i.callback_data, ':') END AS cb
     FROM input i
 ),
--- include: receipt_rules codes=$24 reason=$25 contact_probe=ingest_contact_probe
-verdicts AS (
-    SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
-           m.orphan_reason, m.stale AND m.user_id IS NOT NULL AS stale_user_id,
-           CASE
-               WHEN m.orphan_reason IS NOT NULL THEN 'orphan'
-               WHEN m.contact_id IS NULL THEN
-                   CASE WHEN m.received_at < now() - make_interval(secs => $26)
-                        THEN 'orphan' ELSE 'pending' END
-               WHEN m.stale THEN 'duplicate'
-               WHEN f.contact_id IS NULL THEN 'busy'
-               WHEN f.receptive
-                    AND m.id = min(m.id) OVER (PARTITION BY m.contact_id, m.status)
-                    AND ((m.status = 'sent'
-                          AND (f.old_sent_at IS NULL
-                               OR (f.top_rank = 1 AND f.mid_state <> f.old_state)))
-                      OR (m.status = 'delivered'
-                          AND (f.old_delivered_at IS NULL
-                               OR (f.top_rank = 2 AND f.mid_state <> f.old_state)))
-                      OR (m.status = 'read'
-                          AND (f.old_read_at IS NULL
-                               OR (f.top_rank = 3 AND f.mid_state <> f.old_state)))
-                      OR (m.status = 'failed' AND f.fails))
-                   THEN 'applied'
-               ELSE 'duplicate'
-           END AS verdict,
-           CASE WHEN f.contact_id IS NOT NULL OR m.stale THEN m.contact_id END AS contact_id
-    FROM matched m LEFT JOIN settled f ON f.contact_id = m.contact_id AND NOT m.stale
-),
+-- include: receipt_rules codes=$24 reason=$25 contact_probe=ingest_contact_probe orphan_after=$26
 stored AS (
     INSERT INTO status_receipts (wamid, status, status_at, recipient_id, phone_number_id,
                                  callback_data, error_code, error_title, raw,
@@ -287,35 +259,7 @@ decoded AS (
     FROM picked p
     WHERE p.due
 ),
--- include: receipt_rules codes=$2 reason=$3 contact_probe=reconcile_contact_probe
-verdicts AS (
-    SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
-           m.orphan_reason, m.stale AND m.user_id IS NOT NULL AS stale_user_id,
-           CASE
-               WHEN m.orphan_reason IS NOT NULL THEN 'orphan'
-               WHEN m.contact_id IS NULL THEN
-                   CASE WHEN m.received_at < now() - make_interval(secs => $4)
-                        THEN 'orphan' ELSE 'pending' END
-               WHEN m.stale THEN 'duplicate'
-               WHEN f.contact_id IS NULL THEN 'busy'
-               WHEN f.receptive
-                    AND m.id = min(m.id) OVER (PARTITION BY m.contact_id, m.status)
-                    AND ((m.status = 'sent'
-                          AND (f.old_sent_at IS NULL
-                               OR (f.top_rank = 1 AND f.mid_state <> f.old_state)))
-                      OR (m.status = 'delivered'
-                          AND (f.old_delivered_at IS NULL
-                               OR (f.top_rank = 2 AND f.mid_state <> f.old_state)))
-                      OR (m.status = 'read'
-                          AND (f.old_read_at IS NULL
-                               OR (f.top_rank = 3 AND f.mid_state <> f.old_state)))
-                      OR (m.status = 'failed' AND f.fails))
-                   THEN 'applied'
-               ELSE 'duplicate'
-           END AS verdict,
-           CASE WHEN f.contact_id IS NOT NULL OR m.stale THEN m.contact_id END AS contact_id
-    FROM matched m LEFT JOIN settled f ON f.contact_id = m.contact_id AND NOT m.stale
-),
+-- include: receipt_rules codes=$2 reason=$3 contact_probe=reconcile_contact_probe orphan_after=$4
 marked AS (
     UPDATE status_receipts s
     SET processing_state = CASE WHEN v.verdict = 'busy' THEN 'pending' ELSE v.verdict END,
@@ -411,9 +355,10 @@ SELECT count(*) FROM status_receipts WHERE processing_state = 'pending';
 
 -- fragment: receipt_rules
 -- The rules of applying statuses to contacts, shared by reconcile_receipts and ingest_receipts
--- (from probed to suppressed; the statement before it defines `decoded`, the one after it
--- `verdicts`). Slots: codes, the error codes that add the phone to the suppression list;
--- reason, their reason; contact_probe, the last condition of the contacts' UPDATE.
+-- (from probed to verdicts; the statement before it defines `decoded`, the one after it
+-- uses `verdicts`). Slots: codes, the error codes that add the phone to the suppression list;
+-- reason, their reason; contact_probe, the last condition of the contacts' UPDATE;
+-- orphan_after, seconds after which an unmatched receipt becomes an orphan.
 probed AS (
     SELECT d.id, d.wamid, d.status, d.at, d.received_at, d.recipient_id, d.callback_data,
            d.error_code, d.error_title, d.phone_number_id, d.user_id,
@@ -600,6 +545,34 @@ suppressed AS (
     SELECT DISTINCT f.phone, <<reason>>::text FROM settled f WHERE f.suppress
     ON CONFLICT (phone) DO NOTHING
     RETURNING phone
+),
+verdicts AS (
+    SELECT m.id, m.wamid, m.status, m.recipient_id, m.callback_data, m.received_at,
+           m.orphan_reason, m.stale AND m.user_id IS NOT NULL AS stale_user_id,
+           CASE
+               WHEN m.orphan_reason IS NOT NULL THEN 'orphan'
+               WHEN m.contact_id IS NULL THEN
+                   CASE WHEN m.received_at < now() - make_interval(secs => <<orphan_after>>)
+                        THEN 'orphan' ELSE 'pending' END
+               WHEN m.stale THEN 'duplicate'
+               WHEN f.contact_id IS NULL THEN 'busy'
+               WHEN f.receptive
+                    AND m.id = min(m.id) OVER (PARTITION BY m.contact_id, m.status)
+                    AND ((m.status = 'sent'
+                          AND (f.old_sent_at IS NULL
+                               OR (f.top_rank = 1 AND f.mid_state <> f.old_state)))
+                      OR (m.status = 'delivered'
+                          AND (f.old_delivered_at IS NULL
+                               OR (f.top_rank = 2 AND f.mid_state <> f.old_state)))
+                      OR (m.status = 'read'
+                          AND (f.old_read_at IS NULL
+                               OR (f.top_rank = 3 AND f.mid_state <> f.old_state)))
+                      OR (m.status = 'failed' AND f.fails))
+                   THEN 'applied'
+               ELSE 'duplicate'
+           END AS verdict,
+           CASE WHEN f.contact_id IS NOT NULL OR m.stale THEN m.contact_id END AS contact_id
+    FROM matched m LEFT JOIN settled f ON f.contact_id = m.contact_id AND NOT m.stale
 ),
 
 -- fragment: reconcile_contact_probe
